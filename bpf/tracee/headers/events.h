@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * Records that the kernel side hands to user space through the ring buffer.
+ * This file is the ABI between bpf/tracee and src/pipeline/decode: every
+ * offset here is mirrored in src/pipeline/records.ts, and test/decoder tests
+ * check both against recorded kernel records. Change both or neither; bump
+ * DW_EXEC_VERSION when a field moves.
+ *
+ * Plain fixed-width fields only: this header is included by BPF C (vmlinux
+ * types) and by the native addon (linux/types.h), so no kernel struct is used.
+ */
+#ifndef DRIFTWATCH_EVENTS_H
+#define DRIFTWATCH_EVENTS_H
+
+enum dw_event_kind {
+	DW_EVENT_EXEC = 1,
+};
+
+#define DW_EXEC_VERSION 1
+
+/* Every record starts with this header. size covers header and payload. */
+struct dw_event_header {
+	__u16 kind;
+	__u16 version;
+	__u32 size;
+	__u64 ktime_ns; /* bpf_ktime_get_boot_ns() */
+};
+
+/* file_flags: facts about the executed file, classified in user space. */
+#define DW_FILE_OVERLAY            (1U << 0) /* s_magic == OVERLAYFS_SUPER_MAGIC */
+#define DW_FILE_OVL_UPPER_DENTRY   (1U << 1) /* ovl_inode->__upperdentry != NULL */
+#define DW_FILE_OVL_UPPER_ALIAS    (1U << 2) /* OVL_E_UPPER_ALIAS set on the dentry */
+#define DW_FILE_OVL_HAS_LOWER      (1U << 3) /* the overlay entry has a lower layer */
+#define DW_FILE_OVL_LAYOUT_FSDATA  (1U << 4) /* >= 6.5 layout: d_fsdata holds the flag bits */
+#define DW_FILE_OVL_LAYOUT_ENTRY   (1U << 5) /* < 6.5 layout: d_fsdata -> struct ovl_entry */
+#define DW_FILE_OVL_UNRESOLVED     (1U << 6) /* overlay file, but overlay types unknown at load */
+#define DW_FILE_TMPFS              (1U << 7) /* s_magic == TMPFS_MAGIC (shmem) */
+#define DW_FILE_MEMFD              (1U << 8) /* anonymous shmem/hugetlb file named "memfd:..." */
+#define DW_FILE_UNLINKED           (1U << 9) /* i_nlink == 0 */
+#define DW_FILE_EMITTED_ALL        (1U << 10) /* emitted only because emit_all is set */
+
+/* trunc_flags: which variable-length fields were cut short. */
+#define DW_TRUNC_FILENAME (1U << 0)
+#define DW_TRUNC_PATH     (1U << 1) /* too deep or too long: path is a suffix */
+#define DW_TRUNC_ARGV     (1U << 2)
+#define DW_TRUNC_CGROUP   (1U << 3)
+
+#define DW_MAX_FILENAME   256
+#define DW_MAX_PATH       1024
+#define DW_MAX_PATH_DEPTH 32
+#define DW_MAX_ARGV       1024
+#define DW_MAX_CGROUP     128
+#define DW_EXEC_DATA_MAX  (DW_MAX_FILENAME + DW_MAX_PATH + DW_MAX_ARGV + DW_MAX_CGROUP)
+
+/*
+ * One exec. Fixed part is 144 bytes, then data[]:
+ *   filename   bprm->filename, NUL-terminated, filename_len bytes incl. NUL
+ *   path       path components of the executed file from leaf to the task's
+ *              root, each NUL-terminated, path_len bytes, path_depth parts
+ *   argv       raw mm->arg_start..arg_end, NUL-separated, argv_len bytes
+ *   cgroup     leaf name of the task's default-hierarchy cgroup, NUL-terminated
+ */
+struct dw_exec_event {
+	struct dw_event_header hdr; /* 0 */
+	__u32 host_pid;             /* 16 tgid in the initial pid namespace */
+	__u32 host_tid;             /* 20 */
+	__u32 host_ppid;            /* 24 real_parent tgid */
+	__u32 ns_pid;               /* 28 tgid as the task's own pid namespace sees it */
+	__u32 ns_tid;               /* 32 */
+	__u32 ns_ppid;              /* 36 0 when the parent is outside that namespace */
+	__u32 uid;                  /* 40 */
+	__u32 gid;                  /* 44 */
+	__u64 cgroup_id;            /* 48 default-hierarchy cgroup id */
+	__u32 mnt_ns;               /* 56 mount namespace inode */
+	__u32 pid_ns;               /* 60 pid namespace inode */
+	__u64 inode;                /* 64 */
+	__u32 dev;                  /* 72 kernel dev_t (major << 20 | minor) */
+	__u32 mode;                 /* 76 */
+	__u32 nlink;                /* 80 */
+	__u32 fs_magic;             /* 84 */
+	__s64 ctime_sec;            /* 88 */
+	__u32 ctime_nsec;           /* 96 */
+	__u32 file_flags;           /* 100 DW_FILE_* */
+	__u32 trunc_flags;          /* 104 DW_TRUNC_* */
+	__u16 filename_len;         /* 108 */
+	__u16 path_len;             /* 110 */
+	__u16 argv_len;             /* 112 */
+	__u16 cgroup_len;           /* 114 */
+	__u16 path_depth;           /* 116 */
+	__u16 reserved;             /* 118 */
+	__u64 start_time_ns;        /* 120 task start, boot clock: (host_pid, start) is unique */
+	char comm[16];              /* 128 comm after exec */
+	char data[];                /* 144 */
+};
+
+/* Per-CPU counters in the "stats" map; index names mirrored in TS. */
+enum dw_stat {
+	DW_STAT_EXEC_SEEN = 0,
+	DW_STAT_EXEC_EMITTED,
+	DW_STAT_EXEC_FILTERED,
+	DW_STAT_RINGBUF_FULL,
+	DW_STAT_SCRATCH_MISS,
+	DW_STAT_OVL_UNRESOLVED,
+	DW_STAT_PATH_TRUNCATED,
+	DW_STAT_MAX,
+};
+
+#endif

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/* Facts about the executed file: which filesystem, which overlay layer. */
+#ifndef DRIFTWATCH_FILESYSTEM_H
+#define DRIFTWATCH_FILESYSTEM_H
+
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "events.h"
+
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#define TMPFS_MAGIC           0x01021994
+#define HUGETLBFS_MAGIC       0x958458f6
+
+/*
+ * Overlay layer of the executed file.
+ *
+ * "In the upper layer" needs two facts: the overlay inode has an upper dentry
+ * (ovl_inode->__upperdentry, found by CO-RE from ovl_inode's real layout, not
+ * by adding a compiled-in sizeof(struct inode)) and the dentry carries
+ * OVL_E_UPPER_ALIAS. Where the flag lives depends on the kernel:
+ *   >= 6.5  d_fsdata is the flag word itself, lowers hang off ovl_inode->oe
+ *   <  6.5  d_fsdata points to struct ovl_entry { flags; numlower; ... }
+ * We pick the layout by which fields exist in the running kernel's BTF, so a
+ * distro backport of the 6.5 layout to an older version is read correctly.
+ *
+ * HAS_LOWER separates a file created in the container (no lower entry) from
+ * an image file that was copied up (its lower is still known to overlay).
+ */
+static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inode *inode)
+{
+	u32 flags = DW_FILE_OVERLAY;
+
+	if (!bpf_core_type_exists(struct ovl_inode))
+		return flags | DW_FILE_OVL_UNRESOLVED; /* overlay module not loaded when we loaded */
+
+	struct ovl_inode *oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+	if (BPF_CORE_READ(oi, __upperdentry))
+		flags |= DW_FILE_OVL_UPPER_DENTRY;
+
+	unsigned long alias_bit = 1UL;
+	if (bpf_core_enum_value_exists(enum ovl_entry_flag, OVL_E_UPPER_ALIAS))
+		alias_bit = 1UL << bpf_core_enum_value(enum ovl_entry_flag, OVL_E_UPPER_ALIAS);
+
+	void *fsdata = BPF_CORE_READ(dentry, d_fsdata);
+	if (bpf_core_field_exists(struct ovl_entry___old, flags)) {
+		struct ovl_entry___old *oe = fsdata;
+		flags |= DW_FILE_OVL_LAYOUT_ENTRY;
+		if (oe) {
+			if (BPF_CORE_READ(oe, flags) & alias_bit)
+				flags |= DW_FILE_OVL_UPPER_ALIAS;
+			if (BPF_CORE_READ(oe, numlower) > 0)
+				flags |= DW_FILE_OVL_HAS_LOWER;
+		}
+	} else if (bpf_core_field_exists(struct ovl_inode___fsdata, oe)) {
+		struct ovl_inode___fsdata *oif = (void *)oi;
+		flags |= DW_FILE_OVL_LAYOUT_FSDATA;
+		if ((unsigned long)fsdata & alias_bit)
+			flags |= DW_FILE_OVL_UPPER_ALIAS;
+		if (BPF_CORE_READ(oif, oe, __numlower) > 0)
+			flags |= DW_FILE_OVL_HAS_LOWER;
+	} else {
+		flags |= DW_FILE_OVL_UNRESOLVED;
+	}
+	return flags;
+}
+
+/* memfd files are unlinked shmem (or hugetlbfs) files named "memfd:<name>". */
+static __always_inline bool is_memfd(struct dentry *dentry, u32 magic)
+{
+	char prefix[6] = {};
+	if (magic != TMPFS_MAGIC && magic != HUGETLBFS_MAGIC)
+		return false;
+	bpf_probe_read_kernel(prefix, sizeof(prefix), BPF_CORE_READ(dentry, d_name.name));
+	return prefix[0] == 'm' && prefix[1] == 'e' && prefix[2] == 'm' && prefix[3] == 'f' &&
+	       prefix[4] == 'd' && prefix[5] == ':';
+}
+
+static __always_inline u32 file_flags(struct dentry *dentry, struct inode *inode, u32 magic, u32 nlink)
+{
+	u32 flags = 0;
+	if (magic == OVERLAYFS_SUPER_MAGIC)
+		flags |= overlay_file_flags(dentry, inode);
+	if (is_memfd(dentry, magic))
+		flags |= DW_FILE_MEMFD;
+	else if (magic == TMPFS_MAGIC)
+		flags |= DW_FILE_TMPFS;
+	if (nlink == 0)
+		flags |= DW_FILE_UNLINKED;
+	return flags;
+}
+
+/* Worth sending to user space? Everything except image files (overlay lower)
+ * and plain host filesystems; those are the vast majority of execs. */
+static __always_inline bool file_is_drift_candidate(u32 flags)
+{
+	if (flags & (DW_FILE_MEMFD | DW_FILE_TMPFS | DW_FILE_UNLINKED | DW_FILE_OVL_UNRESOLVED))
+		return true;
+	return (flags & DW_FILE_OVL_UPPER_DENTRY) && (flags & DW_FILE_OVL_UPPER_ALIAS);
+}
+
+static __always_inline void inode_ctime(struct inode *inode, s64 *sec, u32 *nsec)
+{
+	if (bpf_core_field_exists(struct inode___ctime_sec, i_ctime_sec)) {
+		struct inode___ctime_sec *i = (void *)inode;
+		*sec = BPF_CORE_READ(i, i_ctime_sec);
+		*nsec = BPF_CORE_READ(i, i_ctime_nsec);
+	} else if (bpf_core_field_exists(struct inode___ctime_priv, __i_ctime)) {
+		struct inode___ctime_priv *i = (void *)inode;
+		*sec = BPF_CORE_READ(i, __i_ctime.tv_sec);
+		*nsec = BPF_CORE_READ(i, __i_ctime.tv_nsec);
+	} else {
+		struct inode___ctime_old *i = (void *)inode;
+		*sec = BPF_CORE_READ(i, i_ctime.tv_sec);
+		*nsec = BPF_CORE_READ(i, i_ctime.tv_nsec);
+	}
+}
+
+#endif

@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/*
+ * driftwatch kernel side: one raw tracepoint on sched_process_exec.
+ *
+ * Image files (overlay lower layer) and host filesystems are counted and
+ * dropped here, before any string is copied: that is nearly every exec, so
+ * the common path costs one overlay check. Drift candidates get the full
+ * record. Records are submitted without waking user space; the reader polls
+ * on a short interval, so a wakeup is never paid per event and delivery
+ * latency stays bounded by the poll interval.
+ */
+#include "headers/vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "headers/events.h"
+#include "headers/maps.h"
+#include "headers/task.h"
+#include "headers/filesystem.h"
+#include "headers/path.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by the loader before load; constant-folded by the verifier. */
+const volatile bool cfg_emit_all = false;  /* send every exec (recording, debugging) */
+const volatile __u32 cfg_ignore_tgid = 0;    /* the sensor itself */
+
+/* Copies a NUL-terminated kernel string at data[off]; returns bytes incl. NUL. */
+static __always_inline u32 put_kernel_str(char *data, u32 off, const void *src, u32 max, u32 *trunc, u32 bit)
+{
+	long n = bpf_probe_read_kernel_str(&data[off & DW_SCRATCH_MASK], max & DW_SCRATCH_MASK, src);
+	if (n <= 0) {
+		data[off & DW_SCRATCH_MASK] = 0;
+		return 1;
+	}
+	if ((u32)n == max)
+		*trunc |= bit; /* filled the room: may be cut short */
+	return (u32)n;
+}
+
+/* argv as laid out by execve in the new mm: NUL-separated, one read. */
+static __always_inline u32 put_argv(char *data, u32 off, struct task_struct *task, u32 *trunc)
+{
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long start = BPF_CORE_READ(mm, arg_start);
+	unsigned long end = BPF_CORE_READ(mm, arg_end);
+	u64 len = end > start ? end - start : 0;
+
+	if (len > DW_MAX_ARGV) {
+		len = DW_MAX_ARGV;
+		*trunc |= DW_TRUNC_ARGV;
+	}
+	if (len == 0)
+		return 0;
+	if (bpf_probe_read_user(&data[off & DW_SCRATCH_MASK], len & (DW_MAX_ARGV * 2 - 1), (void *)start))
+		return 0;
+	return (u32)len;
+}
+
+SEC("raw_tp/sched_process_exec")
+int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *task = (struct task_struct *)ctx->args[0];
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+
+	stat_inc(DW_STAT_EXEC_SEEN);
+
+	struct file *file = BPF_CORE_READ(bprm, file);
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	u32 magic = (u32)BPF_CORE_READ(sb, s_magic);
+	u32 nlink = BPF_CORE_READ(inode, i_nlink);
+	u32 flags = file_flags(dentry, inode, magic, nlink);
+
+	if (flags & DW_FILE_OVL_UNRESOLVED)
+		stat_inc(DW_STAT_OVL_UNRESOLVED);
+	if (!file_is_drift_candidate(flags)) {
+		if (!cfg_emit_all) {
+			stat_inc(DW_STAT_EXEC_FILTERED);
+			return 0;
+		}
+		flags |= DW_FILE_EMITTED_ALL;
+	}
+	u32 tgid = BPF_CORE_READ(task, tgid);
+	if (cfg_ignore_tgid && tgid == cfg_ignore_tgid) {
+		stat_inc(DW_STAT_EXEC_FILTERED);
+		return 0;
+	}
+
+	u32 zero = 0;
+	struct dw_exec_scratch *s = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!s) {
+		stat_inc(DW_STAT_SCRATCH_MISS);
+		return 0;
+	}
+	struct dw_exec_event *e = &s->e;
+	struct dw_task_ids ids = {};
+	task_ids(task, &ids);
+
+	e->hdr.kind = DW_EVENT_EXEC;
+	e->hdr.version = DW_EXEC_VERSION;
+	e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
+	e->host_pid = ids.host_pid;
+	e->host_tid = ids.host_tid;
+	e->host_ppid = ids.host_ppid;
+	e->ns_pid = ids.ns_pid;
+	e->ns_tid = ids.ns_tid;
+	e->ns_ppid = ids.ns_ppid;
+	e->pid_ns = ids.pid_ns;
+	e->uid = BPF_CORE_READ(task, cred, uid.val);
+	e->gid = BPF_CORE_READ(task, cred, gid.val);
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->inode = BPF_CORE_READ(inode, i_ino);
+	e->dev = BPF_CORE_READ(sb, s_dev);
+	e->mode = BPF_CORE_READ(inode, i_mode);
+	e->nlink = nlink;
+	e->fs_magic = magic;
+	inode_ctime(inode, &e->ctime_sec, &e->ctime_nsec);
+	e->file_flags = flags;
+	e->start_time_ns = BPF_CORE_READ(task, start_time);
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+
+	u32 trunc = 0, off = 0, n;
+	char *data = s->data;
+
+	n = put_kernel_str(data, off, BPF_CORE_READ(bprm, filename), DW_MAX_FILENAME, &trunc, DW_TRUNC_FILENAME);
+	e->filename_len = n;
+	off += n;
+
+	struct dw_path_result pr = put_path(data, off, file, task);
+	e->path_len = pr.len;
+	e->path_depth = pr.depth;
+	if (pr.truncated) {
+		trunc |= DW_TRUNC_PATH;
+		stat_inc(DW_STAT_PATH_TRUNCATED);
+	}
+	off += pr.len;
+
+	n = put_argv(data, off, task, &trunc);
+	e->argv_len = n;
+	off += n;
+
+	const char *cg = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name);
+	n = put_kernel_str(data, off, cg, DW_MAX_CGROUP, &trunc, DW_TRUNC_CGROUP);
+	e->cgroup_len = n;
+	off += n;
+
+	e->trunc_flags = trunc;
+	u32 size = sizeof(*e) + (off & DW_SCRATCH_MASK);
+	e->hdr.size = size;
+	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
+		stat_inc(DW_STAT_RINGBUF_FULL);
+	else
+		stat_inc(DW_STAT_EXEC_EMITTED);
+	return 0;
+}

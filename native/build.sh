@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the BPF object + skeleton, then the ebpf-napi-loader addon against
+# the headers of the Node that runs it (the Node 24 that npm install brought).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+make -s -C "$root/bpf/tracee"
+node_prefix="$(dirname "$(dirname "$(node -p 'require("fs").realpathSync(process.execPath)')")")"
+nodedir="$node_prefix"
+if [ ! -f "$nodedir/include/node/node_api.h" ]; then
+  # the "node" npm package hard-links its binary; the headers ship in node-<os>-<arch>
+  nodedir="$(node -p "require('path').dirname(require.resolve('node-' + process.platform + '-' + process.arch + '/package.json', {paths: [require.resolve('node/package.json', {paths: ['$root']})]}))" 2>/dev/null || true)"
+fi
+if [ ! -f "$nodedir/include/node/node_api.h" ]; then
+  echo "native/build.sh: no Node headers found for $(node -v)" >&2
+  exit 1
+fi
+cd "$root/native"
+node "$root/node_modules/node-gyp/bin/node-gyp.js" rebuild --nodedir="$nodedir" --loglevel=warn
