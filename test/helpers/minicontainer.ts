@@ -1,0 +1,129 @@
+// A minimal container for kernel tests: a busybox image as the overlay lower
+// layer, mounted inside a private mount + pid namespace and chroot'ed into.
+// The mounts live only in that namespace, so they vanish with its last
+// process even if a test fails half way.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
+const APPLETS = ['sh', 'true', 'cp', 'chmod', 'ln', 'cat', 'echo', 'mkdir', 'rm', 'sleep', 'ls', 'touch', 'mount'];
+
+/** Why kernel tests cannot run here, or null when they can. */
+export function kernelSkipReason(): string | null {
+  if (process.platform !== 'linux') return 'kernel tests need Linux';
+  if (process.getuid?.() !== 0) return 'kernel tests need root (BPF, mounts, namespaces)';
+  if (!existsSync('/sys/kernel/btf/vmlinux')) return 'kernel has no BTF (/sys/kernel/btf/vmlinux)';
+  if (!readFileSync('/proc/filesystems', 'utf8').includes('overlay')) {
+    spawnSync('modprobe', ['overlay']);
+    if (!readFileSync('/proc/filesystems', 'utf8').includes('overlay')) return 'overlayfs is not available';
+  }
+  if (!busyboxPath()) return 'busybox-static is not installed';
+  if (!existsSync(join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node'))) return 'native addon not built';
+  return null;
+}
+
+function busyboxPath(): string | undefined {
+  return BUSYBOX_CANDIDATES.find((p) => existsSync(p));
+}
+
+let dwexecCache: string | undefined;
+/** Static build of test/fixtures/dwexec.c (memfd and unlinked-file exec). */
+export function dwexecBinary(): string {
+  if (dwexecCache && existsSync(dwexecCache)) return dwexecCache;
+  const outDir = join(repoRoot, '.test-artifacts');
+  mkdirSync(outDir, { recursive: true });
+  const out = join(outDir, 'dwexec');
+  execFileSync('cc', ['-static', '-O2', '-o', out, join(repoRoot, 'test', 'fixtures', 'dwexec.c')]);
+  dwexecCache = out;
+  return out;
+}
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** One image (lower dir) per test file; each run gets a fresh upper layer. */
+export class MiniContainer {
+  readonly dir: string;
+  readonly lower: string;
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'driftwatch-ct-'));
+    this.lower = join(this.dir, 'lower');
+    const bin = join(this.lower, 'bin');
+    mkdirSync(bin, { recursive: true });
+    for (const d of ['tmp', 'dev/shm', 'proc', 'etc']) mkdirSync(join(this.lower, d), { recursive: true });
+    // busybox re-runs applets through /proc/self/exe by name: keep the name.
+    cpSync(busyboxPath()!, join(bin, 'busybox'));
+    for (const a of APPLETS) symlinkSync('busybox', join(bin, a));
+    // A second image binary to modify, and the fileless launcher.
+    cpSync(busyboxPath()!, join(bin, 'busybox-img'));
+    cpSync(dwexecBinary(), join(bin, 'dwexec'));
+  }
+
+  /**
+   * Runs `script` with /bin/sh inside a fresh overlay of the image, in new
+   * mount and pid namespaces; /dev/shm inside is a tmpfs.
+   */
+  run(script: string, opts: { timeoutMs?: number } = {}): RunResult {
+    const runDir = mkdtempSync(join(this.dir, 'run-'));
+    const upper = join(runDir, 'upper');
+    const work = join(runDir, 'work');
+    const merged = join(runDir, 'merged');
+    for (const d of [upper, work, merged]) mkdirSync(d);
+    const setup = [
+      'set -e',
+      'mount --make-rprivate /',
+      `mount -t overlay overlay -o lowerdir=${this.lower},upperdir=${upper},workdir=${work} ${merged}`,
+      `mount -t tmpfs tmpfs ${merged}/dev/shm`,
+      `mount -t proc proc ${merged}/proc`,
+      `exec chroot ${merged} /bin/sh -c "$1"`,
+    ].join('\n');
+    const r = spawnSync('unshare', ['--mount', '--pid', '--fork', '/bin/sh', '-c', setup, 'minicontainer', script], {
+      encoding: 'utf8',
+      timeout: opts.timeoutMs ?? 20_000,
+    });
+    rmSync(runDir, { recursive: true, force: true });
+    return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  }
+
+  destroy(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** An overlay mounted in the host's own mount namespace (for host-process cases). */
+export function mountHostOverlay(lower: string): { merged: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'driftwatch-host-'));
+  const [upper, work, merged] = ['upper', 'work', 'merged'].map((d) => join(dir, d)) as [string, string, string];
+  for (const d of [upper, work, merged]) mkdirSync(d);
+  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, merged]);
+  return {
+    merged,
+    cleanup: () => {
+      spawnSync('umount', ['-l', merged]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** BPF programs of ours still loaded (by name), for leak checks. */
+export function loadedDriftwatchPrograms(): string[] {
+  const r = spawnSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' });
+  if (r.status !== 0) return [];
+  const progs = JSON.parse(r.stdout) as Array<{ name?: string; id: number }>;
+  return progs.filter((p) => (p.name ?? '').startsWith('sched_process_e')).map((p) => `${p.id}:${p.name}`);
+}
+
+/** Overlay mounts left behind by tests in the host namespace. */
+export function leftoverTestMounts(): string[] {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('driftwatch-ct-') || l.includes('driftwatch-host-'));
+}
