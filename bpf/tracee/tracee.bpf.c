@@ -17,6 +17,8 @@
 #include "headers/task.h"
 #include "headers/filesystem.h"
 #include "headers/path.h"
+#include "headers/lineage.h"
+#include "headers/cgroup.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -121,6 +123,8 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	e->start_time_ns = BPF_CORE_READ(task, start_time);
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 
+	task_lineage(task, e);
+
 	u32 trunc = 0, off = 0, n;
 	char *data = s->data;
 
@@ -141,9 +145,13 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	e->argv_len = n;
 	off += n;
 
-	const char *cg = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name);
-	n = put_kernel_str(data, off, cg, DW_MAX_CGROUP, &trunc, DW_TRUNC_CGROUP);
+	struct kernfs_node *kn = task_cgroup_kn(task);
+	n = put_kernel_str(data, off, BPF_CORE_READ(kn, name), DW_MAX_CGROUP, &trunc, DW_TRUNC_CGROUP);
 	e->cgroup_len = n;
+	off += n;
+	n = put_kernel_str(data, off, BPF_CORE_READ(kernfs_parent(kn), name), DW_MAX_CGROUP, &trunc,
+			   DW_TRUNC_CGROUP);
+	e->cgparent_len = n;
 	off += n;
 
 	e->trunc_flags = trunc;

@@ -105,7 +105,7 @@ class Loader : public Napi::ObjectWrap<Loader> {
   static Napi::Array StatNames(Napi::Env env) {
     static const char *names[DW_STAT_MAX] = {"exec_seen",   "exec_emitted",   "exec_filtered",
                                              "ringbuf_full", "scratch_miss",  "ovl_unresolved",
-                                             "path_truncated"};
+                                             "path_truncated", "cgroup_v1_fallback"};
     Napi::Array arr = Napi::Array::New(env, DW_STAT_MAX);
     for (uint32_t i = 0; i < DW_STAT_MAX; i++) arr.Set(i, names[i]);
     return arr;

@@ -16,7 +16,7 @@ enum dw_event_kind {
 	DW_EVENT_EXEC = 1,
 };
 
-#define DW_EXEC_VERSION 1
+#define DW_EXEC_VERSION 2
 
 /* Every record starts with this header. size covers header and payload. */
 struct dw_event_header {
@@ -50,15 +50,33 @@ struct dw_event_header {
 #define DW_MAX_PATH_DEPTH 32
 #define DW_MAX_ARGV       1024
 #define DW_MAX_CGROUP     128
-#define DW_EXEC_DATA_MAX  (DW_MAX_FILENAME + DW_MAX_PATH + DW_MAX_ARGV + DW_MAX_CGROUP)
+#define DW_MAX_ANCESTORS  4  /* recorded; the session walk looks further */
+#define DW_EXEC_DATA_MAX  (DW_MAX_FILENAME + DW_MAX_PATH + DW_MAX_ARGV + 2 * DW_MAX_CGROUP)
+
+/* Where the process sits in its pid namespace's process tree. */
+enum dw_session {
+	DW_SESSION_UNKNOWN = 0, /* ancestry deeper than the walk */
+	DW_SESSION_INIT = 1,    /* descends from the namespace's init (pid 1): the app itself */
+	DW_SESSION_EXEC = 2,    /* its in-namespace ancestry starts at a process whose parent is
+	                         * outside the namespace and is not pid 1: podman/kubectl exec, nsenter */
+	DW_SESSION_HOST = 3,    /* the initial pid namespace */
+};
+
+struct dw_ancestor {
+	__u32 host_pid;
+	char comm[16];
+};
 
 /*
- * One exec. Fixed part is 144 bytes, then data[]:
+ * One exec. Fixed part, then data[]:
  *   filename   bprm->filename, NUL-terminated, filename_len bytes incl. NUL
  *   path       path components of the executed file from leaf to the task's
  *              root, each NUL-terminated, path_len bytes, path_depth parts
  *   argv       raw mm->arg_start..arg_end, NUL-separated, argv_len bytes
- *   cgroup     leaf name of the task's default-hierarchy cgroup, NUL-terminated
+ *   cgroup     leaf name of the task's cgroup, NUL-terminated (default
+ *              hierarchy; on hosts without one, the memory/pids v1 hierarchy)
+ *   cgparent   name of that cgroup's parent, NUL-terminated (pod slices)
+ * Fixed part is 232 bytes since version 2.
  */
 struct dw_exec_event {
 	struct dw_event_header hdr; /* 0 */
@@ -90,7 +108,12 @@ struct dw_exec_event {
 	__u16 reserved;             /* 118 */
 	__u64 start_time_ns;        /* 120 task start, boot clock: (host_pid, start) is unique */
 	char comm[16];              /* 128 comm after exec */
-	char data[];                /* 144 */
+	__u8 session;               /* 144 enum dw_session */
+	__u8 ancestors_len;         /* 145 entries used in ancestors[] */
+	__u16 cgparent_len;         /* 146 */
+	__u32 session_host_pid;     /* 148 the in-namespace ancestor the walk stopped at */
+	struct dw_ancestor ancestors[DW_MAX_ANCESTORS]; /* 152 parent first, 20 bytes each */
+	char data[];                /* 232 */
 };
 
 /* Per-CPU counters in the "stats" map; index names mirrored in TS. */
@@ -102,6 +125,7 @@ enum dw_stat {
 	DW_STAT_SCRATCH_MISS,
 	DW_STAT_OVL_UNRESOLVED,
 	DW_STAT_PATH_TRUNCATED,
+	DW_STAT_CGROUP_V1_FALLBACK,
 	DW_STAT_MAX,
 };
 

@@ -154,13 +154,29 @@ struct mm_struct {
 struct kernfs_node {
 	const char *name;
 };
+struct kernfs_node___new { /* 6.15+ */
+	struct kernfs_node *__parent;
+};
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+};
 
 struct cgroup {
 	struct kernfs_node *kn;
 };
 
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+};
+
 struct css_set {
+	struct cgroup_subsys_state *subsys[1]; /* indexed by enum cgroup_subsys_id */
 	struct cgroup *dfl_cgrp;
+};
+
+enum cgroup_subsys_id {
+	memory_cgrp_id = 4,
+	pids_cgrp_id = 11,
 };
 
 struct task_struct {
