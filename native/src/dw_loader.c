@@ -1,0 +1,230 @@
+#include "dw_loader.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/types.h>
+
+#include "events.h"
+#include "tracee.skel.h"
+
+#define DW_MAX_LINKS 16
+
+struct dw_loader {
+	struct tracee *skel;
+	struct ring_buffer *rb;
+	struct bpf_link *links[DW_MAX_LINKS];
+	size_t nlinks;
+	/* the drain in progress */
+	uint8_t *out;
+	size_t cap, len;
+	int full;
+	/* a record that did not fit last time */
+	uint8_t *pending;
+	size_t pending_len;
+	uint64_t records;
+};
+
+/* libbpf logs through one global callback: keep the tail for error messages. */
+static char g_log[8192];
+static size_t g_log_len;
+
+static int log_cb(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	char line[1024];
+	int n = vsnprintf(line, sizeof(line), fmt, args);
+	if (n <= 0)
+		return 0;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	if (g_log_len + n >= sizeof(g_log)) { /* keep the newest half */
+		size_t keep = sizeof(g_log) / 2;
+		memmove(g_log, g_log + g_log_len - keep, keep);
+		g_log_len = keep;
+	}
+	memcpy(g_log + g_log_len, line, n);
+	g_log_len += n;
+	g_log[g_log_len] = 0;
+	return 0;
+}
+
+const char *dw_last_log(void) { return g_log; }
+void dw_clear_log(void) { g_log_len = 0; g_log[0] = 0; }
+
+int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
+{
+	libbpf_set_print(log_cb);
+	dw_clear_log();
+	struct dw_loader *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->skel = tracee__open();
+	if (!l->skel) {
+		int err = -errno;
+		free(l);
+		return err ? err : -EINVAL;
+	}
+	l->skel->rodata->cfg_emit_all = opts && opts->emit_all;
+	l->skel->rodata->cfg_ignore_tgid = opts ? opts->ignore_tgid : 0;
+	if (opts && opts->ring_bytes) {
+		int err = bpf_map__set_max_entries(l->skel->maps.events, opts->ring_bytes);
+		if (err) {
+			dw_loader_close(l);
+			return err;
+		}
+	}
+	*out = l;
+	return 0;
+}
+
+static void append(struct dw_loader *l, const void *data, size_t len)
+{
+	uint8_t *dst = l->out + l->len;
+	uint32_t hdr[2] = { (uint32_t)len, 0 };
+	size_t frame = dw_frame_size(len);
+	memcpy(dst, hdr, DW_FRAME_HEADER);
+	memcpy(dst + DW_FRAME_HEADER, data, len);
+	memset(dst + DW_FRAME_HEADER + len, 0, frame - DW_FRAME_HEADER - len);
+	l->len += frame;
+	l->records++;
+}
+
+static int on_record(void *ctx, void *data, size_t len)
+{
+	struct dw_loader *l = ctx;
+	if (l->full || dw_frame_size(len) > l->cap - l->len) {
+		uint8_t *p = realloc(l->pending, len);
+		if (!p)
+			return -ENOMEM;
+		memcpy(p, data, len);
+		l->pending = p;
+		l->pending_len = len;
+		l->full = 1;
+		return -E2BIG; /* stops this drain; the record is kept */
+	}
+	append(l, data, len);
+	return 0;
+}
+
+int dw_loader_load(struct dw_loader *l)
+{
+	dw_clear_log();
+	int err = tracee__load(l->skel);
+	if (err)
+		return err < 0 ? err : -err;
+	l->rb = ring_buffer__new(bpf_map__fd(l->skel->maps.events), on_record, l, NULL);
+	if (!l->rb)
+		return -errno;
+	return 0;
+}
+
+int dw_loader_attach(struct dw_loader *l, const char **names, size_t max, size_t *count)
+{
+	struct bpf_program *prog;
+	*count = 0;
+	bpf_object__for_each_program(prog, l->skel->obj)
+	{
+		if (!bpf_program__autoload(prog))
+			continue;
+		if (l->nlinks >= DW_MAX_LINKS)
+			return -E2BIG;
+		dw_clear_log();
+		struct bpf_link *link = bpf_program__attach(prog);
+		if (!link)
+			return -errno;
+		l->links[l->nlinks++] = link;
+		if (*count < max)
+			names[(*count)++] = bpf_program__section_name(prog);
+	}
+	return 0;
+}
+
+int dw_loader_consume(struct dw_loader *l, uint8_t *buf, size_t cap, size_t *written)
+{
+	*written = 0;
+	if (!l->rb)
+		return -EINVAL;
+	l->out = buf;
+	l->cap = cap;
+	l->len = 0;
+	l->full = 0;
+	if (l->pending_len) {
+		if (dw_frame_size(l->pending_len) > cap)
+			return -ENOSPC;
+		append(l, l->pending, l->pending_len);
+		l->pending_len = 0;
+	}
+	int n = ring_buffer__consume(l->rb);
+	*written = l->len;
+	l->out = NULL;
+	if (n < 0 && n != -E2BIG)
+		return n;
+	return 0;
+}
+
+int dw_loader_stats(struct dw_loader *l, uint64_t *values, size_t n)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return ncpu ? ncpu : -EINVAL;
+	__u64 *per_cpu = calloc(ncpu, sizeof(__u64));
+	if (!per_cpu)
+		return -ENOMEM;
+	int fd = bpf_map__fd(l->skel->maps.stats);
+	for (__u32 key = 0; key < n && key < DW_STAT_MAX; key++) {
+		values[key] = 0;
+		if (fd >= 0 && bpf_map_lookup_elem(fd, &key, per_cpu) == 0)
+			for (int c = 0; c < ncpu; c++)
+				values[key] += per_cpu[c];
+	}
+	free(per_cpu);
+	return 0;
+}
+
+uint64_t dw_loader_records_delivered(const struct dw_loader *l) { return l->records; }
+int dw_loader_has_pending(const struct dw_loader *l) { return l->pending_len > 0; }
+
+int dw_loader_prog_info(struct dw_loader *l, size_t idx, const char **name, uint32_t *id, uint64_t *run_time_ns,
+			uint64_t *run_cnt, uint64_t *recursion_misses)
+{
+	struct bpf_program *prog;
+	size_t i = 0;
+	bpf_object__for_each_program(prog, l->skel->obj)
+	{
+		if (i++ != idx)
+			continue;
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+		memset(&info, 0, sizeof(info));
+		int fd = bpf_program__fd(prog);
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len))
+			return -EBADF;
+		*name = bpf_program__name(prog);
+		*id = info.id;
+		*run_time_ns = info.run_time_ns;
+		*run_cnt = info.run_cnt;
+		*recursion_misses = info.recursion_misses;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+void dw_loader_close(struct dw_loader *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->nlinks; i++)
+		bpf_link__destroy(l->links[i]);
+	if (l->rb)
+		ring_buffer__free(l->rb);
+	if (l->skel)
+		tracee__destroy(l->skel);
+	free(l->pending);
+	free(l);
+}

@@ -1,0 +1,48 @@
+/* Loader core shared by the N-API addon and the static guest loader used in
+ * kernel-matrix tests: open/configure/load/attach the embedded skeleton,
+ * drain the ring buffer into a caller buffer, read counters, tear down. */
+#ifndef DW_LOADER_H
+#define DW_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct dw_loader;
+
+struct dw_loader_opts {
+	int emit_all;
+	uint32_t ignore_tgid;
+	uint32_t ring_bytes; /* 0: default */
+};
+
+/* All functions return 0 or a negative errno; dw_last_log() has libbpf's words. */
+int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out);
+int dw_loader_load(struct dw_loader *l);
+/* Attaches every program; names[i] point into the object, valid until close. */
+int dw_loader_attach(struct dw_loader *l, const char **names, size_t max, size_t *count);
+/* Appends framed records ([u32 len][u32 0][record][pad to 8]) to buf until the
+ * ring is empty or buf is full; a record that does not fit is kept for the
+ * next call, never dropped. *written is set to the bytes used. */
+int dw_loader_consume(struct dw_loader *l, uint8_t *buf, size_t cap, size_t *written);
+/* Kernel counters summed over CPUs, indexed by enum dw_stat. */
+int dw_loader_stats(struct dw_loader *l, uint64_t *values, size_t n);
+uint64_t dw_loader_records_delivered(const struct dw_loader *l);
+int dw_loader_has_pending(const struct dw_loader *l);
+/* Iterates programs: returns 0 and fills the fields, or -ENOENT past the end. */
+int dw_loader_prog_info(struct dw_loader *l, size_t idx, const char **name, uint32_t *id, uint64_t *run_time_ns,
+			uint64_t *run_cnt, uint64_t *recursion_misses);
+void dw_loader_close(struct dw_loader *l);
+const char *dw_last_log(void);
+void dw_clear_log(void);
+
+#define DW_FRAME_HEADER 8
+static inline size_t dw_frame_size(size_t len) { return (DW_FRAME_HEADER + len + 7) & ~(size_t)7; }
+
+#ifdef __cplusplus
+}
+#endif
+#endif
