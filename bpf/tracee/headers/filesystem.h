@@ -35,8 +35,9 @@ static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inod
 		return flags | DW_FILE_OVL_UNRESOLVED; /* overlay module not loaded when we loaded */
 
 	struct ovl_inode *oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
-	if (BPF_CORE_READ(oi, __upperdentry))
-		flags |= DW_FILE_OVL_UPPER_DENTRY;
+	if (!BPF_CORE_READ(oi, __upperdentry))
+		return flags; /* image file: the common case stops here */
+	flags |= DW_FILE_OVL_UPPER_DENTRY;
 
 	unsigned long alias_bit = 1UL;
 	if (bpf_core_enum_value_exists(enum ovl_entry_flag, OVL_E_UPPER_ALIAS))
