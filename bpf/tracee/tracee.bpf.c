@@ -163,3 +163,5 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 		stat_inc(DW_STAT_EXEC_EMITTED);
 	return 0;
 }
+
+#include "bench.bpf.h"

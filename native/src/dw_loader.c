@@ -72,6 +72,8 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 	}
 	l->skel->rodata->cfg_emit_all = opts && opts->emit_all;
 	l->skel->rodata->cfg_ignore_tgid = opts ? opts->ignore_tgid : 0;
+	if (!(opts && opts->bench))
+		bpf_program__set_autoload(l->skel->progs.bench_generate, false);
 	if (opts && opts->ring_bytes) {
 		int err = bpf_map__set_max_entries(l->skel->maps.events, opts->ring_bytes);
 		if (err) {
@@ -130,8 +132,8 @@ int dw_loader_attach(struct dw_loader *l, const char **names, size_t max, size_t
 	*count = 0;
 	bpf_object__for_each_program(prog, l->skel->obj)
 	{
-		if (!bpf_program__autoload(prog))
-			continue;
+		if (!bpf_program__autoload(prog) || bpf_program__type(prog) == BPF_PROG_TYPE_SYSCALL)
+			continue; /* syscall programs are run, not attached */
 		if (l->nlinks >= DW_MAX_LINKS)
 			return -E2BIG;
 		dw_clear_log();
@@ -213,6 +215,26 @@ int dw_loader_prog_info(struct dw_loader *l, size_t idx, const char **name, uint
 		return 0;
 	}
 	return -ENOENT;
+}
+
+struct dw_bench_args_abi { /* mirrors struct dw_bench_args in bench.bpf.h */
+	__u32 count, written, dropped, wakeup;
+};
+
+int dw_loader_bench_run(struct dw_loader *l, uint32_t count, uint32_t *written, uint32_t *dropped)
+{
+	int fd = bpf_program__fd(l->skel->progs.bench_generate);
+	if (fd < 0)
+		return -ENOENT;
+	struct dw_bench_args_abi args = { .count = count };
+	/* syscall programs take no ctx_out: the kernel writes ctx_in back */
+	LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = &args, .ctx_size_in = sizeof(args));
+	int err = bpf_prog_test_run_opts(fd, &topts);
+	if (err)
+		return -errno;
+	*written = args.written;
+	*dropped = args.dropped;
+	return 0;
 }
 
 void dw_loader_close(struct dw_loader *l)

@@ -17,6 +17,7 @@ struct dw_loader_opts {
 	int emit_all;
 	uint32_t ignore_tgid;
 	uint32_t ring_bytes; /* 0: default */
+	int bench;           /* also load the delivery-benchmark generator */
 };
 
 /* All functions return 0 or a negative errno; dw_last_log() has libbpf's words. */
@@ -35,6 +36,9 @@ int dw_loader_has_pending(const struct dw_loader *l);
 /* Iterates programs: returns 0 and fills the fields, or -ENOENT past the end. */
 int dw_loader_prog_info(struct dw_loader *l, size_t idx, const char **name, uint32_t *id, uint64_t *run_time_ns,
 			uint64_t *run_cnt, uint64_t *recursion_misses);
+/* Runs the benchmark generator (needs opts.bench): writes count synthetic
+ * records into the ring buffer from the kernel. */
+int dw_loader_bench_run(struct dw_loader *l, uint32_t count, uint32_t *written, uint32_t *dropped);
 void dw_loader_close(struct dw_loader *l);
 const char *dw_last_log(void);
 void dw_clear_log(void);

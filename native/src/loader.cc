@@ -53,7 +53,8 @@ class Loader : public Napi::ObjectWrap<Loader> {
     Napi::Function cls = DefineClass(env, "Loader",
         {InstanceMethod("load", &Loader::Load), InstanceMethod("attach", &Loader::Attach),
          InstanceMethod("consume", &Loader::Consume), InstanceMethod("stats", &Loader::Stats),
-         InstanceMethod("programStats", &Loader::ProgramStats), InstanceMethod("close", &Loader::Close)});
+         InstanceMethod("programStats", &Loader::ProgramStats), InstanceMethod("benchGenerate", &Loader::BenchGenerate),
+         InstanceMethod("close", &Loader::Close)});
     exports.Set("Loader", cls);
     Napi::Array names = Napi::Array::New(env, DW_STAT_MAX);
     for (uint32_t i = 0; i < DW_STAT_MAX; i++) names.Set(i, kStatNames[i]);
@@ -68,6 +69,7 @@ class Loader : public Napi::ObjectWrap<Loader> {
     opts.emit_all = o.Has("emitAll") && o.Get("emitAll").ToBoolean();
     opts.ignore_tgid = OptU32(o, "ignoreTgid");
     opts.ring_bytes = OptU32(o, "ringBufferBytes");
+    opts.bench = o.Has("benchGenerator") && o.Get("benchGenerator").ToBoolean();
     int err = dw_loader_open(&opts, &l_);
     if (err) ThrowErrno(env, "open BPF object", err);
   }
@@ -140,6 +142,20 @@ class Loader : public Napi::ObjectWrap<Loader> {
       arr.Set(arr.Length(), o);
     }
     return arr;
+  }
+
+  // Kernel-side synthetic records for the delivery benchmark.
+  Napi::Value BenchGenerate(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    dw_loader *l = Open(env);
+    uint32_t count = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+    uint32_t written = 0, dropped = 0;
+    int err = dw_loader_bench_run(l, count, &written, &dropped);
+    if (err) ThrowErrno(env, "run benchmark generator (open with benchGenerator: true)", err);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("written", Napi::Number::New(env, written));
+    o.Set("dropped", Napi::Number::New(env, dropped));
+    return o;
   }
 
   Napi::Value Close(const Napi::CallbackInfo &info) {
