@@ -1,0 +1,60 @@
+// Typed facade over the ebpf-napi-loader addon (native/). The addon is a
+// thin class; everything it returns is plain data.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface LoaderOptions {
+  emitAll?: boolean;
+  ringBufferBytes?: number;
+  ignoreTgid?: number;
+  benchGenerator?: boolean;
+}
+
+export interface ProgramStats {
+  name: string;
+  id: number;
+  runTimeNs: number;
+  runCount: number;
+  recursionMisses: number;
+}
+
+export interface NativeLoader {
+  load(): void;
+  attach(): string[];
+  /** Drains the ring buffer into buf; returns bytes written ([u32 len][u32 0][record][pad 8] frames). */
+  consume(buf: Buffer): number;
+  stats(): Record<string, number>;
+  programStats(): ProgramStats[];
+  benchGenerate?(count: number): { written: number; dropped: number };
+  close(): void;
+}
+
+/** An error from the addon: code is the errno name (EPERM, ENOENT, ...). */
+export interface LoaderError extends Error {
+  code?: string;
+  errno?: number;
+  libbpfLog?: string;
+}
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const addonPath = join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node');
+
+interface Addon {
+  Loader: new (opts: LoaderOptions) => NativeLoader;
+  statNames: string[];
+}
+
+let addon: Addon | undefined;
+
+export function loadAddon(): Addon {
+  if (addon) return addon;
+  if (!existsSync(addonPath)) throw new Error('native addon not built: run scripts/setup.sh');
+  addon = createRequire(import.meta.url)(addonPath) as Addon;
+  return addon;
+}
+
+export function createLoader(opts: LoaderOptions = {}): NativeLoader {
+  return new (loadAddon().Loader)(opts);
+}

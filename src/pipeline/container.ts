@@ -1,0 +1,56 @@
+// Host or container? A process is in a container when its cgroup names a
+// container, or when it has both its own mount namespace and its own pid
+// namespace. A private mount namespace alone is not enough: systemd gives
+// PrivateTmp= services one, and they are host services.
+import { readlinkSync } from 'node:fs';
+import { containerFromCgroup, type Runtime } from '../enrich/cgroup-container.js';
+import type { KubernetesMetadata } from '../enrich/metadata.js';
+import type { ExecEvent } from './decode.js';
+
+export interface HostNamespaces {
+  mnt: number;
+  pid: number;
+}
+
+export interface ContainerInfo {
+  inContainer: boolean;
+  id: string | null;
+  runtime?: Runtime;
+  podUid?: string;
+  name?: string;
+  image?: string;
+  imageId?: string;
+  labels?: Record<string, string>;
+  kubernetes?: KubernetesMetadata;
+}
+
+function nsInode(path: string): number {
+  const m = /\[(\d+)\]/.exec(readlinkSync(path));
+  if (!m) throw new Error(`cannot read namespace ${path}`);
+  return Number(m[1]);
+}
+
+/**
+ * The host's namespaces: those of PID 1 (a DaemonSet runs the sensor with the
+ * host pid namespace). Where PID 1 cannot be inspected (a sandbox that denies
+ * it), the sensor's own namespaces stand in, which is right when the sensor
+ * runs on the host; `source` says which was used.
+ */
+export function readHostNamespaces(procRoot = '/proc'): HostNamespaces & { source: 'pid1' | 'self' } {
+  try {
+    return { mnt: nsInode(`${procRoot}/1/ns/mnt`), pid: nsInode(`${procRoot}/1/ns/pid`), source: 'pid1' };
+  } catch {
+    return { mnt: nsInode(`${procRoot}/self/ns/mnt`), pid: nsInode(`${procRoot}/self/ns/pid`), source: 'self' };
+  }
+}
+
+export function containerOf(exec: ExecEvent, host: HostNamespaces): ContainerInfo {
+  const fromCgroup = containerFromCgroup(exec.cgroup, exec.cgroupParent);
+  if (fromCgroup) {
+    const info: ContainerInfo = { inContainer: true, id: fromCgroup.id, runtime: fromCgroup.runtime };
+    if (fromCgroup.podUid) info.podUid = fromCgroup.podUid;
+    return info;
+  }
+  const isolated = exec.mntNs !== host.mnt && exec.pidNs !== host.pid;
+  return { inContainer: isolated, id: null };
+}

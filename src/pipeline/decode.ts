@@ -1,0 +1,186 @@
+// Records out of a drained batch. Each record is copied out of the reused
+// batch buffer (one small copy) and wrapped in an ExecEvent whose strings
+// are decoded on first access: signatures that look only at the layer never
+// pay for argv or the path.
+import { classify, type Layer } from './classify.js';
+import {
+  ANCESTOR_SIZE,
+  COMM_LEN,
+  EXEC,
+  EXEC_VERSION,
+  EventKind,
+  FRAME_HEADER,
+  HDR,
+  HEADER_SIZE,
+  MAX_ANCESTORS,
+  SESSION_NAMES,
+  TruncFlag,
+  type SessionName,
+} from './records.js';
+
+export class DecodeError extends Error {}
+
+export interface Ancestor {
+  hostPid: number;
+  comm: string;
+}
+
+const cstr = (b: Buffer, start: number, len: number): string => {
+  const end = b.indexOf(0, start);
+  return b.toString('utf8', start, end >= 0 && end < start + len ? end : start + len);
+};
+
+export class ExecEvent {
+  readonly kind = 'exec' as const;
+  private cache: { filename?: string; path?: string; args?: string[]; cgroup?: string; cgroupParent?: string; comm?: string } = {};
+
+  /** rec must be a private copy: the event may outlive the batch buffer. */
+  constructor(readonly raw: Buffer) {}
+
+  get ktimeNs(): bigint { return this.raw.readBigUInt64LE(HDR.ktimeNs); }
+  get hostPid(): number { return this.raw.readUInt32LE(EXEC.hostPid); }
+  get hostTid(): number { return this.raw.readUInt32LE(EXEC.hostTid); }
+  get hostPpid(): number { return this.raw.readUInt32LE(EXEC.hostPpid); }
+  get pid(): number { return this.raw.readUInt32LE(EXEC.nsPid); }
+  get tid(): number { return this.raw.readUInt32LE(EXEC.nsTid); }
+  get ppid(): number { return this.raw.readUInt32LE(EXEC.nsPpid); }
+  get uid(): number { return this.raw.readUInt32LE(EXEC.uid); }
+  get gid(): number { return this.raw.readUInt32LE(EXEC.gid); }
+  get cgroupId(): bigint { return this.raw.readBigUInt64LE(EXEC.cgroupId); }
+  get mntNs(): number { return this.raw.readUInt32LE(EXEC.mntNs); }
+  get pidNs(): number { return this.raw.readUInt32LE(EXEC.pidNs); }
+  get inode(): bigint { return this.raw.readBigUInt64LE(EXEC.inode); }
+  get dev(): number { return this.raw.readUInt32LE(EXEC.dev); }
+  /** "major:minor" of the kernel dev_t (major << 20 | minor). */
+  get device(): string { const d = this.dev; return `${d >>> 20}:${d & 0xfffff}`; }
+  get mode(): number { return this.raw.readUInt32LE(EXEC.mode); }
+  get nlink(): number { return this.raw.readUInt32LE(EXEC.nlink); }
+  get fsMagic(): number { return this.raw.readUInt32LE(EXEC.fsMagic); }
+  get ctimeSec(): bigint { return this.raw.readBigInt64LE(EXEC.ctimeSec); }
+  get ctimeNsec(): number { return this.raw.readUInt32LE(EXEC.ctimeNsec); }
+  get fileFlags(): number { return this.raw.readUInt32LE(EXEC.fileFlags); }
+  get truncFlags(): number { return this.raw.readUInt32LE(EXEC.truncFlags); }
+  get startTimeNs(): bigint { return this.raw.readBigUInt64LE(EXEC.startTimeNs); }
+  get session(): SessionName { return SESSION_NAMES[this.raw[EXEC.session]!] ?? 'unknown'; }
+  get sessionHostPid(): number { return this.raw.readUInt32LE(EXEC.sessionHostPid); }
+  get layer(): Layer { return classify(this.fileFlags); }
+  get pathTruncated(): boolean { return (this.truncFlags & TruncFlag.PATH) !== 0; }
+  get argsTruncated(): boolean { return (this.truncFlags & TruncFlag.ARGV) !== 0; }
+
+  get comm(): string { return (this.cache.comm ??= cstr(this.raw, EXEC.comm, COMM_LEN)); }
+
+  private lens() {
+    const r = this.raw;
+    return {
+      filename: r.readUInt16LE(EXEC.filenameLen),
+      path: r.readUInt16LE(EXEC.pathLen),
+      argv: r.readUInt16LE(EXEC.argvLen),
+      cgroup: r.readUInt16LE(EXEC.cgroupLen),
+      cgparent: r.readUInt16LE(EXEC.cgparentLen),
+    };
+  }
+
+  /** bprm->filename: what the caller asked to execute. */
+  get filename(): string {
+    return (this.cache.filename ??= cstr(this.raw, EXEC.data, this.lens().filename));
+  }
+
+  /** The executed file's path as the process sees it (symlinks resolved). */
+  get path(): string {
+    if (this.cache.path === undefined) {
+      const l = this.lens();
+      const start = EXEC.data + l.filename;
+      const parts = this.raw.toString('utf8', start, start + l.path).split('\0').filter((p) => p && p !== '/');
+      parts.reverse();
+      const joined = parts.join('/');
+      // A pseudo-filesystem root (memfd:...) is a name, not a directory.
+      this.cache.path = parts.length === 1 && parts[0]!.includes(':') ? joined : `/${joined}`;
+    }
+    return this.cache.path;
+  }
+
+  get args(): string[] {
+    if (this.cache.args === undefined) {
+      const l = this.lens();
+      const start = EXEC.data + l.filename + l.path;
+      const s = this.raw.toString('utf8', start, start + l.argv);
+      const args = s.split('\0');
+      if (args.length && args[args.length - 1] === '') args.pop();
+      this.cache.args = args;
+    }
+    return this.cache.args;
+  }
+
+  /** Leaf name of the process's cgroup (names the container for most runtimes). */
+  get cgroup(): string {
+    if (this.cache.cgroup === undefined) {
+      const l = this.lens();
+      this.cache.cgroup = cstr(this.raw, EXEC.data + l.filename + l.path + l.argv, l.cgroup);
+    }
+    return this.cache.cgroup;
+  }
+
+  get cgroupParent(): string {
+    if (this.cache.cgroupParent === undefined) {
+      const l = this.lens();
+      this.cache.cgroupParent = cstr(this.raw, EXEC.data + l.filename + l.path + l.argv + l.cgroup, l.cgparent);
+    }
+    return this.cache.cgroupParent;
+  }
+
+  get ancestors(): Ancestor[] {
+    const n = Math.min(this.raw[EXEC.ancestorsLen]!, MAX_ANCESTORS);
+    const out: Ancestor[] = [];
+    for (let i = 0; i < n; i++) {
+      const off = EXEC.ancestors + i * ANCESTOR_SIZE;
+      out.push({ hostPid: this.raw.readUInt32LE(off), comm: cstr(this.raw, off + 4, COMM_LEN) });
+    }
+    return out;
+  }
+}
+
+export type DecodedEvent = ExecEvent;
+
+/** Validates one record; returns an event or throws DecodeError with the reason. */
+export function decodeRecord(rec: Buffer): DecodedEvent {
+  if (rec.length < HEADER_SIZE) throw new DecodeError(`record of ${rec.length} bytes is shorter than its header`);
+  const kind = rec.readUInt16LE(HDR.kind);
+  const version = rec.readUInt16LE(HDR.version);
+  const size = rec.readUInt32LE(HDR.size);
+  if (size > rec.length) throw new DecodeError(`record claims ${size} bytes, has ${rec.length}`);
+  if (kind !== EventKind.EXEC) throw new DecodeError(`unknown record kind ${kind}`);
+  if (version !== EXEC_VERSION) throw new DecodeError(`exec record version ${version}, expected ${EXEC_VERSION}`);
+  if (size < EXEC.data) throw new DecodeError(`exec record of ${size} bytes is shorter than its fixed part`);
+  const lens =
+    rec.readUInt16LE(EXEC.filenameLen) + rec.readUInt16LE(EXEC.pathLen) + rec.readUInt16LE(EXEC.argvLen) +
+    rec.readUInt16LE(EXEC.cgroupLen) + rec.readUInt16LE(EXEC.cgparentLen);
+  if (EXEC.data + lens > size) throw new DecodeError(`exec record strings (${lens} bytes) overrun its size ${size}`);
+  return new ExecEvent(Buffer.from(rec.subarray(0, size)));
+}
+
+export interface BatchResult {
+  events: DecodedEvent[];
+  errors: string[];
+}
+
+/** Splits a framed batch and decodes every record; bad records are reported, not thrown. */
+export function decodeBatch(batch: Buffer, length = batch.length): BatchResult {
+  const events: DecodedEvent[] = [];
+  const errors: string[] = [];
+  let off = 0;
+  while (off + FRAME_HEADER <= length) {
+    const len = batch.readUInt32LE(off);
+    const end = off + FRAME_HEADER + len;
+    if (len === 0 || end > length) {
+      errors.push(`frame at ${off} of ${len} bytes overruns the batch (${length})`);
+      break;
+    }
+    try {
+      events.push(decodeRecord(batch.subarray(off + FRAME_HEADER, end)));
+    } catch (e) {
+      errors.push(e instanceof Error ? e.message : String(e));
+    }
+    off += (FRAME_HEADER + len + 7) & ~7;
+  }
+  return { events, errors };
+}

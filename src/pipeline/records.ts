@@ -1,0 +1,83 @@
+// Byte layout of the kernel's records: a mirror of bpf/tracee/headers/events.h.
+// Decoder tests check these offsets against records captured from the kernel.
+
+export const EventKind = { EXEC: 1 } as const;
+export const EXEC_VERSION = 2;
+
+export const FRAME_HEADER = 8; // [u32 len][u32 0] before each record in a batch
+
+export const HDR = { kind: 0, version: 2, size: 4, ktimeNs: 8 } as const;
+export const HEADER_SIZE = 16;
+
+export const EXEC = {
+  hostPid: 16,
+  hostTid: 20,
+  hostPpid: 24,
+  nsPid: 28,
+  nsTid: 32,
+  nsPpid: 36,
+  uid: 40,
+  gid: 44,
+  cgroupId: 48,
+  mntNs: 56,
+  pidNs: 60,
+  inode: 64,
+  dev: 72,
+  mode: 76,
+  nlink: 80,
+  fsMagic: 84,
+  ctimeSec: 88,
+  ctimeNsec: 96,
+  fileFlags: 100,
+  truncFlags: 104,
+  filenameLen: 108,
+  pathLen: 110,
+  argvLen: 112,
+  cgroupLen: 114,
+  pathDepth: 116,
+  startTimeNs: 120,
+  comm: 128,
+  session: 144,
+  ancestorsLen: 145,
+  cgparentLen: 146,
+  sessionHostPid: 148,
+  ancestors: 152,
+  data: 232,
+} as const;
+export const COMM_LEN = 16;
+export const ANCESTOR_SIZE = 20;
+export const MAX_ANCESTORS = 4;
+
+export const FileFlag = {
+  OVERLAY: 1 << 0,
+  OVL_UPPER_DENTRY: 1 << 1,
+  OVL_UPPER_ALIAS: 1 << 2,
+  OVL_HAS_LOWER: 1 << 3,
+  OVL_LAYOUT_FSDATA: 1 << 4,
+  OVL_LAYOUT_ENTRY: 1 << 5,
+  OVL_UNRESOLVED: 1 << 6,
+  TMPFS: 1 << 7,
+  MEMFD: 1 << 8,
+  UNLINKED: 1 << 9,
+  EMITTED_ALL: 1 << 10,
+} as const;
+
+export const TruncFlag = { FILENAME: 1 << 0, PATH: 1 << 1, ARGV: 1 << 2, CGROUP: 1 << 3 } as const;
+
+export const Session = { UNKNOWN: 0, INIT: 1, EXEC: 2, HOST: 3 } as const;
+export const SESSION_NAMES = ['unknown', 'init', 'exec', 'host'] as const;
+export type SessionName = (typeof SESSION_NAMES)[number];
+
+export const FS_MAGIC = { OVERLAY: 0x794c7630, TMPFS: 0x01021994 } as const;
+
+/** Kernel counters, in enum dw_stat order. */
+export const KERNEL_STATS = [
+  'exec_seen',
+  'exec_emitted',
+  'exec_filtered',
+  'ringbuf_full',
+  'scratch_miss',
+  'ovl_unresolved',
+  'path_truncated',
+  'cgroup_v1_fallback',
+] as const;

@@ -1,0 +1,151 @@
+// The sensor: kernel → native → decode → enrich → signatures → sinks.
+import { hostname as osHostname } from 'node:os';
+import { EMPTY, Subscription, catchError, from, mergeMap } from 'rxjs';
+import type { MetadataResolver } from '../enrich/metadata.js';
+import type { Logger } from '../log.js';
+import { createLoader, type NativeLoader } from '../native/loader.js';
+import { builtinSignatures } from '../signatures/index.js';
+import type { SignatureDefinition } from '../signatures/sdk.js';
+import { readHostNamespaces, type HostNamespaces } from './container.js';
+import { decodeBatch, type ExecEvent } from './decode.js';
+import { SignatureEngine } from './engine.js';
+import { createEnricher } from './enrich.js';
+import { BootClock, type Finding } from './finding.js';
+import { Metrics } from './metrics.js';
+import { KERNEL_STATS } from './records.js';
+import type { Sink } from './sinks.js';
+import { drainOnce, kernelBatches, type Batch } from './source.js';
+
+export interface SensorOptions {
+  log: Logger;
+  sinks: Sink[];
+  includeHost?: boolean;
+  emitAll?: boolean;
+  signatures?: SignatureDefinition[];
+  /** Injected in tests; by default the real addon is opened, loaded and attached here. */
+  loader?: NativeLoader;
+  hostNamespaces?: HostNamespaces;
+  resolver?: MetadataResolver;
+  hostname?: string;
+  pollIntervalMs?: number;
+  metrics?: Metrics;
+}
+
+export interface Sensor {
+  attached: string[];
+  metrics: Metrics;
+  loader: NativeLoader;
+  stop(): Promise<void>;
+}
+
+export async function startSensor(opts: SensorOptions): Promise<Sensor> {
+  const metrics = opts.metrics ?? new Metrics();
+  const log = opts.log;
+  const hostname = opts.hostname ?? osHostname();
+  let host = opts.hostNamespaces;
+  if (!host) {
+    const read = readHostNamespaces();
+    if (read.source === 'self') log.info('PID 1 cannot be inspected; using this process\'s namespaces as the host\'s');
+    host = read;
+  }
+  const engine = new SignatureEngine(opts.signatures ?? builtinSignatures, {
+    hostname,
+    clock: new BootClock(),
+    metrics,
+    log: (m) => log.warn(m),
+  });
+  const enricher = createEnricher(host, metrics, opts.resolver);
+
+  let loader = opts.loader;
+  let attached: string[] = [];
+  if (!loader) {
+    loader = createLoader({ emitAll: opts.emitAll ?? false, ignoreTgid: process.pid });
+    try {
+      loader.load();
+      attached = loader.attach();
+    } catch (err) {
+      loader.close();
+      throw err;
+    }
+  }
+  const kernel = loader;
+  for (const name of KERNEL_STATS) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);
+
+  const decode = (b: Batch): ExecEvent[] => {
+    const { events, errors } = decodeBatch(b.buf, b.length);
+    metrics.inc('events_decoded_total', {}, events.length);
+    if (errors.length) {
+      metrics.inc('decode_errors_total', {}, errors.length);
+      log.debug(`dropped ${errors.length} malformed record(s): ${errors[0]}`);
+    }
+    return events;
+  };
+
+  const emit = (findings: Finding[]): void => {
+    for (const f of findings) {
+      for (const sink of opts.sinks) {
+        try {
+          sink.write(f);
+        } catch (err) {
+          metrics.inc('sink_errors_total');
+          log.warn(`sink failed: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+    }
+  };
+
+  const handle = async (exec: ExecEvent): Promise<void> => {
+    const ev = await enricher.enrich(exec);
+    if (!ev.container.inContainer && !opts.includeHost) {
+      metrics.inc('host_events_dropped_total');
+      return;
+    }
+    emit(engine.dispatch(ev));
+  };
+
+  const inflight = new Set<Promise<void>>();
+  const track = (p: Promise<void>): Promise<void> => {
+    inflight.add(p);
+    return p.finally(() => inflight.delete(p));
+  };
+
+  let sub: Subscription | undefined;
+  const run = (): void => {
+    sub = kernelBatches(kernel, { intervalMs: opts.pollIntervalMs ?? 10 })
+      .pipe(
+        // decode is synchronous: the batch buffer is reused after this returns
+        mergeMap((b) => from(decode(b))),
+        mergeMap((exec) => track(handle(exec)), 256),
+        catchError((err: unknown) => {
+          metrics.inc('pipeline_errors_total');
+          log.error(`pipeline error, restarting the stream: ${err instanceof Error ? err.message : String(err)}`);
+          setTimeout(run, 100);
+          return EMPTY;
+        }),
+      )
+      .subscribe();
+  };
+  run();
+
+  let stopped = false;
+  return {
+    attached,
+    metrics,
+    loader: kernel,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      sub?.unsubscribe();
+      try {
+        drainOnce(kernel, (b) => {
+          for (const exec of decode(b)) void track(handle(exec));
+        });
+      } catch (err) {
+        log.warn(`final drain failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      await Promise.allSettled([...inflight]);
+      for (const s of opts.sinks) await s.close();
+      if (!opts.loader) kernel.close();
+    },
+  };
+}

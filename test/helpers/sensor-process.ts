@@ -1,0 +1,110 @@
+// Runs the real CLI (`driftwatch run --jsonl -`) as a child process and
+// collects its findings, so kernel tests exercise exactly what users run.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const cliPath = join(repoRoot, 'bin', 'driftwatch.js');
+
+export interface Finding {
+  id: string;
+  time: string;
+  signature: { id: string; name: string; severity: string };
+  process: {
+    pid: number;
+    ppid: number;
+    uid: number;
+    comm: string;
+    args: string[];
+    executable: { path: string; layer: string; inode: string | number; device: string };
+    [k: string]: unknown;
+  };
+  container: { id: string | null; [k: string]: unknown };
+  host: { hostname: string };
+  [k: string]: unknown;
+}
+
+export class SensorProcess {
+  readonly findings: Finding[] = [];
+  stderr = '';
+  private child: ChildProcess;
+  private buffered = '';
+  private waiters: Array<() => void> = [];
+
+  private constructor(child: ChildProcess) {
+    this.child = child;
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => {
+      this.buffered += chunk;
+      let nl: number;
+      while ((nl = this.buffered.indexOf('\n')) >= 0) {
+        const line = this.buffered.slice(0, nl);
+        this.buffered = this.buffered.slice(nl + 1);
+        if (line.trim()) this.findings.push(JSON.parse(line) as Finding);
+      }
+      this.notify();
+    });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      this.stderr += chunk;
+      this.notify();
+    });
+    child.on('exit', () => this.notify());
+  }
+
+  static async start(extraArgs: string[] = []): Promise<SensorProcess> {
+    const child = spawn(process.execPath, [cliPath, 'run', '--jsonl', '-', ...extraArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DRIFTWATCH_NO_BACKEND: '1' },
+    });
+    const s = new SensorProcess(child);
+    await s.waitFor(() => /attached/i.test(s.stderr) || child.exitCode !== null, 30_000, 'sensor to attach');
+    if (child.exitCode !== null) throw new Error(`sensor exited early (${child.exitCode}): ${s.stderr}`);
+    return s;
+  }
+
+  private notify(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Waits until pred() holds; rejects after timeoutMs with what it waited for. */
+  async waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pred()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; stderr:\n${this.stderr.slice(-2000)}`);
+      await new Promise<void>((res) => {
+        const t = setTimeout(res, Math.min(left, 200));
+        this.waiters.push(() => {
+          clearTimeout(t);
+          res();
+        });
+      });
+    }
+  }
+
+  /** The first finding matching pred, waiting for it to arrive. */
+  async finding(pred: (f: Finding) => boolean, what: string, timeoutMs = 15_000): Promise<Finding> {
+    await this.waitFor(() => this.findings.some(pred), timeoutMs, what);
+    return this.findings.find(pred)!;
+  }
+
+  matching(pred: (f: Finding) => boolean): Finding[] {
+    return this.findings.filter(pred);
+  }
+
+  /** Sends a signal and resolves with the exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode !== null) return this.child.exitCode;
+    const exited = once(this.child, 'exit');
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+    return this.child.exitCode;
+  }
+}
+
+export const argsContain = (token: string) => (f: Finding) => f.process.args.includes(token);

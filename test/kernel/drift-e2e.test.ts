@@ -1,0 +1,168 @@
+// End to end on the real kernel: the CLI loads our BPF object, real execs run
+// in a minimal overlay container, and findings come out as JSON lines.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import {
+  MiniContainer,
+  kernelSkipReason,
+  leftoverTestMounts,
+  loadedDriftwatchPrograms,
+  mountHostOverlay,
+} from '../helpers/minicontainer.js';
+import { SensorProcess, argsContain, type Finding } from '../helpers/sensor-process.js';
+
+const skip = kernelSkipReason();
+if (skip) console.log(`# kernel end-to-end tests skipped: ${skip}`);
+
+describe('drift end to end (real kernel, overlay mini-container)', { skip: skip ?? false }, () => {
+  let ct: MiniContainer;
+  let sensor: SensorProcess;
+  const nonce = () => randomBytes(4).toString('hex');
+
+  before(async () => {
+    assert.deepEqual(loadedDriftwatchPrograms(), [], 'no driftwatch program loaded before the tests');
+    ct = new MiniContainer();
+    sensor = await SensorProcess.start();
+  });
+
+  after(async () => {
+    const code = await sensor?.stop('SIGTERM');
+    ct?.destroy();
+    assert.equal(code, 0, `sensor exits 0 on SIGTERM; stderr:\n${sensor?.stderr.slice(-1000)}`);
+    assert.deepEqual(loadedDriftwatchPrograms(), [], 'no program or link left after the sensor stopped');
+    assert.deepEqual(leftoverTestMounts(), [], 'no test mounts left');
+  });
+
+  function run(script: string): void {
+    const r = ct.run(script);
+    assert.equal(r.status, 0, `container script failed: ${r.stderr}`);
+  }
+
+  /** Runs a new-binary exec as a barrier: once its finding is in, earlier execs were delivered. */
+  async function barrier(): Promise<void> {
+    const n = nonce();
+    run(`cp /bin/busybox /tmp/busybox-barrier; /tmp/busybox-barrier true ${n}`);
+    await sensor.finding(argsContain(n), 'barrier finding');
+  }
+
+  test('the sensor says which hooks it attached', () => {
+    assert.match(sensor.stderr, /raw_tp\/sched_process_exec/);
+  });
+
+  test('an image binary produces no finding', async () => {
+    const n = nonce();
+    run(`/bin/busybox-img true ${n}`);
+    await barrier();
+    assert.deepEqual(sensor.matching(argsContain(n)), []);
+  });
+
+  test('a binary copied into the container and run is drift.new_executable', async () => {
+    const n = nonce();
+    run(`cp /bin/busybox /tmp/busybox-${n}; /tmp/busybox-${n} true ${n}`);
+    const f = await sensor.finding(argsContain(n), 'new executable finding');
+    assert.equal(f.signature.id, 'drift.new_executable');
+    assert.equal(f.signature.severity, 'CRITICAL');
+    assert.equal(f.process.executable.path, `/tmp/busybox-${n}`);
+    assert.equal(f.process.executable.layer, 'UPPER_NEW');
+    assert.deepEqual(f.process.args, [`/tmp/busybox-${n}`, 'true', n]);
+    assert.equal(f.process.comm, `busybox-${n}`.slice(0, 15));
+    assert.equal(f.process.uid, 0);
+    assert.ok(Number(f.process.executable.inode) > 0);
+    assert.match(f.process.executable.device, /^\d+:\d+$/);
+    assert.ok(f.host.hostname.length > 0);
+    assert.ok(f.id && !Number.isNaN(Date.parse(f.time)));
+  });
+
+  test('an image binary appended to and run is drift.modified_executable', async () => {
+    const n = nonce();
+    run(`echo >> /bin/busybox-img; /bin/busybox-img true ${n}`);
+    const f = await sensor.finding(argsContain(n), 'modified executable finding');
+    assert.equal(f.signature.id, 'drift.modified_executable');
+    assert.equal(f.process.executable.layer, 'UPPER_COPIED_UP');
+    assert.equal(f.process.executable.path, '/bin/busybox-img');
+  });
+
+  test('a chmod-only copy-up is reported as modified (documented decision)', async () => {
+    const n = nonce();
+    run(`chmod 4755 /bin/busybox-img; /bin/busybox-img true ${n}`);
+    const f = await sensor.finding(argsContain(n), 'chmod copy-up finding');
+    assert.equal(f.signature.id, 'drift.modified_executable');
+    assert.equal(f.process.executable.layer, 'UPPER_COPIED_UP');
+  });
+
+  test('a memfd exec is drift.fileless_exec', async () => {
+    const n = nonce();
+    run(`/bin/dwexec memfd /bin/busybox-img busybox true ${n}`);
+    const f = await sensor.finding(argsContain(n), 'memfd finding');
+    assert.equal(f.signature.id, 'drift.fileless_exec');
+    assert.equal(f.process.executable.layer, 'MEMFD');
+    assert.match(f.process.executable.path, /memfd:payload/);
+  });
+
+  test('an exec of an unlinked file is drift.fileless_exec', async () => {
+    const n = nonce();
+    run(`cp /bin/busybox /tmp/gone-${n}; /bin/dwexec unlinked /tmp/gone-${n} busybox true ${n}`);
+    const fs = await Promise.all([
+      sensor.finding((f) => argsContain(n)(f) && f.signature.id === 'drift.fileless_exec', 'unlinked fileless finding'),
+      sensor.finding((f) => argsContain(n)(f) && f.signature.id === 'drift.new_executable', 'unlinked new finding'),
+    ]);
+    assert.equal(fs[0].process.executable.layer, 'UPPER_NEW');
+  });
+
+  test('an exec from tmpfs is drift.tmpfs_exec', async () => {
+    const n = nonce();
+    run(`cp /bin/busybox /dev/shm/busybox-${n}; /dev/shm/busybox-${n} true ${n}`);
+    const f = await sensor.finding(argsContain(n), 'tmpfs finding');
+    assert.equal(f.signature.id, 'drift.tmpfs_exec');
+    assert.equal(f.process.executable.layer, 'TMPFS');
+    assert.equal(f.process.executable.path, `/dev/shm/busybox-${n}`);
+  });
+
+  test('a symlink to a dropped binary reports the real file path', async () => {
+    const n = nonce();
+    run(`cp /bin/busybox /tmp/busybox-real-${n}; ln -s /tmp/busybox-real-${n} /tmp/busybox-link-${n}; /tmp/busybox-link-${n} true ${n}`);
+    const f = await sensor.finding(argsContain(n), 'symlink finding');
+    assert.equal(f.signature.id, 'drift.new_executable');
+    assert.equal(f.process.executable.path, `/tmp/busybox-real-${n}`);
+    assert.equal(f.process.args[0], `/tmp/busybox-link-${n}`);
+  });
+
+  test('the same upper-layer exec from a host process is ignored without --include-host', async () => {
+    const n = nonce();
+    const host = mountHostOverlay(ct.lower);
+    try {
+      copyFileSync(join(ct.lower, 'bin', 'busybox'), join(host.merged, 'tmp', `busybox-${n}`));
+      const r = spawnSync(join(host.merged, 'tmp', `busybox-${n}`), ['true', n]);
+      assert.equal(r.status, 0);
+      await barrier();
+      assert.deepEqual(sensor.matching(argsContain(n)), [], 'host exec must not be reported');
+    } finally {
+      host.cleanup();
+    }
+  });
+});
+
+describe('--include-host (real kernel)', { skip: skip ?? false }, () => {
+  test('reports the host-process upper-layer exec', async () => {
+    const ct = new MiniContainer();
+    const sensor = await SensorProcess.start(['--include-host']);
+    const host = mountHostOverlay(ct.lower);
+    try {
+      const n = randomBytes(4).toString('hex');
+      copyFileSync(join(ct.lower, 'bin', 'busybox'), join(host.merged, 'tmp', `busybox-${n}`));
+      spawnSync(join(host.merged, 'tmp', `busybox-${n}`), ['true', n]);
+      const f: Finding = await sensor.finding(argsContain(n), 'host finding with --include-host');
+      assert.equal(f.signature.id, 'drift.new_executable');
+      assert.equal(f.container.id, null);
+    } finally {
+      host.cleanup();
+      ct.destroy();
+      assert.equal(await sensor.stop('SIGINT'), 0, 'exit 0 on SIGINT');
+    }
+    assert.deepEqual(loadedDriftwatchPrograms(), []);
+  });
+});
