@@ -127,3 +127,14 @@ export function leftoverTestMounts(): string[] {
     .split('\n')
     .filter((l) => l.includes('driftwatch-ct-') || l.includes('driftwatch-host-'));
 }
+
+/** Programs are freed by the kernel after their last fd closes (RCU): allow it a moment. */
+export async function waitForNoDriftwatchPrograms(timeoutMs = 5_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let left = loadedDriftwatchPrograms();
+  while (left.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = loadedDriftwatchPrograms();
+  }
+  return left;
+}

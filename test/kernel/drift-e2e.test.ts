@@ -10,8 +10,8 @@ import {
   MiniContainer,
   kernelSkipReason,
   leftoverTestMounts,
-  loadedDriftwatchPrograms,
   mountHostOverlay,
+  waitForNoDriftwatchPrograms,
 } from '../helpers/minicontainer.js';
 import { SensorProcess, argsContain, type Finding } from '../helpers/sensor-process.js';
 
@@ -24,7 +24,7 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
   const nonce = () => randomBytes(4).toString('hex');
 
   before(async () => {
-    assert.deepEqual(loadedDriftwatchPrograms(), [], 'no driftwatch program loaded before the tests');
+    assert.deepEqual(await waitForNoDriftwatchPrograms(), [], 'no driftwatch program loaded before the tests');
     ct = new MiniContainer();
     sensor = await SensorProcess.start();
   });
@@ -33,7 +33,7 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     const code = await sensor?.stop('SIGTERM');
     ct?.destroy();
     assert.equal(code, 0, `sensor exits 0 on SIGTERM; stderr:\n${sensor?.stderr.slice(-1000)}`);
-    assert.deepEqual(loadedDriftwatchPrograms(), [], 'no program or link left after the sensor stopped');
+    assert.deepEqual(await waitForNoDriftwatchPrograms(), [], 'no program or link left after the sensor stopped');
     assert.deepEqual(leftoverTestMounts(), [], 'no test mounts left');
   });
 
@@ -163,6 +163,6 @@ describe('--include-host (real kernel)', { skip: skip ?? false }, () => {
       ct.destroy();
       assert.equal(await sensor.stop('SIGINT'), 0, 'exit 0 on SIGINT');
     }
-    assert.deepEqual(loadedDriftwatchPrograms(), []);
+    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
   });
 });
