@@ -1,0 +1,92 @@
+// The whole JS pipeline with the kernel replaced by recorded batches served
+// through the addon's interface.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { createLogger } from '../../src/log.js';
+import type { NativeLoader } from '../../src/native/loader.js';
+import type { Finding } from '../../src/pipeline/finding.js';
+import { startSensor } from '../../src/pipeline/sensor.js';
+import { defineSignature } from '../../src/signatures/sdk.js';
+import { builtinSignatures } from '../../src/signatures/index.js';
+import { encodeExec, frame } from '../helpers/records.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const recorded = (name: string) => readFileSync(join(root, 'test', 'fixtures', 'records', name));
+
+/** Serves queued batches through consume(), like the ring buffer would. */
+function replayLoader(batches: Buffer[]): NativeLoader & { closed: boolean } {
+  const queue = [...batches];
+  return {
+    closed: false,
+    load() {},
+    attach: () => ['replay'],
+    consume(buf) {
+      const b = queue.shift();
+      if (!b) return 0;
+      b.copy(buf);
+      return b.length;
+    },
+    stats: () => ({}),
+    programStats: () => [],
+    close() {
+      this.closed = true;
+    },
+  };
+}
+
+const quiet = createLogger('error', () => {});
+const until = async (pred: () => boolean) => {
+  for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
+};
+
+test('sensor: recorded container batches become findings; host events are dropped and counted', async () => {
+  const found: Finding[] = [];
+  const hostExec = encodeExec({ fileFlags: 0b111, mntNs: 1, pidNs: 2, args: ['host'] }); // upper, but a host process
+  const loader = replayLoader([recorded('minicontainer-drift.bin'), recorded('podman-run-and-exec.bin'), frame([hostExec])]);
+  const sensor = await startSensor({
+    log: quiet, loader, hostNamespaces: { mnt: 1, pid: 2 }, pollIntervalMs: 1,
+    sinks: [{ write: (f) => found.push(f), close() {} }],
+  });
+  await until(() => sensor.metrics.get('events_decoded_total') === 8);
+  await sensor.stop();
+  assert.equal(sensor.metrics.get('host_events_dropped_total'), 1);
+  assert.equal(found.length, 8); // 5 scenarios (unlinked gives two) + 2 podman
+  const podman = found.filter((f) => f.container.id);
+  assert.equal(podman.length, 2);
+  assert.equal(podman[0]!.container.runtime, 'podman');
+  assert.deepEqual(podman.map((f) => f.process.execSession).sort(), [false, true]);
+  assert.equal(loader.closed, false, 'an injected loader is the caller\'s to close');
+});
+
+test('sensor: a throwing custom signature neither stops the stream nor the built-ins', async () => {
+  const found: Finding[] = [];
+  const bad = defineSignature({
+    id: 'custom.bad', name: 'bad', version: '1', description: '', severity: 'LOW', events: ['exec'],
+    onEvent: () => { throw new Error('bad signature'); },
+  });
+  const loader = replayLoader([recorded('minicontainer-drift.bin'), recorded('minicontainer-drift.bin')]);
+  const sensor = await startSensor({
+    log: quiet, loader, hostNamespaces: { mnt: 1, pid: 2 }, pollIntervalMs: 1,
+    signatures: [bad, ...builtinSignatures], sinks: [{ write: (f) => found.push(f), close() {} }],
+  });
+  await until(() => sensor.metrics.get('events_decoded_total') === 10);
+  await sensor.stop();
+  assert.equal(found.length, 12);
+  assert.equal(sensor.metrics.get('signature_errors_total', { signature: 'custom.bad' }), 10);
+});
+
+test('sensor: malformed records are counted and skipped', async () => {
+  const found: Finding[] = [];
+  const batch = frame([encodeExec({ kind: 9 }), encodeExec({ fileFlags: 0b111, args: ['ok'] })]);
+  const sensor = await startSensor({
+    log: quiet, loader: replayLoader([batch]), hostNamespaces: { mnt: 1, pid: 2 }, pollIntervalMs: 1,
+    sinks: [{ write: (f) => found.push(f), close() {} }],
+  });
+  await until(() => found.length === 1);
+  await sensor.stop();
+  assert.equal(sensor.metrics.get('decode_errors_total'), 1);
+  assert.deepEqual(found.map((f) => f.process.args), [['ok']]);
+});
