@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
 import { addonPath, type LoaderError } from './native/loader.js';
+import { detectMetadataResolver } from './enrich/index.js';
 import { startSensor } from './pipeline/sensor.js';
 import { consoleSink, jsonlSink, type Sink } from './pipeline/sinks.js';
 import { PreflightError, describeLoaderError, preflight } from './preflight.js';
@@ -51,12 +52,20 @@ async function runCommand(argv: string[]): Promise<number> {
   if (values.jsonl) sinks.push(jsonlSink(values.jsonl));
   if (!values.jsonl || values.jsonl !== '-') sinks.push(consoleSink());
 
+  const metadata = await detectMetadataResolver(log);
   let sensor;
   try {
-    sensor = await startSensor({ log, sinks, includeHost: values['include-host'], emitAll: values['emit-all'] });
+    sensor = await startSensor({
+      log,
+      sinks,
+      includeHost: values['include-host'],
+      emitAll: values['emit-all'],
+      resolver: metadata.resolver,
+    });
   } catch (err) {
     const e = err as LoaderError;
     if (e.libbpfLog) log.debug(`libbpf:\n${e.libbpfLog}`);
+    metadata.close();
     if (e.libbpfLog === undefined) throw err; // not from the addon
     throw new PreflightError(describeLoaderError(e));
   }
@@ -71,6 +80,7 @@ async function runCommand(argv: string[]): Promise<number> {
       sensor
         .stop()
         .then(() => {
+          metadata.close();
           const m = sensor.metrics;
           log.info(
             `stopped; events ${m.get('events_decoded_total')}, findings ${m.total('findings_total')}, ` +

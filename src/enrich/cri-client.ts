@@ -37,6 +37,7 @@ export function findCriSocket(candidates = DEFAULT_CRI_SOCKETS): string | undefi
 }
 
 export class CriClient {
+  readonly name = 'cri';
   private client: grpc.Client;
   private statusMethod: grpc.MethodDefinition<object, { status?: CriStatus }>;
 
@@ -75,6 +76,10 @@ export class CriClient {
         },
       );
     });
+  }
+
+  lookup(id: string): Promise<ContainerMetadata | null> {
+    return this.status(id);
   }
 
   private runtimeName(): ContainerMetadata['runtime'] {

@@ -25,6 +25,8 @@ export interface ContainerMetadata {
 export interface MetadataSource {
   readonly name: string;
   lookup(id: string): Promise<ContainerMetadata | null>;
+  /** Optional cheap liveness check used to evict containers that are gone. */
+  exists?(id: string): Promise<boolean>;
 }
 
 export interface ResolverOptions {
@@ -43,9 +45,10 @@ export interface ResolverMetrics {
   lookup_errors: number;
   wait_timeouts: number;
   queue_rejected: number;
+  evicted_dead: number;
 }
 
-type Entry = { meta: ContainerMetadata | null };
+type Entry = { meta: ContainerMetadata | null; source?: string };
 
 export class MetadataResolver {
   readonly metrics: ResolverMetrics = {
@@ -56,6 +59,7 @@ export class MetadataResolver {
     lookup_errors: 0,
     wait_timeouts: 0,
     queue_rejected: 0,
+    evicted_dead: 0,
   };
   private cache: LRUCache<string, Entry>;
   private inflight = new Map<string, Promise<ContainerMetadata | null>>();
@@ -101,6 +105,23 @@ export class MetadataResolver {
     return result ?? undefined;
   }
 
+  /** Evicts cached containers that their runtime no longer knows. */
+  async sweep(): Promise<number> {
+    let evicted = 0;
+    for (const [id, entry] of this.cache.entries()) {
+      if (!entry.meta) continue;
+      const source = this.sources.find((s) => s.name === entry.source);
+      if (!source?.exists) continue;
+      const alive = await source.exists(id).catch(() => true);
+      if (!alive) {
+        this.cache.delete(id);
+        evicted++;
+      }
+    }
+    this.metrics.evicted_dead += evicted;
+    return evicted;
+  }
+
   /** Drops a container that is gone (its cgroup was removed). */
   forget(id: string): void {
     this.cache.delete(id);
@@ -125,7 +146,7 @@ export class MetadataResolver {
       try {
         const meta = await source.lookup(id);
         if (meta) {
-          this.cache.set(id, { meta });
+          this.cache.set(id, { meta, source: source.name });
           return meta;
         }
       } catch {

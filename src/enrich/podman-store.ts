@@ -22,6 +22,7 @@ interface StoredImage {
 export const DEFAULT_PODMAN_STORAGE = '/var/lib/containers/storage';
 
 export class PodmanStore {
+  readonly name = 'podman';
   private containers = new Map<string, StoredContainer>();
   private images = new Map<string, StoredImage>();
   private stamp = '';
@@ -56,15 +57,25 @@ export class PodmanStore {
     if (!c) return null;
     const meta = parseMetadata(c.metadata);
     const image = c.image ? this.images.get(c.image) : undefined;
-    const labels = await this.labels(id);
-    return {
+    const result: ContainerMetadata = {
       id,
       runtime: 'podman',
       name: meta['name'] ?? c.names?.[0],
       image: meta['image-name'] ?? image?.names?.[0],
       imageId: image?.digest ?? (c.image ? `sha256:${c.image}` : undefined),
-      labels,
     };
+    // Labels need a podman call: fill them in when it answers, without
+    // holding this lookup (the resolver caches this very object).
+    void this.labels(id).then((labels) => {
+      if (labels && Object.keys(labels).length) result.labels = labels;
+    });
+    return result;
+  }
+
+  /** Is the container still known to podman? (for evicting the dead) */
+  async exists(id: string): Promise<boolean> {
+    await this.refresh();
+    return this.containers.has(id);
   }
 
   /** Podman keeps labels in its database; ask podman itself, bounded in time. */

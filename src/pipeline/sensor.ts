@@ -70,6 +70,13 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   }
   const kernel = loader;
   for (const name of KERNEL_STATS) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);
+  const resolver = opts.resolver;
+  if (resolver) {
+    for (const name of Object.keys(resolver.metrics) as Array<keyof typeof resolver.metrics>) {
+      metrics.gauge(`enrichment_${name}`, () => resolver.metrics[name]);
+    }
+    metrics.gauge('enrichment_cache_entries', () => resolver.size);
+  }
 
   const decode = (b: Batch): ExecEvent[] => {
     const { events, errors } = decodeBatch(b.buf, b.length);

@@ -1,0 +1,34 @@
+// Picks the metadata sources this node has: podman's state, a CRI socket.
+import type { Logger } from '../log.js';
+import { CriClient, findCriSocket } from './cri-client.js';
+import { MetadataResolver, type MetadataSource, type ResolverOptions } from './metadata.js';
+import { PodmanStore } from './podman-store.js';
+
+export interface DetectOptions extends ResolverOptions {
+  criSocket?: string;
+  podmanStorage?: string;
+}
+
+export async function detectMetadataResolver(log: Logger, opts: DetectOptions = {}): Promise<{ resolver: MetadataResolver; close(): void }> {
+  const sources: MetadataSource[] = [];
+  const closers: Array<() => void> = [];
+  const socket = opts.criSocket ?? findCriSocket();
+  if (socket) {
+    const cri = new CriClient(socket);
+    sources.push(cri);
+    closers.push(() => cri.close());
+  }
+  const podman = new PodmanStore(opts.podmanStorage);
+  if (await podman.available()) sources.push(podman);
+  log.info(`container metadata from: ${sources.map((s) => (s instanceof CriClient ? `cri (${s.socketPath})` : s.name)).join(', ') || 'none (ids only)'}`);
+  const resolver = new MetadataResolver(sources, opts);
+  const sweep = setInterval(() => void resolver.sweep(), 60_000);
+  sweep.unref();
+  return {
+    resolver,
+    close() {
+      clearInterval(sweep);
+      for (const c of closers) c();
+    },
+  };
+}

@@ -1,0 +1,84 @@
+// Drift in real podman containers: identity, metadata and exec sessions.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { kernelSkipReason, waitForNoDriftwatchPrograms } from '../helpers/minicontainer.js';
+import { PodmanContainers, TEST_IMAGE, ensureTestImage, podmanSkipReason } from '../helpers/podman.js';
+import { SensorProcess, argsContain } from '../helpers/sensor-process.js';
+
+const skip = kernelSkipReason() ?? podmanSkipReason();
+if (skip) console.log(`# podman tests skipped: ${skip}`);
+
+describe('drift in podman containers (real kernel, real runc)', { skip: skip ?? false }, () => {
+  let sensor: SensorProcess;
+  const pods = new PodmanContainers();
+  const nonce = () => randomBytes(4).toString('hex');
+
+  before(async () => {
+    ensureTestImage();
+    sensor = await SensorProcess.start();
+  });
+
+  after(async () => {
+    pods.cleanup();
+    assert.equal(await sensor.stop(), 0);
+    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+  });
+
+  test('drift in the container process tree: id, name, image, runtime, not an exec session', async () => {
+    const n = nonce();
+    const { name, id } = pods.run(`cp /bin/busybox /tmp/busybox-${n}; exec /tmp/busybox-${n} sleep 30 ${n}`, {
+      labels: { team: 'payments' },
+    });
+    const f = await sensor.finding(argsContain(n), 'finding from podman run');
+    assert.equal(f.signature.id, 'drift.new_executable');
+    assert.equal(f.container.id, id);
+    assert.equal(f.container['runtime'], 'podman');
+    assert.equal(f.container['name'], name);
+    assert.equal(f.container['image'], TEST_IMAGE);
+    assert.match(String(f.container['imageId']), /^sha256:[0-9a-f]{64}$/);
+    assert.equal(f.process['execSession'], false);
+    assert.equal(f.process.pid, 1, 'exec replaced the container init');
+    assert.equal(f.process.executable.path, `/tmp/busybox-${n}`);
+  });
+
+  test('drift inside podman exec carries the container name, image and the exec-session flag', async () => {
+    const n = nonce();
+    const { name, id } = pods.run('sleep 60');
+    const r = pods.exec(name, `cp /bin/busybox /tmp/busybox-${n}; /tmp/busybox-${n} true ${n}`);
+    assert.equal(r.status, 0, r.stderr);
+    const f = await sensor.finding(argsContain(n), 'finding from podman exec');
+    assert.equal(f.container.id, id);
+    assert.equal(f.container['name'], name);
+    assert.equal(f.container['image'], TEST_IMAGE);
+    assert.equal(f.process['execSession'], true);
+    const ancestry = f.process['ancestry'] as Array<{ comm: string }>;
+    assert.ok(ancestry.some((a) => a.comm === 'conmon'), `ancestry ${JSON.stringify(ancestry)}`);
+  });
+
+  test('five containers at once: each drift is attributed to its own container', async () => {
+    const started = Array.from({ length: 5 }, () => {
+      const n = nonce();
+      return { n, ...pods.run(`cp /bin/busybox /tmp/busybox-${n}; /tmp/busybox-${n} true ${n}; sleep 30`) };
+    });
+    for (const c of started) {
+      const f = await sensor.finding(argsContain(c.n), `finding for ${c.name}`);
+      assert.equal(f.container.id, c.id);
+      assert.equal(f.container['name'], c.name);
+    }
+    assert.equal(new Set(started.map((c) => c.id)).size, 5);
+  });
+
+  test('image binaries and the runtime\'s own work produce nothing', async () => {
+    const before = sensor.findings.length;
+    const n = nonce();
+    const { name } = pods.run(`ls / >/dev/null; cat /proc/self/status >/dev/null; true ${n}; sleep 30`);
+    assert.equal(pods.exec(name, 'ls /bin >/dev/null; echo ok >/dev/null').status, 0);
+    // a barrier drift in the same container proves everything before it was delivered
+    const b = nonce();
+    assert.equal(pods.exec(name, `cp /bin/busybox /tmp/busybox-${b}; /tmp/busybox-${b} true ${b}`).status, 0);
+    await sensor.finding(argsContain(b), 'barrier finding');
+    const unexpected = sensor.findings.slice(before).filter((f) => !argsContain(b)(f));
+    assert.deepEqual(unexpected.map((f) => `${f.signature.id} ${f.process.executable.path} ${f.process.comm}`), []);
+  });
+});
