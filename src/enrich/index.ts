@@ -2,6 +2,7 @@
 import type { Logger } from '../log.js';
 import { CriClient, findCriSocket } from './cri-client.js';
 import { MetadataResolver, type MetadataSource, type ResolverOptions } from './metadata.js';
+import { OciStateSource } from './oci-state.js';
 import { PodmanStore } from './podman-store.js';
 
 export interface DetectOptions extends ResolverOptions {
@@ -20,6 +21,8 @@ export async function detectMetadataResolver(log: Logger, opts: DetectOptions = 
   }
   const podman = new PodmanStore(opts.podmanStorage);
   if (await podman.available()) sources.push(podman);
+  // Last: the OCI runtime's state has annotations even where no daemon answers.
+  sources.push(new OciStateSource());
   log.info(`container metadata from: ${sources.map((s) => (s instanceof CriClient ? `cri (${s.socketPath})` : s.name)).join(', ') || 'none (ids only)'}`);
   const resolver = new MetadataResolver(sources, opts);
   const sweep = setInterval(() => void resolver.sweep(), 60_000);

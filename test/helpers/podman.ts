@@ -43,6 +43,11 @@ export function ensureTestImage(): void {
 
 export class PodmanContainers {
   private names: string[] = [];
+  private started: string[] = [];
+
+  ids(): string[] {
+    return [...this.started];
+  }
 
   /** Starts a detached container running `script`; returns its name and 64-hex id. */
   run(script: string, opts: { name?: string; labels?: Record<string, string> } = {}): { name: string; id: string } {
@@ -50,6 +55,7 @@ export class PodmanContainers {
     const labels = Object.entries(opts.labels ?? {}).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
     this.names.push(name);
     const id = podman(['run', '-d', ...RUN_FLAGS, '--name', name, ...labels, TEST_IMAGE, 'sh', '-c', script]);
+    this.started.push(id);
     return { name, id };
   }
 

@@ -13,7 +13,7 @@ import {
   mountHostOverlay,
   waitForNoDriftwatchPrograms,
 } from '../helpers/minicontainer.js';
-import { SensorProcess, argsContain, type Finding } from '../helpers/sensor-process.js';
+import { SensorProcess, argsContain, cliPath, type Finding } from '../helpers/sensor-process.js';
 
 const skip = kernelSkipReason();
 if (skip) console.log(`# kernel end-to-end tests skipped: ${skip}`);
@@ -143,6 +143,60 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     } finally {
       host.cleanup();
     }
+  });
+});
+
+describe('host processes in a private mount namespace (systemd PrivateTmp=)', { skip: skip ?? false }, () => {
+  test('are not containers: no finding for their upper-layer exec', async () => {
+    const ct = new MiniContainer();
+    const sensor = await SensorProcess.start();
+    const dir = ct.dir;
+    try {
+      const n = randomBytes(4).toString('hex');
+      // own mount namespace, host pid namespace: what a PrivateTmp= service gets
+      const script = [
+        'set -e',
+        `mkdir -p ${dir}/pt/u ${dir}/pt/w ${dir}/pt/m`,
+        `mount -t overlay overlay -o lowerdir=${ct.lower},upperdir=${dir}/pt/u,workdir=${dir}/pt/w ${dir}/pt/m`,
+        `cp ${ct.lower}/bin/busybox ${dir}/pt/m/tmp/busybox-${n}`,
+        `${dir}/pt/m/tmp/busybox-${n} true ${n}`,
+      ].join('\n');
+      const r = spawnSync('unshare', ['--mount', '/bin/sh', '-c', script], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const b = randomBytes(4).toString('hex');
+      const br = ct.run(`cp /bin/busybox /tmp/busybox-b; /tmp/busybox-b true ${b}`);
+      assert.equal(br.status, 0, br.stderr);
+      await sensor.finding(argsContain(b), 'barrier finding');
+      assert.deepEqual(sensor.matching(argsContain(n)), []);
+    } finally {
+      assert.equal(await sensor.stop(), 0);
+      ct.destroy();
+    }
+  });
+});
+
+describe('sensor lifecycle (real kernel)', { skip: skip ?? false }, () => {
+  test('SIGKILL leaves no program or link behind (the kernel reclaims them with the fds)', async () => {
+    const sensor = await SensorProcess.start();
+    assert.notDeepEqual(await waitForNoDriftwatchPrograms(0), [], 'loaded while running');
+    await sensor.stop('SIGKILL');
+    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+  });
+
+  test('without privileges: one clear line and a non-zero exit, no stack trace', () => {
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all',
+      process.execPath, cliPath, 'run'], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /not allowed to load BPF programs: run as root/);
+    assert.doesNotMatch(r.stderr, /\bat .*\.js:\d+/);
+  });
+
+  test('an unknown flag is a usage error (exit 2)', () => {
+    const r = spawnSync(process.execPath, [cliPath, 'run', '--no-such-flag'], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /no-such-flag/);
   });
 });
 

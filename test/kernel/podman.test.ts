@@ -1,5 +1,6 @@
 // Drift in real podman containers: identity, metadata and exec sessions.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { kernelSkipReason, waitForNoDriftwatchPrograms } from '../helpers/minicontainer.js';
@@ -20,7 +21,12 @@ describe('drift in podman containers (real kernel, real runc)', { skip: skip ?? 
   });
 
   after(async () => {
+    const ids = pods.ids();
     pods.cleanup();
+    for (const id of ids) {
+      assert.equal(existsSync(`/sys/fs/cgroup/libpod_parent/libpod-${id}`), false, `cgroup of ${id} removed`);
+      assert.equal(existsSync(`/sys/fs/cgroup/machine.slice/libpod-${id}.scope`), false, `cgroup of ${id} removed`);
+    }
     assert.equal(await sensor.stop(), 0);
     assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
   });

@@ -133,4 +133,8 @@ test('recorded: emit-all records include image files and host files', () => {
   assert.equal(image.layer, 'LOWER');
   assert.ok(image.fileFlags & FileFlag.EMITTED_ALL);
   assert.ok(events.some((e) => e.layer === 'OTHER'));
+  // recorded on a hybrid host: tasks at the v2 root are named by their v1 memory cgroup
+  const host = events.find((e) => e.layer === 'OTHER')!;
+  assert.match(host.cgroup, /^[0-9a-f]{32}$/);
+  assert.equal(host.cgroupParent, 'process_api');
 });
