@@ -1,6 +1,7 @@
 // Enrichment: host or container, and what the node knows about the
 // container. Lookups never hold the stream for long: the resolver answers
 // from cache or gives up after its wait and the event goes on (counted).
+import { readlink } from 'node:fs/promises';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import type { DetectionEvent } from '../signatures/sdk.js';
 import { containerOf, type HostNamespaces } from './container.js';
@@ -11,11 +12,26 @@ export interface Enricher {
   enrich(exec: ExecEvent): Promise<DetectionEvent> | DetectionEvent;
 }
 
-export function createEnricher(host: HostNamespaces, metrics: Metrics, resolver?: MetadataResolver): Enricher {
+/** The parent's executable, if it is still alive (it usually is: it just forked us). */
+async function parentExecutable(hostPpid: number, procRoot: string): Promise<string | undefined> {
+  if (hostPpid <= 0) return undefined;
+  try {
+    return await readlink(`${procRoot}/${hostPpid}/exe`);
+  } catch {
+    return undefined;
+  }
+}
+
+export function createEnricher(host: HostNamespaces, metrics: Metrics, resolver?: MetadataResolver, procRoot = '/proc'): Enricher {
   return {
-    enrich(exec) {
+    async enrich(exec) {
       const container = containerOf(exec, host);
       const ev: DetectionEvent = { kind: 'exec', exec, container };
+      // Only containers are worth the syscall; host events are dropped after this.
+      if (container.inContainer) {
+        const parent = await parentExecutable(exec.hostPpid, procRoot);
+        if (parent) ev.parentExecutable = parent;
+      }
       if (!resolver || !container.id) return ev;
       return resolver.resolve(container.id).then((meta) => {
         if (!meta) {

@@ -33,6 +33,7 @@ export interface Finding {
     execSession: boolean;
     session: string;
     ancestry: Array<{ hostPid: number; comm: string }>;
+    parent?: { hostPid: number; comm?: string; executable?: string };
     executable: {
       path: string;
       layer: Layer;
@@ -146,6 +147,10 @@ export function buildFinding(
     },
     host: { hostname },
   };
+  f.process.parent = { hostPid: e.hostPpid };
+  const parentComm = e.ancestors[0]?.comm;
+  if (parentComm) f.process.parent.comm = parentComm;
+  if (ev.parentExecutable) f.process.parent.executable = ev.parentExecutable;
   if (sig.mitre) f.signature.mitre = sig.mitre;
   if (sig.tags) f.signature.tags = sig.tags;
   if (opts.data) f.signature.data = opts.data;

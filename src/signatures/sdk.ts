@@ -14,6 +14,8 @@ export interface DetectionEvent {
   kind: 'exec';
   exec: ExecEvent;
   container: ContainerInfo;
+  /** The parent's executable as /proc showed it at enrichment time, when it was still there. */
+  parentExecutable?: string;
 }
 
 export interface EmitOptions {

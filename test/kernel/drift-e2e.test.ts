@@ -75,6 +75,9 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     assert.match(f.process.executable.device, /^\d+:\d+$/);
     assert.ok(f.host.hostname.length > 0);
     assert.ok(f.id && !Number.isNaN(Date.parse(f.time)));
+    const parent = f.process['parent'] as { hostPid: number; comm?: string; executable?: string };
+    assert.equal(parent.hostPid, f.process['hostPpid']);
+    assert.equal(parent.comm, (f.process['ancestry'] as Array<{ comm: string }>)[0]!.comm);
   });
 
   test('an image binary appended to and run is drift.modified_executable', async () => {

@@ -60,6 +60,9 @@ describe('drift in podman containers (real kernel, real runc)', { skip: skip ?? 
     assert.equal(f.process['execSession'], true);
     const ancestry = f.process['ancestry'] as Array<{ comm: string }>;
     assert.ok(ancestry.some((a) => a.comm === 'conmon'), `ancestry ${JSON.stringify(ancestry)}`);
+    const parent = f.process['parent'] as { comm?: string; executable?: string };
+    assert.equal(parent.comm, ancestry[0]!.comm);
+    if (parent.comm === 'conmon') assert.match(String(parent.executable), /conmon$/, 'the live parent\'s executable is read');
   });
 
   test('five containers at once: each drift is attributed to its own container', async () => {
