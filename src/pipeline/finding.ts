@@ -3,64 +3,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { DetectionEvent, EmitOptions, Severity, SignatureDefinition } from '../signatures/sdk.js';
-import type { Layer } from './classify.js';
+import type { FindingJson } from '#gen/finding-json.js';
 
-export interface Finding {
-  id: string;
-  time: string;
-  signature: {
-    id: string;
-    name: string;
-    severity: Severity;
-    version: string;
-    description: string;
-    mitre?: { technique: string; tactic: string };
-    tags?: string[];
-    data?: Record<string, string | number | boolean>;
-  };
-  process: {
-    pid: number;
-    ppid: number;
-    uid: number;
-    gid: number;
-    comm: string;
-    args: string[];
-    argsTruncated: boolean;
-    filename: string;
-    hostPid: number;
-    hostPpid: number;
-    startTime: string;
-    execSession: boolean;
-    session: string;
-    ancestry: Array<{ hostPid: number; comm: string }>;
-    parent?: { hostPid: number; comm?: string; executable?: string };
-    executable: {
-      path: string;
-      layer: Layer;
-      inode: string;
-      device: string;
-      mode: number;
-      nlink: number;
-      ctime: string;
-      fsMagic: string;
-      pathTruncated: boolean;
-    };
-  };
-  container: {
-    id: string | null;
-    runtime?: string;
-    name?: string;
-    image?: string;
-    imageId?: string;
-    labels?: Record<string, string>;
-    mntNs: number;
-    pidNs: number;
-    cgroupId: string;
-    cgroup: string;
-  };
-  kubernetes?: { namespace?: string; pod?: string; podUid?: string; container?: string };
-  host: { hostname: string };
-}
+/** A finding is the proto3 JSON mapping of driftwatch.v1.Finding (types generated from proto/). */
+export type Finding = FindingJson;
 
 /** Wall-clock time of a boot-clock timestamp; the offset is re-read now and then. */
 export class BootClock {
@@ -139,7 +85,7 @@ export function buildFinding(
       },
     },
     container: {
-      id: c.id,
+      id: c.id ?? '',
       mntNs: e.mntNs,
       pidNs: e.pidNs,
       cgroupId: e.cgroupId.toString(),
@@ -147,19 +93,25 @@ export function buildFinding(
     },
     host: { hostname },
   };
-  f.process.parent = { hostPid: e.hostPpid };
+  const parent: NonNullable<NonNullable<Finding['process']>['parent']> = { hostPid: e.hostPpid };
   const parentComm = e.ancestors[0]?.comm;
-  if (parentComm) f.process.parent.comm = parentComm;
-  if (ev.parentExecutable) f.process.parent.executable = ev.parentExecutable;
-  if (sig.mitre) f.signature.mitre = sig.mitre;
-  if (sig.tags) f.signature.tags = sig.tags;
-  if (opts.data) f.signature.data = opts.data;
-  if (c.runtime) f.container.runtime = c.runtime;
-  if (c.name) f.container.name = c.name;
-  if (c.image) f.container.image = c.image;
-  if (c.imageId) f.container.imageId = c.imageId;
-  if (c.labels && Object.keys(c.labels).length) f.container.labels = c.labels;
+  if (parentComm) parent.comm = parentComm;
+  if (ev.parentExecutable) parent.executable = ev.parentExecutable;
+  f.process!.parent = parent;
+  const s = f.signature!;
+  if (sig.mitre) s.mitre = sig.mitre;
+  if (sig.tags) s.tags = sig.tags;
+  if (opts.data) s.data = opts.data;
+  const ct = f.container!;
+  if (c.runtime) ct.runtime = c.runtime;
+  if (c.name) ct.name = c.name;
+  if (c.image) ct.image = c.image;
+  if (c.imageId) ct.imageId = c.imageId;
+  if (c.labels && Object.keys(c.labels).length) ct.labels = c.labels;
   if (c.kubernetes) f.kubernetes = c.kubernetes;
   else if (c.podUid) f.kubernetes = { podUid: c.podUid };
+  f.count = 1;
+  f.firstSeen = f.time;
+  f.lastSeen = f.time;
   return f;
 }

@@ -24,10 +24,12 @@ export function jsonlSink(target: string): Sink {
 export function consoleSink(write: (s: string) => void = (s) => process.stderr.write(s)): Sink {
   return {
     write(f) {
-      const where = f.container.name ?? f.container.id?.slice(0, 12) ?? `mntns:${f.container.mntNs}`;
+      const c = f.container ?? {};
+      const p = f.process ?? {};
+      const where = c.name || c.id?.slice(0, 12) || `mntns:${c.mntNs}`;
       write(
-        `${f.time} ${f.signature.severity} ${f.signature.id} container=${where} pid=${f.process.hostPid} ` +
-          `exe=${f.process.executable.path} layer=${f.process.executable.layer} args=${JSON.stringify(f.process.args)}\n`,
+        `${f.time} ${f.signature?.severity} ${f.signature?.id} container=${where} pid=${p.hostPid} ` +
+          `exe=${p.executable?.path} layer=${p.executable?.layer} args=${JSON.stringify(p.args ?? [])}\n`,
       );
     },
     close() {},

@@ -27,6 +27,6 @@ export default defineSignature({
     const memfd = exec.layer === 'MEMFD';
     if (!memfd && !isUnlinked(exec.fileFlags)) return;
     if (memfd && RUNTIME_SELF_CLONES.some((r) => r.memfd.test(exec.path) && r.comm.test(exec.comm))) return;
-    ctx.emit({ data: { memfd } });
+    ctx.emit({ data: { memfd: String(memfd) } });
   },
 });

@@ -22,7 +22,7 @@ export interface EmitOptions {
   /** Overrides the definition's severity for this finding. */
   severity?: Severity;
   /** Extra, signature-specific facts (kept under finding.signature.data). */
-  data?: Record<string, string | number | boolean>;
+  data?: Record<string, string>;
 }
 
 export interface SignatureContext {

@@ -1,5 +1,6 @@
 // Runs the real CLI (`driftwatch run --jsonl -`) as a child process and
 // collects its findings, so kernel tests exercise exactly what users run.
+import type { FindingJson } from '#gen/finding-json.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join, resolve } from 'node:path';
@@ -8,23 +9,9 @@ import { fileURLToPath } from 'node:url';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const cliPath = join(repoRoot, 'bin', 'driftwatch.js');
 
-export interface Finding {
-  id: string;
-  time: string;
-  signature: { id: string; name: string; severity: string };
-  process: {
-    pid: number;
-    ppid: number;
-    uid: number;
-    comm: string;
-    args: string[];
-    executable: { path: string; layer: string; inode: string | number; device: string };
-    [k: string]: unknown;
-  };
-  container: { id: string | null; [k: string]: unknown };
-  host: { hostname: string };
-  [k: string]: unknown;
-}
+/** Findings as parsed from JSONL: the proto3 JSON mapping with every field present. */
+type Complete<T> = T extends Array<infer U> ? Array<Complete<U>> : T extends object ? { [K in keyof T]-?: Complete<T[K]> } : T;
+export type Finding = Complete<FindingJson>;
 
 export class SensorProcess {
   readonly findings: Finding[] = [];

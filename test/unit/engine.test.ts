@@ -26,7 +26,7 @@ test('engine: a throwing signature is counted and the others still emit', () => 
   const metrics = new Metrics();
   const engine = new SignatureEngine([throwing, always], { hostname: 'h', clock: new BootClock(), metrics });
   const out = engine.dispatch(ev);
-  assert.deepEqual(out.map((f) => f.signature.id), ['test.always']);
+  assert.deepEqual(out.map((f) => f.signature!.id), ['test.always']);
   assert.equal(metrics.get('signature_errors_total', { signature: 'test.throws' }), 1);
   assert.equal(metrics.get('findings_total', { signature: 'test.always' }), 1);
 });

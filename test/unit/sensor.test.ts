@@ -54,10 +54,10 @@ test('sensor: recorded container batches become findings; host events are droppe
   await sensor.stop();
   assert.equal(sensor.metrics.get('host_events_dropped_total'), 1);
   assert.equal(found.length, 8); // 5 scenarios (unlinked gives two) + 2 podman
-  const podman = found.filter((f) => f.container.id);
+  const podman = found.filter((f) => f.container!.id);
   assert.equal(podman.length, 2);
-  assert.equal(podman[0]!.container.runtime, 'podman');
-  assert.deepEqual(podman.map((f) => f.process.execSession).sort(), [false, true]);
+  assert.equal(podman[0]!.container!.runtime, 'podman');
+  assert.deepEqual(podman.map((f) => f.process!.execSession).sort(), [false, true]);
   assert.equal(loader.closed, false, 'an injected loader is the caller\'s to close');
 });
 
@@ -88,5 +88,5 @@ test('sensor: malformed records are counted and skipped', async () => {
   await until(() => found.length === 1);
   await sensor.stop();
   assert.equal(sensor.metrics.get('decode_errors_total'), 1);
-  assert.deepEqual(found.map((f) => f.process.args), [['ok']]);
+  assert.deepEqual(found.map((f) => f.process!.args), [['ok']]);
 });

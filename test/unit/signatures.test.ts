@@ -21,7 +21,7 @@ const UPPER = F.OVERLAY | F.OVL_UPPER_DENTRY | F.OVL_UPPER_ALIAS | F.OVL_LAYOUT_
 function run(exec: ExecEvent): string[] {
   const engine = new SignatureEngine(builtinSignatures, { hostname: 'node-1', clock: new BootClock(), metrics: new Metrics() });
   const ev: DetectionEvent = { kind: 'exec', exec, container: containerOf(exec, HOST) };
-  return engine.dispatch(ev).map((f) => f.signature.id).sort();
+  return engine.dispatch(ev).map((f) => f.signature!.id!).sort();
 }
 const rec = (s: RecordSpec) => decodeRecord(encodeExec(s));
 
@@ -87,4 +87,35 @@ test('finding: the JSON contract has the fields consumers rely on', () => {
   assert.equal(j.host.hostname, 'node-1');
   // the same event gives the same id (retries dedupe on it)
   assert.equal(engine.dispatch({ kind: 'exec', exec, container: containerOf(exec, HOST) })[0]!.id, j.id);
+});
+
+/** proto3 JSON treats default scalars as absent: drop them for comparison. */
+function withoutDefaults(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(withoutDefaults);
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (x === false || x === 0 || x === '' || x === null || (Array.isArray(x) && x.length === 0)) continue;
+      out[k] = withoutDefaults(x);
+    }
+    return out;
+  }
+  return v;
+}
+
+test('finding: the JSON is exactly the proto3 JSON mapping of driftwatch.v1.Finding (round trip through the codec)', async () => {
+  const { driftwatch } = await import('#gen/finding.js');
+  const engine = new SignatureEngine(builtinSignatures, { hostname: 'node-1', clock: new BootClock(), metrics: new Metrics() });
+  for (const spec of [
+    { fileFlags: UPPER, cgroup: 'libpod-' + 'c'.repeat(64), ancestors: [{ hostPid: 3, comm: 'conmon' }], session: 2 },
+    { fileFlags: F.MEMFD | F.UNLINKED, fsMagic: FS_MAGIC.TMPFS, path: 'memfd:x' },
+  ] as RecordSpec[]) {
+    const exec = rec(spec);
+    for (const f of engine.dispatch({ kind: 'exec', exec, container: containerOf(exec, HOST) })) {
+      const json = JSON.parse(JSON.stringify(f));
+      const M = driftwatch.v1.Finding;
+      const back = M.toObject(M.decode(M.encode(M.fromObject(json)).finish()), { longs: String, enums: String });
+      assert.deepEqual(back, withoutDefaults(json));
+    }
+  }
 });
