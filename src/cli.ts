@@ -5,7 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
 import { addonPath, type LoaderError } from './native/loader.js';
+import { CliUsageError, DEFAULT_DATA_DIR, backendCommand, defaultDb, findingsCommand } from './backend/cli.js';
+import { startBackend, type Backend } from './backend/server.js';
 import { detectMetadataResolver } from './enrich/index.js';
+import { Exporter } from './export/exporter.js';
 import { startSensor } from './pipeline/sensor.js';
 import { consoleSink, jsonlSink, type Sink } from './pipeline/sinks.js';
 import { PreflightError, describeLoaderError, preflight } from './preflight.js';
@@ -18,6 +21,10 @@ const HELP = `driftwatch: container drift detection
 
 Usage:
   driftwatch run [--jsonl <file>|-] [--include-host] [--emit-all] [--log-level debug|info|warn|error]
+                 [--backend <host:port> [--token T] [--tls-ca F] [--tls-cert F --tls-key F]] [--data-dir D]
+  driftwatch backend [--listen <host:port>] [--db <file|postgres://...>] [--token T]
+                     [--tls-cert F --tls-key F [--tls-client-ca F]]
+  driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--signature id] [--container id|name] [--json]
   driftwatch --version | --help
 
 run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
@@ -25,6 +32,12 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --include-host     also report host processes (default: containers only)
   --emit-all         send every exec to user space (debugging; findings unchanged)
   --log-level        default info
+  --backend          export findings over gRPC to this backend; without it an embedded
+                     backend on loopback stores them in <data-dir>/findings.db
+  --data-dir         default ${DEFAULT_DATA_DIR} (spool/ and the embedded backend's database)
+
+backend   the reference backend: validates, authenticates, dedupes and stores findings
+findings  lists stored findings
 `;
 
 function version(): string {
@@ -39,6 +52,12 @@ async function runCommand(argv: string[]): Promise<number> {
       'include-host': { type: 'boolean', default: false },
       'emit-all': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
+      backend: { type: 'string' },
+      token: { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
     },
     strict: true,
     allowPositionals: false,
@@ -52,6 +71,28 @@ async function runCommand(argv: string[]): Promise<number> {
   if (values.jsonl) sinks.push(jsonlSink(values.jsonl));
   if (!values.jsonl || values.jsonl !== '-') sinks.push(consoleSink());
 
+  // Export: to the given backend, or to an embedded one on loopback (real gRPC either way).
+  const dataDir = values['data-dir'];
+  let embedded: Backend | undefined;
+  let target = values.backend;
+  if (!target) {
+    embedded = await startBackend({ listen: '127.0.0.1:0', db: defaultDb(dataDir), log: (m) => log.warn(m) });
+    target = embedded.address;
+    log.info(`embedded backend on ${target}, storing in ${defaultDb(dataDir)} (driftwatch findings --db ${defaultDb(dataDir)})`);
+  }
+  const token = values.token ?? process.env['DRIFTWATCH_TOKEN'];
+  const tls = values['tls-ca'] || values['tls-cert']
+    ? { ...(values['tls-ca'] ? { ca: values['tls-ca'] } : {}), ...(values['tls-cert'] ? { cert: values['tls-cert'], key: values['tls-key'] } : {}) }
+    : undefined;
+  const exporter = new Exporter({
+    backend: target,
+    spoolDir: `${dataDir}/spool`,
+    ...(token ? { token } : {}),
+    ...(tls ? { tls } : {}),
+    log: (m) => log.warn(m),
+  });
+  sinks.push({ write: (f) => exporter.export(f), close: () => exporter.shutdown() });
+
   const metadata = await detectMetadataResolver(log);
   let sensor;
   try {
@@ -62,10 +103,16 @@ async function runCommand(argv: string[]): Promise<number> {
       emitAll: values['emit-all'],
       resolver: metadata.resolver,
     });
+    for (const [name, _v] of Object.entries(exporter.metrics)) {
+      sensor.metrics.gauge(name, () => exporter.metrics[name as keyof typeof exporter.metrics]);
+    }
+    sensor.metrics.gauge('export_spool_bytes', () => exporter.queuedBytes);
   } catch (err) {
     const e = err as LoaderError;
     if (e.libbpfLog) log.debug(`libbpf:\n${e.libbpfLog}`);
     metadata.close();
+    await exporter.shutdown(0);
+    await embedded?.stop();
     if (e.libbpfLog === undefined) throw err; // not from the addon
     throw new PreflightError(describeLoaderError(e));
   }
@@ -79,12 +126,14 @@ async function runCommand(argv: string[]): Promise<number> {
       log.info(`${signal}: detaching and flushing`);
       sensor
         .stop()
-        .then(() => {
+        .then(async () => {
           metadata.close();
+          await embedded?.stop();
           const m = sensor.metrics;
           log.info(
             `stopped; events ${m.get('events_decoded_total')}, findings ${m.total('findings_total')}, ` +
-              `decode errors ${m.get('decode_errors_total')}, signature errors ${m.total('signature_errors_total')}`,
+              `decode errors ${m.get('decode_errors_total')}, signature errors ${m.total('signature_errors_total')}, ` +
+              `exported ${exporter.metrics.export_sent_total}, left in spool ${exporter.queuedBytes} bytes`,
           );
           resolvePromise(0);
         })
@@ -105,6 +154,10 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'run':
         return await runCommand(rest);
+      case 'backend':
+        return await backendCommand(rest, log);
+      case 'findings':
+        return await findingsCommand(rest);
       case '--version':
       case 'version':
         process.stdout.write(`${version()}\n`);
@@ -119,7 +172,7 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${cmd}"`);
     }
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof UsageError || err instanceof CliUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`driftwatch: ${(err as Error).message}\n${HELP}`);
       return 2;
     }

@@ -3,6 +3,8 @@
 import type { FindingJson } from '#gen/finding-json.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,7 +22,11 @@ export class SensorProcess {
   private buffered = '';
   private waiters: Array<() => void> = [];
 
-  private constructor(child: ChildProcess) {
+  private constructor(
+    child: ChildProcess,
+    /** The sensor's --data-dir: spool and the embedded backend's database. */
+    readonly dataDir: string,
+  ) {
     this.child = child;
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (chunk: string) => {
@@ -42,11 +48,11 @@ export class SensorProcess {
   }
 
   static async start(extraArgs: string[] = []): Promise<SensorProcess> {
-    const child = spawn(process.execPath, [cliPath, 'run', '--jsonl', '-', ...extraArgs], {
+    const dataDir = mkdtempSync(join(tmpdir(), 'driftwatch-data-'));
+    const child = spawn(process.execPath, [cliPath, 'run', '--jsonl', '-', '--data-dir', dataDir, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, DRIFTWATCH_NO_BACKEND: '1' },
     });
-    const s = new SensorProcess(child);
+    const s = new SensorProcess(child, dataDir);
     await s.waitFor(() => /attached/i.test(s.stderr) || child.exitCode !== null, 30_000, 'sensor to attach');
     if (child.exitCode !== null) throw new Error(`sensor exited early (${child.exitCode}): ${s.stderr}`);
     return s;
@@ -91,6 +97,11 @@ export class SensorProcess {
     await exited;
     clearTimeout(timer);
     return this.child.exitCode;
+  }
+
+  /** Removes the data dir (after any check of the stored findings). */
+  cleanup(): void {
+    rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
 

@@ -33,6 +33,13 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     const code = await sensor?.stop('SIGTERM');
     ct?.destroy();
     assert.equal(code, 0, `sensor exits 0 on SIGTERM; stderr:\n${sensor?.stderr.slice(-1000)}`);
+    // Every finding printed was also exported over gRPC to the embedded backend and stored.
+    const r = spawnSync(process.execPath, [cliPath, 'findings', '--db', join(sensor.dataDir, 'findings.db'), '--json', '--limit', '10000'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const stored = new Set(r.stdout.trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as Finding).id));
+    assert.ok(sensor.findings.length > 5);
+    for (const f of sensor.findings) assert.ok(stored.has(f.id), `finding ${f.id} (${f.signature.id}) stored by the backend`);
+    sensor.cleanup();
     assert.deepEqual(await waitForNoDriftwatchPrograms(), [], 'no program or link left after the sensor stopped');
     assert.deepEqual(leftoverTestMounts(), [], 'no test mounts left');
   });
@@ -173,6 +180,7 @@ describe('host processes in a private mount namespace (systemd PrivateTmp=)', { 
       assert.deepEqual(sensor.matching(argsContain(n)), []);
     } finally {
       assert.equal(await sensor.stop(), 0);
+      sensor.cleanup();
       ct.destroy();
     }
   });
@@ -183,6 +191,7 @@ describe('sensor lifecycle (real kernel)', { skip: skip ?? false }, () => {
     const sensor = await SensorProcess.start();
     assert.notDeepEqual(await waitForNoDriftwatchPrograms(0), [], 'loaded while running');
     await sensor.stop('SIGKILL');
+    sensor.cleanup();
     assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
   });
 
@@ -219,6 +228,7 @@ describe('--include-host (real kernel)', { skip: skip ?? false }, () => {
       host.cleanup();
       ct.destroy();
       assert.equal(await sensor.stop('SIGINT'), 0, 'exit 0 on SIGINT');
+      sensor.cleanup();
     }
     assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
   });

@@ -28,6 +28,7 @@ describe('drift in podman containers (real kernel, real runc)', { skip: skip ?? 
       assert.equal(existsSync(`/sys/fs/cgroup/machine.slice/libpod-${id}.scope`), false, `cgroup of ${id} removed`);
     }
     assert.equal(await sensor.stop(), 0);
+    sensor.cleanup();
     assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
   });
 
