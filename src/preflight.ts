@@ -25,6 +25,11 @@ export function preflight(log: Logger): void {
   if (!existsSync('/sys/kernel/btf/vmlinux')) {
     throw new PreflightError('this kernel has no BTF (/sys/kernel/btf/vmlinux): driftwatch needs CONFIG_DEBUG_INFO_BTF=y');
   }
+  // Syscall tracepoints attach through tracefs; mount it where the host has not.
+  if (!existsSync('/sys/kernel/tracing/events') && existsSync('/sys/kernel/tracing')) {
+    const r = spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing'], { encoding: 'utf8' });
+    log.debug(`tracefs not mounted; mount: ${r.status === 0 ? 'ok' : (r.stderr || 'failed').trim()}`);
+  }
   if (!readFileSync('/proc/filesystems', 'utf8').includes('\toverlay\n')) {
     // overlay may be a module nobody loaded yet; load it so CO-RE sees its types.
     const r = spawnSync('modprobe', ['overlay'], { encoding: 'utf8' });

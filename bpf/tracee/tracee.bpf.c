@@ -25,6 +25,20 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by the loader before load; constant-folded by the verifier. */
 const volatile bool cfg_emit_all = false;  /* send every exec (recording, debugging) */
 const volatile __u32 cfg_ignore_tgid = 0;    /* the sensor itself */
+const volatile __u32 cfg_host_mnt_ns = 0;    /* 0: no foreign-namespace checks */
+const volatile __u32 cfg_host_pid_ns = 0;
+
+/* Own mount and pid namespaces: a container, not a PrivateTmp= service. */
+static __always_inline bool task_in_foreign_ns(struct task_struct *task)
+{
+	if (!cfg_host_mnt_ns)
+		return false;
+	if (BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum) == cfg_host_mnt_ns)
+		return false;
+	unsigned int level = 0;
+	struct pid_namespace *ns = task_pid_ns(task, &level);
+	return BPF_CORE_READ(ns, ns.inum) != cfg_host_pid_ns;
+}
 
 /* Copies a NUL-terminated kernel string at data[off]; returns bytes incl. NUL. */
 static __always_inline u32 put_kernel_str(char *data, u32 off, const void *src, u32 max, u32 *trunc, u32 bit)
@@ -74,9 +88,21 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	u32 nlink = BPF_CORE_READ(inode, i_nlink);
 	u32 flags = file_flags(dentry, inode, magic, nlink);
 
+	/* binfmt_script replaced bprm->interp: the file is the interpreter of a
+	 * #! script named by bprm->filename, whose layer user space checks. */
+	bool script = BPF_CORE_READ(bprm, interp) != BPF_CORE_READ(bprm, filename);
+	if (script)
+		flags |= DW_FILE_SCRIPT;
+	/* Only plain mounts (volumes) and scripts need the namespace check. */
+	if ((script || !(flags & (DW_FILE_OVERLAY | DW_FILE_TMPFS | DW_FILE_MEMFD))) && task_in_foreign_ns(task)) {
+		flags |= DW_FILE_FOREIGN_NS;
+		if (BPF_CORE_READ(file, f_path.mnt, mnt_flags) & MNT_READONLY)
+			flags |= DW_FILE_MNT_READONLY;
+	}
+
 	if (flags & DW_FILE_OVL_UNRESOLVED)
 		stat_inc(DW_STAT_OVL_UNRESOLVED);
-	if (!file_is_drift_candidate(flags)) {
+	if (!file_is_drift_candidate(flags) && !(script && (flags & DW_FILE_FOREIGN_NS))) {
 		if (!cfg_emit_all) {
 			stat_inc(DW_STAT_EXEC_FILTERED);
 			return 0;
@@ -164,4 +190,5 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+#include "mmap.bpf.h"
 #include "bench.bpf.h"

@@ -72,6 +72,8 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 	}
 	l->skel->rodata->cfg_emit_all = opts && opts->emit_all;
 	l->skel->rodata->cfg_ignore_tgid = opts ? opts->ignore_tgid : 0;
+	l->skel->rodata->cfg_host_mnt_ns = opts ? opts->host_mnt_ns : 0;
+	l->skel->rodata->cfg_host_pid_ns = opts ? opts->host_pid_ns : 0;
 	if (!(opts && opts->bench))
 		bpf_program__set_autoload(l->skel->progs.bench_generate, false);
 	if (opts && opts->ring_bytes) {
@@ -144,6 +146,36 @@ int dw_loader_attach(struct dw_loader *l, const char **names, size_t max, size_t
 		if (*count < max)
 			names[(*count)++] = bpf_program__section_name(prog);
 	}
+	return 0;
+}
+
+int dw_loader_programs(struct dw_loader *l, const char **names, size_t max, size_t *count)
+{
+	struct bpf_program *prog;
+	*count = 0;
+	bpf_object__for_each_program(prog, l->skel->obj)
+	{
+		if (!bpf_program__autoload(prog) || bpf_program__type(prog) == BPF_PROG_TYPE_SYSCALL)
+			continue;
+		if (*count < max)
+			names[(*count)++] = bpf_program__name(prog);
+	}
+	return 0;
+}
+
+int dw_loader_attach_one(struct dw_loader *l, const char *name, const char **section)
+{
+	struct bpf_program *prog = bpf_object__find_program_by_name(l->skel->obj, name);
+	if (!prog)
+		return -ENOENT;
+	if (l->nlinks >= DW_MAX_LINKS)
+		return -E2BIG;
+	dw_clear_log();
+	struct bpf_link *link = bpf_program__attach(prog);
+	if (!link)
+		return -errno;
+	l->links[l->nlinks++] = link;
+	*section = bpf_program__section_name(prog);
 	return 0;
 }
 

@@ -18,6 +18,8 @@ struct dw_loader_opts {
 	uint32_t ignore_tgid;
 	uint32_t ring_bytes; /* 0: default */
 	int bench;           /* also load the delivery-benchmark generator */
+	uint32_t host_mnt_ns; /* host namespaces, for volume and script checks (0: off) */
+	uint32_t host_pid_ns;
 };
 
 /* All functions return 0 or a negative errno; dw_last_log() has libbpf's words. */
@@ -25,6 +27,10 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out);
 int dw_loader_load(struct dw_loader *l);
 /* Attaches every program; names[i] point into the object, valid until close. */
 int dw_loader_attach(struct dw_loader *l, const char **names, size_t max, size_t *count);
+/* Names of the loaded programs that can be attached (not syscall programs). */
+int dw_loader_programs(struct dw_loader *l, const char **names, size_t max, size_t *count);
+/* Attaches one program by name; *section is set to its section name. */
+int dw_loader_attach_one(struct dw_loader *l, const char *name, const char **section);
 /* Appends framed records ([u32 len][u32 0][record][pad to 8]) to buf until the
  * ring is empty or buf is full; a record that does not fit is kept for the
  * next call, never dropped. *written is set to the bytes used. */

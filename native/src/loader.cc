@@ -41,7 +41,8 @@ const char *ErrnoCode(int err) {
 
 const char *const kStatNames[DW_STAT_MAX] = {"exec_seen",      "exec_emitted",   "exec_filtered",
                                              "ringbuf_full",   "scratch_miss",   "ovl_unresolved",
-                                             "path_truncated", "cgroup_v1_fallback"};
+                                             "path_truncated", "cgroup_v1_fallback",
+                                             "mmap_exec_seen", "mmap_exec_emitted"};
 
 uint32_t OptU32(const Napi::Object &o, const char *key) {
   return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().Uint32Value() : 0;
@@ -52,7 +53,8 @@ class Loader : public Napi::ObjectWrap<Loader> {
   static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Napi::Function cls = DefineClass(env, "Loader",
         {InstanceMethod("load", &Loader::Load), InstanceMethod("attach", &Loader::Attach),
-         InstanceMethod("consume", &Loader::Consume), InstanceMethod("stats", &Loader::Stats),
+         InstanceMethod("consume", &Loader::Consume),
+         InstanceMethod("programs", &Loader::Programs), InstanceMethod("attachProgram", &Loader::AttachProgram), InstanceMethod("stats", &Loader::Stats),
          InstanceMethod("programStats", &Loader::ProgramStats), InstanceMethod("benchGenerate", &Loader::BenchGenerate),
          InstanceMethod("close", &Loader::Close)});
     exports.Set("Loader", cls);
@@ -70,6 +72,8 @@ class Loader : public Napi::ObjectWrap<Loader> {
     opts.ignore_tgid = OptU32(o, "ignoreTgid");
     opts.ring_bytes = OptU32(o, "ringBufferBytes");
     opts.bench = o.Has("benchGenerator") && o.Get("benchGenerator").ToBoolean();
+    opts.host_mnt_ns = OptU32(o, "hostMntNs");
+    opts.host_pid_ns = OptU32(o, "hostPidNs");
     int err = dw_loader_open(&opts, &l_);
     if (err) ThrowErrno(env, "open BPF object", err);
   }
@@ -97,6 +101,26 @@ class Loader : public Napi::ObjectWrap<Loader> {
     Napi::Array arr = Napi::Array::New(env, count);
     for (size_t i = 0; i < count; i++) arr.Set(uint32_t(i), names[i]);
     return arr;
+  }
+
+  Napi::Value Programs(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const char *names[16];
+    size_t count = 0;
+    dw_loader_programs(Open(env), names, 16, &count);
+    Napi::Array arr = Napi::Array::New(env, count);
+    for (size_t i = 0; i < count; i++) arr.Set(uint32_t(i), names[i]);
+    return arr;
+  }
+
+  Napi::Value AttachProgram(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "attachProgram(name)");
+    std::string name = info[0].As<Napi::String>();
+    const char *section = nullptr;
+    int err = dw_loader_attach_one(Open(env), name.c_str(), &section);
+    if (err) ThrowErrno(env, "attach " + name, err);
+    return Napi::String::New(env, section);
   }
 
   // Drains into the caller's Buffer; returns the bytes written.

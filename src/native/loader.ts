@@ -10,6 +10,9 @@ export interface LoaderOptions {
   ringBufferBytes?: number;
   ignoreTgid?: number;
   benchGenerator?: boolean;
+  /** Host namespaces: enables volume and script checks in the kernel. */
+  hostMntNs?: number;
+  hostPidNs?: number;
 }
 
 export interface ProgramStats {
@@ -23,6 +26,10 @@ export interface ProgramStats {
 export interface NativeLoader {
   load(): void;
   attach(): string[];
+  /** Names of the programs that can be attached. */
+  programs(): string[];
+  /** Attaches one program; returns its section name (e.g. raw_tp/sched_process_exec). */
+  attachProgram(name: string): string;
   /** Drains the ring buffer into buf; returns bytes written ([u32 len][u32 0][record][pad 8] frames). */
   consume(buf: Buffer): number;
   stats(): Record<string, number>;

@@ -5,7 +5,7 @@
 import { readlinkSync } from 'node:fs';
 import { containerFromCgroup, type Runtime } from '../enrich/cgroup-container.js';
 import type { KubernetesMetadata } from '../enrich/metadata.js';
-import type { ExecEvent } from './decode.js';
+import type { ProcessFileRecord } from './decode.js';
 
 export interface HostNamespaces {
   mnt: number;
@@ -44,7 +44,7 @@ export function readHostNamespaces(procRoot = '/proc'): HostNamespaces & { sourc
   }
 }
 
-export function containerOf(exec: ExecEvent, host: HostNamespaces): ContainerInfo {
+export function containerOf(exec: Pick<ProcessFileRecord, 'cgroup' | 'cgroupParent' | 'mntNs' | 'pidNs'>, host: HostNamespaces): ContainerInfo {
   const fromCgroup = containerFromCgroup(exec.cgroup, exec.cgroupParent);
   if (fromCgroup) {
     const info: ContainerInfo = { inContainer: true, id: fromCgroup.id, runtime: fromCgroup.runtime };

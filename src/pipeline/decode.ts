@@ -4,6 +4,8 @@
 // pay for argv or the path.
 import { classify, type Layer } from './classify.js';
 import {
+  MMAP,
+  MMAP_VERSION,
   ANCESTOR_SIZE,
   COMM_LEN,
   EXEC,
@@ -30,7 +32,52 @@ const cstr = (b: Buffer, start: number, len: number): string => {
   return b.toString('utf8', start, end >= 0 && end < start + len ? end : start + len);
 };
 
-export class ExecEvent {
+/** What exec and mmap records share: a process and the file it ran. */
+export interface ProcessFileRecord {
+  readonly kind: 'exec' | 'mmap_exec';
+  readonly raw: Buffer;
+  readonly ktimeNs: bigint;
+  readonly hostPid: number;
+  readonly hostPpid: number;
+  readonly pid: number;
+  readonly ppid: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly comm: string;
+  readonly args: string[];
+  readonly argsTruncated: boolean;
+  readonly filename: string;
+  readonly startTimeNs: bigint;
+  readonly session: SessionName;
+  readonly ancestors: Ancestor[];
+  readonly cgroupId: bigint;
+  readonly mntNs: number;
+  readonly pidNs: number;
+  readonly cgroup: string;
+  readonly cgroupParent: string;
+  readonly inode: bigint;
+  readonly dev: number;
+  readonly device: string;
+  readonly mode: number;
+  readonly nlink: number;
+  readonly fsMagic: number;
+  readonly ctimeSec: bigint;
+  readonly ctimeNsec: number;
+  readonly fileFlags: number;
+  readonly layer: Layer;
+  readonly path: string;
+  readonly pathTruncated: boolean;
+}
+
+/** Path components are stored leaf first; a pseudo-filesystem root (memfd:...) is a name. */
+function joinPath(raw: Buffer, start: number, len: number): string {
+  const parts = raw.toString('utf8', start, start + len).split('\0').filter((p) => p && p !== '/');
+  parts.reverse();
+  const joined = parts.join('/');
+  return parts.length === 1 && parts[0]!.includes(':') ? joined : `/${joined}`;
+}
+
+export class ExecEvent implements ProcessFileRecord {
   readonly kind = 'exec' as const;
   private cache: { filename?: string; path?: string; args?: string[]; cgroup?: string; cgroupParent?: string; comm?: string } = {};
 
@@ -89,12 +136,7 @@ export class ExecEvent {
   get path(): string {
     if (this.cache.path === undefined) {
       const l = this.lens();
-      const start = EXEC.data + l.filename;
-      const parts = this.raw.toString('utf8', start, start + l.path).split('\0').filter((p) => p && p !== '/');
-      parts.reverse();
-      const joined = parts.join('/');
-      // A pseudo-filesystem root (memfd:...) is a name, not a directory.
-      this.cache.path = parts.length === 1 && parts[0]!.includes(':') ? joined : `/${joined}`;
+      this.cache.path = joinPath(this.raw, EXEC.data + l.filename, l.path);
     }
     return this.cache.path;
   }
@@ -139,7 +181,56 @@ export class ExecEvent {
   }
 }
 
-export type DecodedEvent = ExecEvent;
+/** A drifted file mapped executable (mmap PROT_EXEC): LD_PRELOAD, ld.so /tmp/x. */
+export class MmapEvent implements ProcessFileRecord {
+  readonly kind = 'mmap_exec' as const;
+  private cache: { path?: string; cgroup?: string; cgroupParent?: string; comm?: string } = {};
+  constructor(readonly raw: Buffer) {}
+
+  get ktimeNs(): bigint { return this.raw.readBigUInt64LE(HDR.ktimeNs); }
+  get hostPid(): number { return this.raw.readUInt32LE(MMAP.hostPid); }
+  get hostTid(): number { return this.raw.readUInt32LE(MMAP.hostTid); }
+  get hostPpid(): number { return 0; }
+  get pid(): number { return this.raw.readUInt32LE(MMAP.nsPid); }
+  get ppid(): number { return 0; }
+  get uid(): number { return this.raw.readUInt32LE(MMAP.uid); }
+  get gid(): number { return 0; }
+  get args(): string[] { return []; }
+  get argsTruncated(): boolean { return false; }
+  get filename(): string { return ''; }
+  get session(): SessionName { return 'unknown'; }
+  get ancestors(): Ancestor[] { return []; }
+  get cgroupId(): bigint { return this.raw.readBigUInt64LE(MMAP.cgroupId); }
+  get mntNs(): number { return this.raw.readUInt32LE(MMAP.mntNs); }
+  get pidNs(): number { return this.raw.readUInt32LE(MMAP.pidNs); }
+  get inode(): bigint { return this.raw.readBigUInt64LE(MMAP.inode); }
+  get dev(): number { return this.raw.readUInt32LE(MMAP.dev); }
+  get device(): string { const d = this.dev; return `${d >>> 20}:${d & 0xfffff}`; }
+  get mode(): number { return this.raw.readUInt32LE(MMAP.mode); }
+  get nlink(): number { return this.raw.readUInt32LE(MMAP.nlink); }
+  get fsMagic(): number { return this.raw.readUInt32LE(MMAP.fsMagic); }
+  get ctimeSec(): bigint { return 0n; }
+  get ctimeNsec(): number { return 0; }
+  get fileFlags(): number { return this.raw.readUInt32LE(MMAP.fileFlags); }
+  get prot(): number { return this.raw.readUInt32LE(MMAP.prot); }
+  get mmapFlags(): number { return this.raw.readUInt32LE(MMAP.mmapFlags); }
+  get startTimeNs(): bigint { return this.raw.readBigUInt64LE(MMAP.startTimeNs); }
+  get layer(): Layer { return classify(this.fileFlags); }
+  get pathTruncated(): boolean { return (this.raw.readUInt32LE(MMAP.truncFlags) & TruncFlag.PATH) !== 0; }
+  get comm(): string { return (this.cache.comm ??= cstr(this.raw, MMAP.comm, COMM_LEN)); }
+  get path(): string {
+    return (this.cache.path ??= joinPath(this.raw, MMAP.data, this.raw.readUInt16LE(MMAP.pathLen)));
+  }
+  get cgroup(): string {
+    return (this.cache.cgroup ??= cstr(this.raw, MMAP.data + this.raw.readUInt16LE(MMAP.pathLen), this.raw.readUInt16LE(MMAP.cgroupLen)));
+  }
+  get cgroupParent(): string {
+    const start = MMAP.data + this.raw.readUInt16LE(MMAP.pathLen) + this.raw.readUInt16LE(MMAP.cgroupLen);
+    return (this.cache.cgroupParent ??= cstr(this.raw, start, this.raw.readUInt16LE(MMAP.cgparentLen)));
+  }
+}
+
+export type DecodedEvent = ExecEvent | MmapEvent;
 
 /** Validates one record; returns an event or throws DecodeError with the reason. */
 export function decodeRecord(rec: Buffer): DecodedEvent {
@@ -148,6 +239,13 @@ export function decodeRecord(rec: Buffer): DecodedEvent {
   const version = rec.readUInt16LE(HDR.version);
   const size = rec.readUInt32LE(HDR.size);
   if (size > rec.length) throw new DecodeError(`record claims ${size} bytes, has ${rec.length}`);
+  if (kind === EventKind.MMAP_EXEC) {
+    if (version !== MMAP_VERSION) throw new DecodeError(`mmap record version ${version}, expected ${MMAP_VERSION}`);
+    if (size < MMAP.data) throw new DecodeError(`mmap record of ${size} bytes is shorter than its fixed part`);
+    const l = rec.readUInt16LE(MMAP.pathLen) + rec.readUInt16LE(MMAP.cgroupLen) + rec.readUInt16LE(MMAP.cgparentLen);
+    if (MMAP.data + l > size) throw new DecodeError(`mmap record strings (${l} bytes) overrun its size ${size}`);
+    return new MmapEvent(Buffer.from(rec.subarray(0, size)));
+  }
   if (kind !== EventKind.EXEC) throw new DecodeError(`unknown record kind ${kind}`);
   if (version !== EXEC_VERSION) throw new DecodeError(`exec record version ${version}, expected ${EXEC_VERSION}`);
   if (size < EXEC.data) throw new DecodeError(`exec record of ${size} bytes is shorter than its fixed part`);
@@ -183,4 +281,11 @@ export function decodeBatch(batch: Buffer, length = batch.length): BatchResult {
     off += (FRAME_HEADER + len + 7) & ~7;
   }
   return { events, errors };
+}
+
+/** decodeRecord for callers that only handle exec records. */
+export function decodeExecRecord(rec: Buffer): ExecEvent {
+  const e = decodeRecord(rec);
+  if (e.kind !== 'exec') throw new DecodeError(`expected an exec record, got ${e.kind}`);
+  return e;
 }

@@ -2,7 +2,7 @@
 // for it, and one isolated call per signature. A throwing signature is
 // counted; after too many consecutive errors it is disabled (one log line);
 // the others never notice.
-import type { DetectionEvent, EmitOptions, EventKindName, SignatureDefinition } from '../signatures/sdk.js';
+import type { AnySignature, DetectionEvent, EmitOptions, EventKindName } from '../signatures/sdk.js';
 import { buildFinding, type BootClock, type Finding } from './finding.js';
 import type { Metrics } from './metrics.js';
 
@@ -15,7 +15,7 @@ export interface EngineOptions {
 }
 
 interface Slot {
-  sig: SignatureDefinition;
+  sig: AnySignature;
   consecutiveErrors: number;
   disabled: boolean;
 }
@@ -25,7 +25,7 @@ export class SignatureEngine {
   private readonly maxErrors: number;
 
   constructor(
-    signatures: SignatureDefinition[],
+    signatures: AnySignature[],
     private readonly opts: EngineOptions,
   ) {
     this.maxErrors = opts.maxConsecutiveErrors ?? 100;
@@ -38,7 +38,7 @@ export class SignatureEngine {
     }
   }
 
-  get signatures(): SignatureDefinition[] {
+  get signatures(): AnySignature[] {
     return [...new Set([...this.table.values()].flat().map((s) => s.sig))];
   }
 

@@ -2,7 +2,7 @@
 // Fields are only ever added, never renamed.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { DetectionEvent, EmitOptions, Severity, SignatureDefinition } from '../signatures/sdk.js';
+import { recordOf, type AnySignature, type DetectionEvent, type EmitOptions } from '../signatures/sdk.js';
 import type { FindingJson } from '#gen/finding-json.js';
 
 /** A finding is the proto3 JSON mapping of driftwatch.v1.Finding (types generated from proto/). */
@@ -31,7 +31,7 @@ export class BootClock {
 
 /** Same process, same file, same signature → same id, across retries and restarts. */
 export function findingId(hostname: string, ev: DetectionEvent, signatureId: string): string {
-  const e = ev.exec;
+  const e = recordOf(ev);
   const h = createHash('sha256')
     .update(`${hostname}\0${e.hostPid}\0${e.startTimeNs}\0${e.ktimeNs}\0${signatureId}\0${e.dev}\0${e.inode}`)
     .digest('hex');
@@ -39,13 +39,13 @@ export function findingId(hostname: string, ev: DetectionEvent, signatureId: str
 }
 
 export function buildFinding(
-  sig: SignatureDefinition,
+  sig: AnySignature,
   ev: DetectionEvent,
   opts: EmitOptions,
   hostname: string,
   clock: BootClock,
 ): Finding {
-  const e = ev.exec;
+  const e = recordOf(ev);
   const c = ev.container;
   const f: Finding = {
     id: findingId(hostname, ev, sig.id),
@@ -96,12 +96,15 @@ export function buildFinding(
   const parent: NonNullable<NonNullable<Finding['process']>['parent']> = { hostPid: e.hostPpid };
   const parentComm = e.ancestors[0]?.comm;
   if (parentComm) parent.comm = parentComm;
-  if (ev.parentExecutable) parent.executable = ev.parentExecutable;
+  if (ev.kind === 'exec' && ev.parentExecutable) parent.executable = ev.parentExecutable;
   f.process!.parent = parent;
   const s = f.signature!;
   if (sig.mitre) s.mitre = sig.mitre;
   if (sig.tags) s.tags = sig.tags;
   if (opts.data) s.data = opts.data;
+  const x = f.process!.executable!;
+  if (ev.file?.sha256) x.sha256 = ev.file.sha256;
+  if (ev.file?.sameAsImage !== undefined) x.sameAsImage = ev.file.sameAsImage;
   const ct = f.container!;
   if (c.runtime) ct.runtime = c.runtime;
   if (c.name) ct.name = c.name;

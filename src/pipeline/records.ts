@@ -1,8 +1,9 @@
 // Byte layout of the kernel's records: a mirror of bpf/tracee/headers/events.h.
 // Decoder tests check these offsets against records captured from the kernel.
 
-export const EventKind = { EXEC: 1 } as const;
+export const EventKind = { EXEC: 1, MMAP_EXEC: 2 } as const;
 export const EXEC_VERSION = 2;
+export const MMAP_VERSION = 1;
 
 export const FRAME_HEADER = 8; // [u32 len][u32 0] before each record in a batch
 
@@ -44,6 +45,32 @@ export const EXEC = {
   ancestors: 152,
   data: 232,
 } as const;
+export const MMAP = {
+  hostPid: 16,
+  hostTid: 20,
+  nsPid: 24,
+  uid: 28,
+  cgroupId: 32,
+  mntNs: 40,
+  pidNs: 44,
+  inode: 48,
+  dev: 56,
+  mode: 60,
+  nlink: 64,
+  fsMagic: 68,
+  fileFlags: 72,
+  prot: 76,
+  mmapFlags: 80,
+  pathLen: 84,
+  pathDepth: 86,
+  cgroupLen: 88,
+  cgparentLen: 90,
+  truncFlags: 92,
+  startTimeNs: 96,
+  comm: 104,
+  data: 120,
+} as const;
+
 export const COMM_LEN = 16;
 export const ANCESTOR_SIZE = 20;
 export const MAX_ANCESTORS = 4;
@@ -60,6 +87,9 @@ export const FileFlag = {
   MEMFD: 1 << 8,
   UNLINKED: 1 << 9,
   EMITTED_ALL: 1 << 10,
+  SCRIPT: 1 << 11,
+  MNT_READONLY: 1 << 12,
+  FOREIGN_NS: 1 << 13,
 } as const;
 
 export const TruncFlag = { FILENAME: 1 << 0, PATH: 1 << 1, ARGV: 1 << 2, CGROUP: 1 << 3 } as const;
@@ -80,4 +110,6 @@ export const KERNEL_STATS = [
   'ovl_unresolved',
   'path_truncated',
   'cgroup_v1_fallback',
+  'mmap_exec_seen',
+  'mmap_exec_emitted',
 ] as const;

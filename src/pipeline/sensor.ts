@@ -7,7 +7,7 @@ import { createLoader, type NativeLoader } from '../native/loader.js';
 import { builtinSignatures } from '../signatures/index.js';
 import type { SignatureDefinition } from '../signatures/sdk.js';
 import { readHostNamespaces, type HostNamespaces } from './container.js';
-import { decodeBatch, type ExecEvent } from './decode.js';
+import { decodeBatch, type DecodedEvent } from './decode.js';
 import { SignatureEngine } from './engine.js';
 import { createEnricher } from './enrich.js';
 import { BootClock, type Finding } from './finding.js';
@@ -38,6 +38,23 @@ export interface Sensor {
   stop(): Promise<void>;
 }
 
+/** The exec hook is required; the others degrade detection, loudly, when they cannot attach. */
+const REQUIRED_PROGRAMS = new Set(['sched_process_exec']);
+
+function attachPrograms(loader: NativeLoader, log: Logger, metrics: Metrics): string[] {
+  const attached: string[] = [];
+  for (const name of loader.programs()) {
+    try {
+      attached.push(loader.attachProgram(name));
+    } catch (err) {
+      if (REQUIRED_PROGRAMS.has(name)) throw err;
+      metrics.inc('hooks_unavailable_total', { program: name });
+      log.warn(`optional hook ${name} not attached (${(err as Error).message}); its detections are off`);
+    }
+  }
+  return attached;
+}
+
 export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   const metrics = opts.metrics ?? new Metrics();
   const log = opts.log;
@@ -54,15 +71,15 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     metrics,
     log: (m) => log.warn(m),
   });
-  const enricher = createEnricher(host, metrics, opts.resolver);
+  const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}) });
 
   let loader = opts.loader;
   let attached: string[] = [];
   if (!loader) {
-    loader = createLoader({ emitAll: opts.emitAll ?? false, ignoreTgid: process.pid });
+    loader = createLoader({ emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid });
     try {
       loader.load();
-      attached = loader.attach();
+      attached = attachPrograms(loader, log, metrics);
     } catch (err) {
       loader.close();
       throw err;
@@ -78,7 +95,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     metrics.gauge('enrichment_cache_entries', () => resolver.size);
   }
 
-  const decode = (b: Batch): ExecEvent[] => {
+  const decode = (b: Batch): DecodedEvent[] => {
     const { events, errors } = decodeBatch(b.buf, b.length);
     metrics.inc('events_decoded_total', {}, events.length);
     if (errors.length) {
@@ -101,7 +118,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     }
   };
 
-  const handle = async (exec: ExecEvent): Promise<void> => {
+  const handle = async (exec: DecodedEvent): Promise<void> => {
     const ev = await enricher.enrich(exec);
     if (!ev.container.inContainer && !opts.includeHost) {
       metrics.inc('host_events_dropped_total');

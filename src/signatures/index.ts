@@ -1,7 +1,18 @@
+import execMapping from './exec-mapping.js';
 import filelessExec from './fileless-exec.js';
 import modifiedExecutable from './modified-executable.js';
 import newExecutable from './new-executable.js';
+import newScript from './new-script.js';
 import tmpfsExec from './tmpfs-exec.js';
-import type { SignatureDefinition } from './sdk.js';
+import volumeExec from './volume-exec.js';
+import type { AnySignature } from './sdk.js';
 
-export const builtinSignatures: SignatureDefinition[] = [newExecutable, modifiedExecutable, filelessExec, tmpfsExec];
+export const builtinSignatures: AnySignature[] = [
+  newExecutable,
+  modifiedExecutable,
+  filelessExec,
+  tmpfsExec,
+  newScript,
+  execMapping,
+  volumeExec,
+];

@@ -1,22 +1,49 @@
 // What a signature author writes against: a definition (id, name, severity,
 // MITRE, the event kinds it wants) and onEvent, which calls ctx.emit() for
 // each finding. Copy any file next to this one to start a new signature.
-import type { ExecEvent } from '../pipeline/decode.js';
+import type { ExecEvent, MmapEvent } from '../pipeline/decode.js';
 import type { ContainerInfo } from '../pipeline/container.js';
 
 export type Severity = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW' | 'INFO';
 export const SEVERITIES: readonly Severity[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW', 'INFO'];
 
-export type EventKindName = 'exec';
+export type EventKindName = 'exec' | 'mmap_exec';
 
-/** One event as signatures see it: the kernel record plus what enrichment added. */
-export interface DetectionEvent {
+/** What enrichment learnt about the executed (or mapped) file. */
+export interface FileFacts {
+  sha256?: string;
+  /** The same path exists in the image's lower layers with identical content (chmod/touch copy-up). */
+  sameAsImage?: boolean;
+}
+
+/** For a #! script: the script file (the exec record's file is its interpreter). */
+export interface ScriptFacts {
+  path: string;
+  /** Layer of the script itself; undefined when it could not be determined (it vanished). */
+  layer?: 'LOWER' | 'UPPER_NEW' | 'UPPER_COPIED_UP';
+}
+
+/** An exec, as signatures see it: the kernel record plus what enrichment added. */
+export interface ExecDetection {
   kind: 'exec';
   exec: ExecEvent;
   container: ContainerInfo;
   /** The parent's executable as /proc showed it at enrichment time, when it was still there. */
   parentExecutable?: string;
+  file?: FileFacts;
+  script?: ScriptFacts;
 }
+
+/** A drifted file mapped executable. */
+export interface MmapDetection {
+  kind: 'mmap_exec';
+  mmap: MmapEvent;
+  container: ContainerInfo;
+  file?: FileFacts;
+}
+
+export type DetectionEvent = ExecDetection | MmapDetection;
+export type DetectionOf<K extends EventKindName> = K extends 'exec' ? ExecDetection : MmapDetection;
 
 export interface EmitOptions {
   /** Overrides the definition's severity for this finding. */
@@ -29,7 +56,7 @@ export interface SignatureContext {
   emit(opts?: EmitOptions): void;
 }
 
-export interface SignatureDefinition {
+export interface SignatureDefinition<K extends EventKindName = EventKindName> {
   id: string;
   name: string;
   version: string;
@@ -37,10 +64,18 @@ export interface SignatureDefinition {
   severity: Severity;
   mitre?: { technique: string; tactic: string };
   tags?: string[];
-  events: EventKindName[];
-  onEvent(event: DetectionEvent, ctx: SignatureContext): void;
+  events: K[];
+  onEvent(event: DetectionOf<K>, ctx: SignatureContext): void;
 }
 
-export function defineSignature(def: SignatureDefinition): SignatureDefinition {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnySignature = SignatureDefinition<any>;
+
+export function defineSignature<K extends EventKindName>(def: SignatureDefinition<K>): SignatureDefinition<K> {
   return def;
+}
+
+/** The process and file record behind any detection. */
+export function recordOf(ev: DetectionEvent): ExecEvent | MmapEvent {
+  return ev.kind === 'exec' ? ev.exec : ev.mmap;
 }

@@ -1,7 +1,7 @@
 // Valid findings for export tests, built by the real signature engine from
 // encoded kernel records (so they have the production shape).
 import { containerOf } from '../../src/pipeline/container.js';
-import { decodeRecord } from '../../src/pipeline/decode.js';
+import { decodeExecRecord } from '../../src/pipeline/decode.js';
 import { SignatureEngine } from '../../src/pipeline/engine.js';
 import { BootClock, type Finding } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
@@ -16,7 +16,7 @@ export function makeFindings(n: number, tag: string): Finding[] {
   const out: Finding[] = [];
   const base = BigInt(Math.floor(Math.random() * 1e15));
   for (let i = 0; i < n; i++) {
-    const exec = decodeRecord(
+    const exec = decodeExecRecord(
       encodeExec({
         fileFlags: FileFlag.OVERLAY | FileFlag.OVL_UPPER_DENTRY | FileFlag.OVL_UPPER_ALIAS,
         ktimeNs: base + BigInt(i),

@@ -3,7 +3,7 @@
 // The mounts live only in that namespace, so they vanish with its last
 // process even if a test fails half way.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +48,25 @@ export interface RunResult {
   stderr: string;
 }
 
+let preloadCache: string | undefined;
+/** A tiny shared library (test/fixtures/preload.c) to inject with LD_PRELOAD. */
+export function preloadLibrary(): string {
+  if (preloadCache && existsSync(preloadCache)) return preloadCache;
+  const out = join(repoRoot, '.test-artifacts', 'libdwpreload.so');
+  mkdirSync(dirname(out), { recursive: true });
+  execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', out, join(repoRoot, 'test', 'fixtures', 'preload.c')]);
+  preloadCache = out;
+  return out;
+}
+
+/** The host's dynamic loader and libc, and a dynamic binary using them. */
+function dynamicRuntime(): Array<[string, string]> {
+  const out = execFileSync('ldd', ['/bin/true'], { encoding: 'utf8' });
+  const files: Array<[string, string]> = [['/bin/true', 'bin/true-dyn']];
+  for (const m of out.matchAll(/(\/\S+\.so[^\s]*)/g)) files.push([m[1]!, m[1]!.slice(1)]);
+  return files;
+}
+
 /** One image (lower dir) per test file; each run gets a fresh upper layer. */
 export class MiniContainer {
   readonly dir: string;
@@ -58,13 +77,24 @@ export class MiniContainer {
     this.lower = join(this.dir, 'lower');
     const bin = join(this.lower, 'bin');
     mkdirSync(bin, { recursive: true });
-    for (const d of ['tmp', 'dev/shm', 'proc', 'etc']) mkdirSync(join(this.lower, d), { recursive: true });
+    for (const d of ['tmp', 'dev/shm', 'proc', 'etc', 'mnt/vol', 'mnt/ro']) mkdirSync(join(this.lower, d), { recursive: true });
+    // A dynamic binary with its loader and libraries, for LD_PRELOAD and ld.so cases.
+    for (const [from, to] of dynamicRuntime()) {
+      mkdirSync(dirname(join(this.lower, to)), { recursive: true });
+      copyFileSync(from, join(this.lower, to));
+    }
+    // Volumes: a writable and a read-only bind mount of host directories.
+    for (const v of ['vol', 'ro']) {
+      mkdirSync(join(this.dir, v), { recursive: true });
+      cpSync(busyboxPath()!, join(this.dir, v, 'busybox-vol'));
+    }
     // busybox re-runs applets through /proc/self/exe by name: keep the name.
     cpSync(busyboxPath()!, join(bin, 'busybox'));
     for (const a of APPLETS) symlinkSync('busybox', join(bin, a));
     // A second image binary to modify, and the fileless launcher.
     cpSync(busyboxPath()!, join(bin, 'busybox-img'));
     cpSync(dwexecBinary(), join(bin, 'dwexec'));
+    cpSync(preloadLibrary(), join(this.dir, 'vol', 'libdwpreload.so'));
   }
 
   /**
@@ -83,6 +113,9 @@ export class MiniContainer {
       `mount -t overlay overlay -o lowerdir=${this.lower},upperdir=${upper},workdir=${work} ${merged}`,
       `mount -t tmpfs tmpfs ${merged}/dev/shm`,
       `mount -t proc proc ${merged}/proc`,
+      `mount --bind ${this.dir}/vol ${merged}/mnt/vol`,
+      `mount --bind ${this.dir}/ro ${merged}/mnt/ro`,
+      `mount -o remount,bind,ro ${merged}/mnt/ro`,
       `exec chroot ${merged} /bin/sh -c "$1"`,
     ].join('\n');
     const r = spawnSync('unshare', ['--mount', '--pid', '--fork', '/bin/sh', '-c', setup, 'minicontainer', script], {

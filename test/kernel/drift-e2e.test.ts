@@ -2,7 +2,8 @@
 // in a minimal overlay container, and findings come out as JSON lines.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
@@ -139,6 +140,70 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     assert.equal(f.signature.id, 'drift.new_executable');
     assert.equal(f.process.executable.path, `/tmp/busybox-real-${n}`);
     assert.equal(f.process.args[0], `/tmp/busybox-link-${n}`);
+  });
+
+  test('a #! script written in the container and run is drift.new_script', async () => {
+    const n = nonce();
+    run(`printf '#!/bin/sh\\nsleep 0.3\\n' > /tmp/s-${n}.sh; chmod +x /tmp/s-${n}.sh; /tmp/s-${n}.sh ${n}`);
+    const f = await sensor.finding((x) => argsContain(n)(x) && x.signature.id === 'drift.new_script', 'new script finding');
+    assert.equal(f.signature.data['script'], `/tmp/s-${n}.sh`);
+    assert.equal(f.signature.data['scriptLayer'], 'UPPER_NEW');
+    assert.equal(f.process.executable.layer, 'LOWER', 'the exec record is the interpreter, an image binary');
+  });
+
+  test('an image script is not drift', async () => {
+    const n = nonce();
+    const r = ct.run(`true`);
+    assert.equal(r.status, 0);
+    run(`printf '#!/bin/sh\\ntrue\\n' > /tmp/x.sh; chmod +x /tmp/x.sh; cp /tmp/x.sh /bin/img-${n}.sh 2>/dev/null; true`);
+    await barrier();
+    assert.deepEqual(sensor.matching((x) => x.signature.id === 'drift.new_script' && String(x.signature.data['script']).includes(`img-${n}`)), []);
+  });
+
+  test('a dropped library injected with LD_PRELOAD is drift.exec_mapping', async () => {
+    const n = nonce();
+    run(`cp /mnt/vol/libdwpreload.so /tmp/lib-${n}.so; LD_PRELOAD=/tmp/lib-${n}.so /bin/true-dyn ${n}`);
+    const f = await sensor.finding((x) => x.signature.id === 'drift.exec_mapping' && x.process.executable.path === `/tmp/lib-${n}.so`, 'LD_PRELOAD finding');
+    assert.equal(f.process.executable.layer, 'UPPER_NEW');
+    assert.equal(f.process.comm, 'true-dyn');
+  });
+
+  test('a dropped binary run through ld.so (no exec of it) is drift.exec_mapping', async () => {
+    const n = nonce();
+    run(`cp /bin/true-dyn /tmp/t-${n}; /lib64/ld-linux-x86-64.so.2 /tmp/t-${n}`);
+    const f = await sensor.finding((x) => x.signature.id === 'drift.exec_mapping' && x.process.executable.path === `/tmp/t-${n}`, 'ld.so finding');
+    assert.equal(f.process.executable.layer, 'UPPER_NEW');
+  });
+
+  test('exec from a writable volume is drift.volume_exec; from a read-only one, nothing', async () => {
+    const n = nonce();
+    const ro = nonce();
+    run(`/mnt/ro/busybox-vol true ${ro}; /mnt/vol/busybox-vol true ${n}`);
+    const f = await sensor.finding(argsContain(n), 'volume finding');
+    assert.equal(f.signature.id, 'drift.volume_exec');
+    assert.equal(f.signature.severity, 'MEDIUM');
+    assert.equal(f.process.executable.layer, 'OTHER');
+    assert.deepEqual(sensor.matching(argsContain(ro)), []);
+  });
+
+  test('drift findings carry the SHA-256 of the executable', async () => {
+    const n = nonce();
+    run(`cp /bin/busybox /tmp/busybox-h${n}; /tmp/busybox-h${n} sh -c 'sleep 0.3' ${n}`);
+    const f = await sensor.finding(argsContain(n), 'hashed finding');
+    const want = createHash('sha256').update(readFileSync(join(ct.lower, 'bin', 'busybox'))).digest('hex');
+    assert.equal(f.process.executable.sha256, want);
+  });
+
+  test('a chmod-only copy-up says its content is the image\'s (sameAsImage)', async () => {
+    const n = nonce();
+    run(`chmod 0755 /bin/busybox-img; /bin/busybox-img sh -c 'sleep 0.3' ${n}`);
+    const f = await sensor.finding(argsContain(n), 'chmod finding');
+    assert.equal(f.signature.id, 'drift.modified_executable');
+    assert.equal(f.process.executable.sameAsImage, true);
+    const m = nonce();
+    run(`echo >> /bin/busybox-img; /bin/busybox-img sh -c 'sleep 0.3' ${m}`);
+    const g = await sensor.finding(argsContain(m), 'appended finding');
+    assert.equal(g.process.executable.sameAsImage, false);
   });
 
   test('the same upper-layer exec from a host process is ignored without --include-host', async () => {

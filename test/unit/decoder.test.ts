@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { DecodeError, decodeBatch, decodeRecord } from '../../src/pipeline/decode.js';
+import { DecodeError, decodeBatch, decodeExecRecord, decodeRecord } from '../../src/pipeline/decode.js';
 import { FileFlag, TruncFlag } from '../../src/pipeline/records.js';
 import { encodeExec, frame } from '../helpers/records.js';
 
@@ -18,7 +18,7 @@ test('decoder: every field of an encoded record round-trips', () => {
     cgroup: 'libpod-' + 'a'.repeat(64), cgroupParent: 'libpod_parent', session: 2,
     ancestors: [{ hostPid: 4999, comm: 'sh' }, { hostPid: 4000, comm: 'conmon' }],
   });
-  const e = decodeRecord(rec);
+  const e = decodeExecRecord(rec);
   assert.equal(e.hostPid, 5000);
   assert.equal(e.hostPpid, 4999);
   assert.equal(e.pid, 12);
@@ -50,7 +50,7 @@ test('decoder: the record is copied, later changes to the batch do not leak in',
 });
 
 test('decoder: truncation flags surface', () => {
-  const e = decodeRecord(encodeExec({ truncFlags: TruncFlag.PATH | TruncFlag.ARGV }));
+  const e = decodeExecRecord(encodeExec({ truncFlags: TruncFlag.PATH | TruncFlag.ARGV }));
   assert.equal(e.pathTruncated, true);
   assert.equal(e.argsTruncated, true);
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { containerOf } from '../../src/pipeline/container.js';
-import { decodeRecord } from '../../src/pipeline/decode.js';
+import { decodeExecRecord } from '../../src/pipeline/decode.js';
 import { SignatureEngine } from '../../src/pipeline/engine.js';
 import { BootClock } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
@@ -19,7 +19,7 @@ const throwing = defineSignature({
   },
 });
 
-const exec = decodeRecord(encodeExec({}));
+const exec = decodeExecRecord(encodeExec({}));
 const ev = { kind: 'exec' as const, exec, container: containerOf(exec, { mnt: 1, pid: 2 }) };
 
 test('engine: a throwing signature is counted and the others still emit', () => {

@@ -23,6 +23,8 @@ function replayLoader(batches: Buffer[]): NativeLoader & { closed: boolean } {
     closed: false,
     load() {},
     attach: () => ['replay'],
+    programs: () => [],
+    attachProgram: (n: string) => n,
     consume(buf) {
       const b = queue.shift();
       if (!b) return 0;

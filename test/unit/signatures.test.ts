@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { containerOf } from '../../src/pipeline/container.js';
-import { decodeBatch, decodeRecord, type ExecEvent } from '../../src/pipeline/decode.js';
+import { decodeBatch, decodeExecRecord, decodeRecord, type ExecEvent } from '../../src/pipeline/decode.js';
 import { SignatureEngine } from '../../src/pipeline/engine.js';
 import { BootClock } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
@@ -23,7 +23,7 @@ function run(exec: ExecEvent): string[] {
   const ev: DetectionEvent = { kind: 'exec', exec, container: containerOf(exec, HOST) };
   return engine.dispatch(ev).map((f) => f.signature!.id!).sort();
 }
-const rec = (s: RecordSpec) => decodeRecord(encodeExec(s));
+const rec = (s: RecordSpec) => decodeExecRecord(encodeExec(s));
 
 const table: Array<[string, RecordSpec, string[]]> = [
   ['image binary', { fileFlags: F.OVERLAY | F.OVL_LAYOUT_FSDATA }, []],
@@ -53,7 +53,7 @@ for (const [name, spec, expected] of table) {
 test('signatures: recorded minicontainer batch gives one finding per drift scenario', () => {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const { events } = decodeBatch(readFileSync(join(root, 'test', 'fixtures', 'records', 'minicontainer-drift.bin')));
-  const got = Object.fromEntries(events.map((e) => [e.args.at(-1), run(e)]));
+  const got = Object.fromEntries(events.map((e) => [e.args.at(-1), run(e as ExecEvent)]));
   assert.deepEqual(got, {
     new: ['drift.new_executable'],
     modified: ['drift.modified_executable'],

@@ -14,7 +14,10 @@
 
 enum dw_event_kind {
 	DW_EVENT_EXEC = 1,
+	DW_EVENT_MMAP_EXEC = 2,
 };
+
+#define DW_MMAP_VERSION 1
 
 #define DW_EXEC_VERSION 2
 
@@ -38,6 +41,9 @@ struct dw_event_header {
 #define DW_FILE_MEMFD              (1U << 8) /* anonymous shmem/hugetlb file named "memfd:..." */
 #define DW_FILE_UNLINKED           (1U << 9) /* i_nlink == 0 */
 #define DW_FILE_EMITTED_ALL        (1U << 10) /* emitted only because emit_all is set */
+#define DW_FILE_SCRIPT             (1U << 11) /* an interpreter ran for a #! script: bprm->filename is the script */
+#define DW_FILE_MNT_READONLY       (1U << 12) /* the file's mount is read-only */
+#define DW_FILE_FOREIGN_NS         (1U << 13) /* task has its own mount and pid namespaces (not the host's) */
 
 /* trunc_flags: which variable-length fields were cut short. */
 #define DW_TRUNC_FILENAME (1U << 0)
@@ -116,6 +122,38 @@ struct dw_exec_event {
 	char data[];                /* 232 */
 };
 
+/*
+ * A file mapped executable (mmap with PROT_EXEC) that is a drift candidate:
+ * a dropped shared library (LD_PRELOAD), or a dropped binary run through
+ * ld.so without exec. data[]: path (leaf first, like exec), cgroup, cgparent.
+ */
+struct dw_mmap_event {
+	struct dw_event_header hdr; /* 0 */
+	__u32 host_pid;             /* 16 */
+	__u32 host_tid;             /* 20 */
+	__u32 ns_pid;               /* 24 */
+	__u32 uid;                  /* 28 */
+	__u64 cgroup_id;            /* 32 */
+	__u32 mnt_ns;               /* 40 */
+	__u32 pid_ns;               /* 44 */
+	__u64 inode;                /* 48 */
+	__u32 dev;                  /* 56 */
+	__u32 mode;                 /* 60 */
+	__u32 nlink;                /* 64 */
+	__u32 fs_magic;             /* 68 */
+	__u32 file_flags;           /* 72 */
+	__u32 prot;                 /* 76 */
+	__u32 mmap_flags;           /* 80 */
+	__u16 path_len;             /* 84 */
+	__u16 path_depth;           /* 86 */
+	__u16 cgroup_len;           /* 88 */
+	__u16 cgparent_len;         /* 90 */
+	__u32 trunc_flags;          /* 92 */
+	__u64 start_time_ns;        /* 96 */
+	char comm[16];              /* 104 */
+	char data[];                /* 120 */
+};
+
 /* Per-CPU counters in the "stats" map; index names mirrored in TS. */
 enum dw_stat {
 	DW_STAT_EXEC_SEEN = 0,
@@ -126,6 +164,8 @@ enum dw_stat {
 	DW_STAT_OVL_UNRESOLVED,
 	DW_STAT_PATH_TRUNCATED,
 	DW_STAT_CGROUP_V1_FALLBACK,
+	DW_STAT_MMAP_EXEC_SEEN,
+	DW_STAT_MMAP_EXEC_EMITTED,
 	DW_STAT_MAX,
 };
 

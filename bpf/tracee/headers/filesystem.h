@@ -91,12 +91,17 @@ static __always_inline u32 file_flags(struct dentry *dentry, struct inode *inode
 	return flags;
 }
 
+#define MNT_READONLY 0x40
+
 /* Worth sending to user space? Everything except image files (overlay lower)
- * and plain host filesystems; those are the vast majority of execs. */
+ * and plain host filesystems; those are the vast majority of execs. A file on
+ * a writable plain mount counts only inside foreign namespaces (a volume). */
 static __always_inline bool file_is_drift_candidate(u32 flags)
 {
 	if (flags & (DW_FILE_MEMFD | DW_FILE_TMPFS | DW_FILE_UNLINKED | DW_FILE_OVL_UNRESOLVED))
 		return true;
+	if (!(flags & DW_FILE_OVERLAY))
+		return (flags & DW_FILE_FOREIGN_NS) && !(flags & DW_FILE_MNT_READONLY);
 	return (flags & DW_FILE_OVL_UPPER_DENTRY) && (flags & DW_FILE_OVL_UPPER_ALIAS);
 }
 

@@ -81,6 +81,7 @@ struct dentry {
 struct vfsmount {
 	struct dentry *mnt_root;
 	struct super_block *mnt_sb;
+	int mnt_flags;
 };
 
 struct mount {
@@ -102,6 +103,16 @@ struct file {
 struct linux_binprm {
 	struct file *file;
 	const char *filename;
+	const char *interp;
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
 };
 
 struct fs_struct {
@@ -192,6 +203,7 @@ struct task_struct {
 	struct nsproxy *nsproxy;
 	struct mm_struct *mm;
 	struct css_set *cgroups;
+	struct files_struct *files;
 };
 
 /* overlayfs (fs/overlayfs/ovl_entry.h), often a module: guard every use
