@@ -9,6 +9,15 @@ import { CliUsageError, DEFAULT_DATA_DIR, backendCommand, defaultDb, findingsCom
 import { startBackend, type Backend } from './backend/server.js';
 import { detectMetadataResolver } from './enrich/index.js';
 import { Exporter } from './export/exporter.js';
+import { hostname as osHostname } from 'node:os';
+import { DEFAULT_POLICY, loadPolicy, parsePolicy, PolicyError, type Policy } from './policy/config.js';
+import { RecordingWriter, readRecording, replayLoader } from './recording.js';
+import { readHostNamespaces } from './pipeline/container.js';
+import { builtinSignatures } from './signatures/index.js';
+import { loadCustomSignatures } from './signatures/load-custom.js';
+import type { AnySignature } from './signatures/sdk.js';
+import { createLoader } from './native/loader.js';
+import { kernelBatches } from './pipeline/source.js';
 import { startSensor } from './pipeline/sensor.js';
 import { consoleSink, jsonlSink, type Sink } from './pipeline/sinks.js';
 import { PreflightError, describeLoaderError, preflight } from './preflight.js';
@@ -25,13 +34,22 @@ Usage:
   driftwatch backend [--listen <host:port>] [--db <file|postgres://...>] [--token T]
                      [--tls-cert F --tls-key F [--tls-client-ca F]]
   driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--signature id] [--container id|name] [--json]
+  driftwatch record --out <file> [--emit-all] [--duration <seconds>]
+  driftwatch replay <file> [--signatures <dir>] [--policy <file>] [--jsonl <file>|-]
   driftwatch --version | --help
+
+Common to run and replay:
+  --signatures <dir>  load custom signatures (.ts, .js, .mjs) from <dir>
+  --strict            refuse to start when a custom signature cannot be loaded
+  --policy <file>     exceptions, severity overrides, enable/disable, dedup (YAML or JSON)
 
 run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --jsonl <file>|-   write each finding as one JSON line to <file> or stdout (-)
   --include-host     also report host processes (default: containers only)
   --emit-all         send every exec to user space (debugging; findings unchanged)
   --log-level        default info
+  --dedup-window     fold repeats of a (container, signature, executable) within this window
+                     into one finding with a count (default 60s, 0s to turn off)
   --backend          export findings over gRPC to this backend; without it an embedded
                      backend on loopback stores them in <data-dir>/findings.db
   --data-dir         default ${DEFAULT_DATA_DIR} (spool/ and the embedded backend's database)
@@ -58,6 +76,10 @@ async function runCommand(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
+      signatures: { type: 'string' },
+      strict: { type: 'boolean', default: false },
+      policy: { type: 'string' },
+      'dedup-window': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -66,6 +88,7 @@ async function runCommand(argv: string[]): Promise<number> {
   if (!isLogLevel(level)) throw new UsageError(`--log-level must be one of debug, info, warn, error (got ${level})`);
   const log = createLogger(level as LogLevel);
 
+  const { signatures, policy } = await signaturesAndPolicy(values, log);
   preflight(log);
   const sinks: Sink[] = [];
   if (values.jsonl) sinks.push(jsonlSink(values.jsonl));
@@ -102,6 +125,8 @@ async function runCommand(argv: string[]): Promise<number> {
       includeHost: values['include-host'],
       emitAll: values['emit-all'],
       resolver: metadata.resolver,
+      signatures,
+      policy,
     });
     for (const [name, _v] of Object.entries(exporter.metrics)) {
       sensor.metrics.gauge(name, () => exporter.metrics[name as keyof typeof exporter.metrics]);
@@ -147,6 +172,101 @@ async function runCommand(argv: string[]): Promise<number> {
   });
 }
 
+/** Built-in plus custom signatures, and the policy, as the flags ask. */
+async function signaturesAndPolicy(
+  values: { signatures?: string | undefined; strict?: boolean | undefined; policy?: string | undefined; 'dedup-window'?: string | undefined },
+  log: Logger,
+): Promise<{ signatures: AnySignature[]; policy?: Policy }> {
+  const signatures = [...builtinSignatures];
+  if (values.signatures) {
+    const taken = new Set(signatures.map((s) => s.id));
+    const custom = await loadCustomSignatures(values.signatures, taken);
+    for (const e of custom.errors) log.error(`custom signature ${e.file}: ${e.reason}`);
+    if (custom.errors.length && values.strict) throw new PreflightError(`${custom.errors.length} custom signature(s) failed to load (--strict)`);
+    signatures.push(...custom.signatures);
+    log.info(`custom signatures: ${custom.signatures.map((s) => s.id).join(', ') || 'none'}`);
+  }
+  let policy = values.policy ? loadPolicy(values.policy) : undefined;
+  if (values['dedup-window'] !== undefined) {
+    const window = parsePolicy(`dedup: { window: ${JSON.stringify(values['dedup-window'])} }`, '--dedup-window').dedupWindowMs;
+    policy = { ...(policy ?? DEFAULT_POLICY), dedupWindowMs: window };
+  }
+  return { signatures, ...(policy ? { policy } : {}) };
+}
+
+async function recordCommand(argv: string[], log: Logger): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { out: { type: 'string' }, 'emit-all': { type: 'boolean', default: false }, duration: { type: 'string' } },
+    strict: true,
+  });
+  if (!values.out) throw new UsageError('record needs --out <file>');
+  preflight(log);
+  const host = readHostNamespaces();
+  const loader = createLoader({ emitAll: values['emit-all'], ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid });
+  try {
+    loader.load();
+    loader.attach();
+  } catch (err) {
+    loader.close();
+    const e = err as LoaderError;
+    throw new PreflightError(describeLoaderError(e));
+  }
+  const writer = new RecordingWriter(values.out, {
+    format: 'driftwatch-recording',
+    version: 1,
+    hostname: osHostname(),
+    host: { mnt: host.mnt, pid: host.pid },
+    recordedAt: new Date().toISOString(),
+  });
+  let batches = 0;
+  const sub = kernelBatches(loader).subscribe((b) => {
+    writer.write(b.buf, b.length);
+    batches++;
+  });
+  log.info(`recording to ${values.out}${values['emit-all'] ? ' (every exec)' : ''}; SIGINT to stop`);
+  return new Promise((resolvePromise) => {
+    const stop = () => {
+      sub.unsubscribe();
+      writer.close();
+      loader.close();
+      log.info(`recorded ${batches} batch(es)`);
+      resolvePromise(0);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    if (values.duration) setTimeout(stop, Number(values.duration) * 1000);
+  });
+}
+
+async function replayCommand(argv: string[], log: Logger): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      signatures: { type: 'string' },
+      strict: { type: 'boolean', default: false },
+      policy: { type: 'string' },
+      jsonl: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  const file = positionals[0];
+  if (!file) throw new UsageError('replay needs a recording file');
+  const { signatures, policy } = await signaturesAndPolicy(values, log);
+  const { header, batches } = readRecording(file);
+  const sinks: Sink[] = [values.jsonl ? jsonlSink(values.jsonl) : consoleSink((s) => process.stdout.write(s))];
+  const loader = replayLoader(batches);
+  const sensor = await startSensor({
+    log, sinks, loader, signatures, hostNamespaces: header.host, hostname: header.hostname, pollIntervalMs: 1,
+    ...(policy ? { policy } : {}),
+  });
+  await loader.done;
+  await sensor.stop();
+  log.info(`replayed ${batches.length} batch(es): ${sensor.metrics.get('events_decoded_total')} events, ${sensor.metrics.total('findings_total')} finding(s)`);
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   const log: Logger = createLogger('info');
@@ -158,6 +278,10 @@ export async function main(argv: string[]): Promise<number> {
         return await backendCommand(rest, log);
       case 'findings':
         return await findingsCommand(rest);
+      case 'record':
+        return await recordCommand(rest, createLogger('info'));
+      case 'replay':
+        return await replayCommand(rest, createLogger('info'));
       case '--version':
       case 'version':
         process.stdout.write(`${version()}\n`);
@@ -176,7 +300,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`driftwatch: ${(err as Error).message}\n${HELP}`);
       return 2;
     }
-    if (err instanceof PreflightError) {
+    if (err instanceof PreflightError || err instanceof PolicyError) {
       log.error(err.message);
       return 1;
     }

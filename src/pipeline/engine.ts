@@ -2,7 +2,8 @@
 // for it, and one isolated call per signature. A throwing signature is
 // counted; after too many consecutive errors it is disabled (one log line);
 // the others never notice.
-import type { AnySignature, DetectionEvent, EmitOptions, EventKindName } from '../signatures/sdk.js';
+import { LRUCache } from 'lru-cache';
+import { recordOf, type AnySignature, type DetectionEvent, type EmitOptions, type EventKindName, type SignatureContext } from '../signatures/sdk.js';
 import { buildFinding, type BootClock, type Finding } from './finding.js';
 import type { Metrics } from './metrics.js';
 
@@ -12,13 +13,20 @@ export interface EngineOptions {
   metrics: Metrics;
   maxConsecutiveErrors?: number;
   log?: (msg: string) => void;
+  /** Per-signature settings (policy file: signatures.<id>.config). */
+  config?: (id: string) => Record<string, unknown>;
+  stateEntries?: number;
 }
 
 interface Slot {
   sig: AnySignature;
   consecutiveErrors: number;
   disabled: boolean;
+  ctx: SignatureContext;
+  pending: EmitOptions[];
 }
+
+const LOGS_PER_MINUTE = 10;
 
 export class SignatureEngine {
   private table = new Map<EventKindName, Slot[]>();
@@ -30,10 +38,57 @@ export class SignatureEngine {
   ) {
     this.maxErrors = opts.maxConsecutiveErrors ?? 100;
     for (const sig of signatures) {
+      const slot = this.slotFor(sig);
+      try {
+        sig.init?.(slot.ctx);
+      } catch (err) {
+        this.opts.metrics.inc('signature_errors_total', { signature: sig.id });
+        this.opts.log?.(`signature ${sig.id} disabled: init failed: ${err instanceof Error ? err.message : String(err)}`);
+        continue;
+      }
       for (const kind of sig.events) {
         const slots = this.table.get(kind) ?? [];
-        slots.push({ sig, consecutiveErrors: 0, disabled: false });
+        slots.push(slot);
         this.table.set(kind, slots);
+      }
+    }
+  }
+
+  private slotFor(sig: AnySignature): Slot {
+    const state = new LRUCache<string, { v: unknown }>({ max: this.opts.stateEntries ?? 1024 });
+    let logWindow = 0;
+    let logCount = 0;
+    const slot: Slot = {
+      sig,
+      consecutiveErrors: 0,
+      disabled: false,
+      pending: [],
+      ctx: {
+        emit: (o: EmitOptions = {}) => void slot.pending.push(o),
+        log: (msg: string) => {
+          const minute = Math.floor(Date.now() / 60_000);
+          if (minute !== logWindow) (logWindow = minute), (logCount = 0);
+          if (++logCount <= LOGS_PER_MINUTE) this.opts.log?.(`[${sig.id}] ${msg}`);
+          else this.opts.metrics.inc('signature_logs_suppressed_total', { signature: sig.id });
+        },
+        config: Object.freeze({ ...(this.opts.config?.(sig.id) ?? {}) }),
+        containerState: <T>(ev: DetectionEvent, init: () => T): T => {
+          const key = ev.container.id || `mntns:${recordOf(ev).mntNs}`;
+          let entry = state.get(key);
+          if (!entry) state.set(key, (entry = { v: init() }));
+          return entry.v as T;
+        },
+      },
+    };
+    return slot;
+  }
+
+  close(): void {
+    for (const sig of this.signatures) {
+      try {
+        sig.close?.();
+      } catch {
+        this.opts.metrics.inc('signature_errors_total', { signature: sig.id });
       }
     }
   }
@@ -48,15 +103,14 @@ export class SignatureEngine {
     const out: Finding[] = [];
     for (const slot of slots) {
       if (slot.disabled) continue;
-      const ctx = {
-        emit: (o: EmitOptions = {}) => {
+      slot.pending.length = 0;
+      try {
+        slot.sig.onEvent(ev, slot.ctx);
+        slot.consecutiveErrors = 0;
+        for (const o of slot.pending) {
           out.push(buildFinding(slot.sig, ev, o, this.opts.hostname, this.opts.clock));
           this.opts.metrics.inc('findings_total', { signature: slot.sig.id });
-        },
-      };
-      try {
-        slot.sig.onEvent(ev, ctx);
-        slot.consecutiveErrors = 0;
+        }
       } catch (err) {
         this.opts.metrics.inc('signature_errors_total', { signature: slot.sig.id });
         if (++slot.consecutiveErrors >= this.maxErrors) {

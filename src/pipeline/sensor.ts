@@ -5,7 +5,9 @@ import type { MetadataResolver } from '../enrich/metadata.js';
 import type { Logger } from '../log.js';
 import { createLoader, type NativeLoader } from '../native/loader.js';
 import { builtinSignatures } from '../signatures/index.js';
-import type { SignatureDefinition } from '../signatures/sdk.js';
+import type { AnySignature } from '../signatures/sdk.js';
+import { DEFAULT_POLICY, type Policy } from '../policy/config.js';
+import { PolicyStage } from '../policy/policy.js';
 import { readHostNamespaces, type HostNamespaces } from './container.js';
 import { decodeBatch, type DecodedEvent } from './decode.js';
 import { SignatureEngine } from './engine.js';
@@ -21,7 +23,8 @@ export interface SensorOptions {
   sinks: Sink[];
   includeHost?: boolean;
   emitAll?: boolean;
-  signatures?: SignatureDefinition[];
+  signatures?: AnySignature[];
+  policy?: Policy;
   /** Injected in tests; by default the real addon is opened, loaded and attached here. */
   loader?: NativeLoader;
   hostNamespaces?: HostNamespaces;
@@ -33,6 +36,7 @@ export interface SensorOptions {
 
 export interface Sensor {
   attached: string[];
+  signatures: AnySignature[];
   metrics: Metrics;
   loader: NativeLoader;
   stop(): Promise<void>;
@@ -65,11 +69,25 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     if (read.source === 'self') log.info('PID 1 cannot be inspected; using this process\'s namespaces as the host\'s');
     host = read;
   }
-  const engine = new SignatureEngine(opts.signatures ?? builtinSignatures, {
+  const policy = opts.policy ?? DEFAULT_POLICY;
+  const emitToSinks = (f: Finding): void => {
+    for (const sink of opts.sinks) {
+      try {
+        sink.write(f);
+      } catch (err) {
+        metrics.inc('sink_errors_total');
+        log.warn(`sink failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  };
+  const policyStage = new PolicyStage(policy, metrics, emitToSinks);
+  const signatures = (opts.signatures ?? builtinSignatures).filter((s) => policyStage.enabled(s.id));
+  const engine = new SignatureEngine(signatures, {
     hostname,
     clock: new BootClock(),
     metrics,
     log: (m) => log.warn(m),
+    config: (id) => policy.signatures[id]?.config ?? {},
   });
   const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}) });
 
@@ -106,16 +124,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   };
 
   const emit = (findings: Finding[]): void => {
-    for (const f of findings) {
-      for (const sink of opts.sinks) {
-        try {
-          sink.write(f);
-        } catch (err) {
-          metrics.inc('sink_errors_total');
-          log.warn(`sink failed: ${err instanceof Error ? err.message : String(err)}`);
-        }
-      }
-    }
+    for (const f of findings) policyStage.apply(f);
   };
 
   const handle = async (exec: DecodedEvent): Promise<void> => {
@@ -154,6 +163,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   let stopped = false;
   return {
     attached,
+    signatures,
     metrics,
     loader: kernel,
     async stop() {
@@ -168,6 +178,8 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
         log.warn(`final drain failed: ${err instanceof Error ? err.message : String(err)}`);
       }
       await Promise.allSettled([...inflight]);
+      policyStage.flush();
+      engine.close();
       for (const s of opts.sinks) await s.close();
       if (!opts.loader) kernel.close();
     },

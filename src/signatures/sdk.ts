@@ -54,7 +54,19 @@ export interface EmitOptions {
 
 export interface SignatureContext {
   emit(opts?: EmitOptions): void;
+  /** Rate-limited log line attributed to the signature. */
+  log(msg: string): void;
+  /** The signature's settings from the policy file (signatures.<id>.config). */
+  readonly config: Readonly<Record<string, unknown>>;
+  /**
+   * State kept per container (by container id, else mount namespace), in a
+   * bounded LRU shared by the signature: the oldest containers' state goes first.
+   */
+  containerState<T>(event: DetectionEvent, init: () => T): T;
 }
+
+/** The context init() and close() get: everything but emit. */
+export type SetupContext = Omit<SignatureContext, 'emit' | 'containerState'>;
 
 export interface SignatureDefinition<K extends EventKindName = EventKindName> {
   id: string;
@@ -65,7 +77,9 @@ export interface SignatureDefinition<K extends EventKindName = EventKindName> {
   mitre?: { technique: string; tactic: string };
   tags?: string[];
   events: K[];
+  init?(ctx: SetupContext): void;
   onEvent(event: DetectionOf<K>, ctx: SignatureContext): void;
+  close?(): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

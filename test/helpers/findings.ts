@@ -7,7 +7,7 @@ import { BootClock, type Finding } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
 import { FileFlag } from '../../src/pipeline/records.js';
 import { builtinSignatures } from '../../src/signatures/index.js';
-import { encodeExec } from './records.js';
+import { encodeExec } from '../../src/sdk/encode.js';
 
 const engine = new SignatureEngine(builtinSignatures, { hostname: 'test-node', clock: new BootClock(), metrics: new Metrics() });
 

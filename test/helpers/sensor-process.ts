@@ -49,7 +49,7 @@ export class SensorProcess {
 
   static async start(extraArgs: string[] = []): Promise<SensorProcess> {
     const dataDir = mkdtempSync(join(tmpdir(), 'driftwatch-data-'));
-    const child = spawn(process.execPath, [cliPath, 'run', '--jsonl', '-', '--data-dir', dataDir, ...extraArgs], {
+    const child = spawn(process.execPath, [cliPath, 'run', '--jsonl', '-', '--data-dir', dataDir, '--dedup-window', '0s', ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const s = new SensorProcess(child, dataDir);

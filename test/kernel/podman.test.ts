@@ -92,3 +92,35 @@ describe('drift in podman containers (real kernel, real runc)', { skip: skip ?? 
     assert.deepEqual(unexpected.map((f) => `${f.signature.id} ${f.process.executable.path} ${f.process.comm}`), []);
   });
 });
+
+describe('custom signatures and policy on real podman containers', { skip: skip ?? false }, () => {
+  test('the example signature fires for curl in an exec session; a policy exception silences a path', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join, resolve, dirname } = await import('node:path');
+    const { fileURLToPath } = await import('node:url');
+    const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+    const dir = mkdtempSync(join(tmpdir(), 'dw-policy-'));
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, 'exceptions:\n  - executable: "/opt/busybox-allowed-*"\n    reason: the build tool of this test\n');
+    ensureTestImage();
+    const sensor = await SensorProcess.start(['--signatures', join(root, 'examples', 'signatures'), '--policy', policy]);
+    const pods = new PodmanContainers();
+    try {
+      const { name } = pods.run('mkdir -p /opt; sleep 60');
+      const n = randomBytes(4).toString('hex');
+      assert.equal(pods.exec(name, `cp /bin/busybox /opt/busybox-allowed-${n}; /opt/busybox-allowed-${n} true ${n}`).status, 0);
+      pods.exec(name, `cp /bin/busybox /tmp/curl; /tmp/curl ${n} 2>/dev/null; true`);
+      const f = await sensor.finding((x) => x.signature.id === 'example.network_tool_in_exec_session', 'custom signature finding');
+      assert.equal(f.signature.data['tool'], 'curl');
+      assert.equal(f.container['name'], name);
+      await sensor.finding((x) => x.signature.id === 'drift.new_executable' && x.process.executable.path === '/tmp/curl', 'built-in finding for the same exec');
+      assert.deepEqual(sensor.matching(argsContain(n)).filter((x) => String(x.process.executable.path).startsWith('/opt/')), [], 'excepted by policy');
+    } finally {
+      pods.cleanup();
+      assert.equal(await sensor.stop(), 0);
+      sensor.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { DecodeError, decodeBatch, decodeExecRecord, decodeRecord } from '../../src/pipeline/decode.js';
 import { FileFlag, TruncFlag } from '../../src/pipeline/records.js';
-import { encodeExec, frame } from '../helpers/records.js';
+import { encodeExec, frame } from '../../src/sdk/encode.js';
 
 const fixtures = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..'), 'test', 'fixtures', 'records');
 const load = (name: string) => decodeBatch(readFileSync(join(fixtures, name)));

@@ -6,7 +6,7 @@ import { SignatureEngine } from '../../src/pipeline/engine.js';
 import { BootClock } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
 import { defineSignature } from '../../src/signatures/sdk.js';
-import { encodeExec } from '../helpers/records.js';
+import { encodeExec } from '../../src/sdk/encode.js';
 
 const always = defineSignature({
   id: 'test.always', name: 'always', version: '1', description: 'd', severity: 'LOW', events: ['exec'],

@@ -11,7 +11,7 @@ import type { Finding } from '../../src/pipeline/finding.js';
 import { startSensor } from '../../src/pipeline/sensor.js';
 import { defineSignature } from '../../src/signatures/sdk.js';
 import { builtinSignatures } from '../../src/signatures/index.js';
-import { encodeExec, frame } from '../helpers/records.js';
+import { encodeExec, frame } from '../../src/sdk/encode.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const recorded = (name: string) => readFileSync(join(root, 'test', 'fixtures', 'records', name));

@@ -13,7 +13,7 @@ import { Metrics } from '../../src/pipeline/metrics.js';
 import { FileFlag as F, FS_MAGIC } from '../../src/pipeline/records.js';
 import { builtinSignatures } from '../../src/signatures/index.js';
 import type { DetectionEvent } from '../../src/signatures/sdk.js';
-import { encodeExec, type RecordSpec } from '../helpers/records.js';
+import { encodeExec, type RecordSpec } from '../../src/sdk/encode.js';
 
 const HOST = { mnt: 4026531840, pid: 4026531836 };
 const UPPER = F.OVERLAY | F.OVL_UPPER_DENTRY | F.OVL_UPPER_ALIAS | F.OVL_LAYOUT_FSDATA;

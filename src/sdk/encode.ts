@@ -1,6 +1,6 @@
 // Builds exec records byte for byte as the kernel does (events.h), for
 // decoder and signature tests that need cases no recording has.
-import { ANCESTOR_SIZE, EXEC, EXEC_VERSION, EventKind, FRAME_HEADER, HDR } from '../../src/pipeline/records.js';
+import { ANCESTOR_SIZE, EXEC, EXEC_VERSION, EventKind, FRAME_HEADER, HDR } from '../pipeline/records.js';
 
 export interface RecordSpec {
   hostPid?: number;

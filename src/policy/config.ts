@@ -1,0 +1,117 @@
+// The policy file (YAML or JSON): what is noise in this cluster. Validated
+// up front; every error names the key that is wrong.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { SEVERITIES, type Severity } from '../signatures/sdk.js';
+
+export interface ExceptionRule {
+  signature?: string;
+  image?: string;
+  container?: string;
+  namespace?: string;
+  executable?: string;
+  args?: string;
+  reason?: string;
+}
+
+export interface SignatureSettings {
+  enabled?: boolean;
+  severity?: Severity;
+  config?: Record<string, unknown>;
+}
+
+export interface Policy {
+  signatures: Record<string, SignatureSettings>;
+  exceptions: ExceptionRule[];
+  /** Severity for findings whose executable has the image's content (chmod/touch copy-up). */
+  sameAsImageSeverity?: Severity;
+  dedupWindowMs: number;
+}
+
+export class PolicyError extends Error {}
+
+export const DEFAULT_POLICY: Policy = { signatures: {}, exceptions: [], dedupWindowMs: 60_000 };
+
+const EXCEPTION_KEYS = ['signature', 'image', 'container', 'namespace', 'executable', 'args', 'reason'] as const;
+
+function duration(v: unknown, key: string): number {
+  if (typeof v === 'number' && v >= 0) return v * 1000;
+  const m = typeof v === 'string' ? /^(\d+)(ms|s|m|h)$/.exec(v) : null;
+  if (!m) throw new PolicyError(`${key}: expected a duration like 30s, 5m or 500ms (got ${JSON.stringify(v)})`);
+  return Number(m[1]) * { ms: 1, s: 1e3, m: 6e4, h: 3.6e6 }[m[2] as 'ms'];
+}
+
+function severity(v: unknown, key: string): Severity {
+  if (!SEVERITIES.includes(v as Severity)) throw new PolicyError(`${key}: invalid severity ${JSON.stringify(v)} (one of ${SEVERITIES.join(', ')})`);
+  return v as Severity;
+}
+
+function object(v: unknown, key: string): Record<string, unknown> {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new PolicyError(`${key}: expected a mapping`);
+  return v as Record<string, unknown>;
+}
+
+function unknownKeys(o: Record<string, unknown>, allowed: readonly string[], key: string): void {
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) throw new PolicyError(`${key}.${k}: unknown key (allowed: ${allowed.join(', ')})`);
+}
+
+export function parsePolicy(text: string, source = 'policy'): Policy {
+  let raw: unknown;
+  try {
+    raw = source.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new PolicyError(`${source}: not valid ${source.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (raw === null || raw === undefined) return { ...DEFAULT_POLICY };
+  const top = object(raw, source);
+  unknownKeys(top, ['signatures', 'exceptions', 'sameAsImageSeverity', 'dedup'], source);
+  const policy: Policy = { signatures: {}, exceptions: [], dedupWindowMs: DEFAULT_POLICY.dedupWindowMs };
+  if (top['signatures'] !== undefined) {
+    for (const [id, v] of Object.entries(object(top['signatures'], 'signatures'))) {
+      const key = `signatures.${id}`;
+      const s = object(v, key);
+      unknownKeys(s, ['enabled', 'severity', 'config'], key);
+      const settings: SignatureSettings = {};
+      if (s['enabled'] !== undefined) {
+        if (typeof s['enabled'] !== 'boolean') throw new PolicyError(`${key}.enabled: expected true or false`);
+        settings.enabled = s['enabled'];
+      }
+      if (s['severity'] !== undefined) settings.severity = severity(s['severity'], `${key}.severity`);
+      if (s['config'] !== undefined) settings.config = object(s['config'], `${key}.config`);
+      policy.signatures[id] = settings;
+    }
+  }
+  if (top['exceptions'] !== undefined) {
+    if (!Array.isArray(top['exceptions'])) throw new PolicyError('exceptions: expected a list');
+    top['exceptions'].forEach((v, i) => {
+      const key = `exceptions[${i}]`;
+      const e = object(v, key);
+      unknownKeys(e, EXCEPTION_KEYS, key);
+      const rule: ExceptionRule = {};
+      for (const k of EXCEPTION_KEYS) {
+        if (e[k] === undefined) continue;
+        if (typeof e[k] !== 'string' || !e[k]) throw new PolicyError(`${key}.${k}: expected a non-empty string`);
+        rule[k] = e[k] as string;
+      }
+      if (!EXCEPTION_KEYS.some((k) => k !== 'reason' && rule[k])) throw new PolicyError(`${key}: matches everything; give at least one of ${EXCEPTION_KEYS.slice(0, 6).join(', ')}`);
+      policy.exceptions.push(rule);
+    });
+  }
+  if (top['sameAsImageSeverity'] !== undefined) policy.sameAsImageSeverity = severity(top['sameAsImageSeverity'], 'sameAsImageSeverity');
+  if (top['dedup'] !== undefined) {
+    const d = object(top['dedup'], 'dedup');
+    unknownKeys(d, ['window'], 'dedup');
+    if (d['window'] !== undefined) policy.dedupWindowMs = duration(d['window'], 'dedup.window');
+  }
+  return policy;
+}
+
+export function loadPolicy(file: string): Policy {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new PolicyError(`${file}: ${(err as Error).message}`);
+  }
+  return parsePolicy(text, file);
+}

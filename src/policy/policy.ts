@@ -1,0 +1,111 @@
+// Applies the policy to findings: exceptions drop them (counted per rule),
+// severity overrides and the same-as-image downgrade change them, and
+// repeats of a (container, signature, executable) within the dedup window
+// are folded into one finding with a count.
+import { createHash } from 'node:crypto';
+import type { Finding } from '../pipeline/finding.js';
+import type { Metrics } from '../pipeline/metrics.js';
+import type { Policy } from './config.js';
+import { globToRegExp } from './glob.js';
+
+interface CompiledRule {
+  index: number;
+  test: (f: Finding) => boolean;
+}
+
+function compile(policy: Policy): CompiledRule[] {
+  return policy.exceptions.map((r, index) => {
+    const checks: Array<(f: Finding) => boolean> = [];
+    const g = (pattern: string, get: (f: Finding) => string | undefined) => {
+      const re = globToRegExp(pattern);
+      checks.push((f) => re.test(get(f) ?? ''));
+    };
+    if (r.signature) g(r.signature, (f) => f.signature?.id);
+    if (r.image) g(r.image, (f) => f.container?.image);
+    if (r.container) g(r.container, (f) => f.container?.name || f.container?.id);
+    if (r.namespace) g(r.namespace, (f) => f.kubernetes?.namespace);
+    if (r.executable) g(r.executable, (f) => f.process?.executable?.path);
+    if (r.args) {
+      const re = globToRegExp(r.args.replaceAll('/', '\u0000'));
+      checks.push((f) => re.test((f.process?.args ?? []).join(' ').replaceAll('/', '\u0000')));
+    }
+    return { index, test: (f) => checks.every((c) => c(f)) };
+  });
+}
+
+export class PolicyStage {
+  private rules: CompiledRule[];
+  private folds = new Map<string, { first: Finding; count: number; firstSeen: string; lastSeen: string; timer: NodeJS.Timeout }>();
+
+  constructor(
+    private policy: Policy,
+    private readonly metrics: Metrics,
+    private readonly emit: (f: Finding) => void,
+  ) {
+    this.rules = compile(policy);
+  }
+
+  /** Enabled per policy (signatures.<id>.enabled, default true). */
+  enabled(signatureId: string): boolean {
+    return this.policy.signatures[signatureId]?.enabled !== false;
+  }
+
+  replace(policy: Policy): void {
+    this.policy = policy;
+    this.rules = compile(policy);
+  }
+
+  apply(f: Finding): void {
+    const sigId = f.signature?.id ?? '';
+    const rule = this.rules.find((r) => r.test(f));
+    if (rule) {
+      this.metrics.inc('policy_excepted_total', { signature: sigId, rule: String(rule.index) });
+      return;
+    }
+    const override = this.policy.signatures[sigId]?.severity;
+    if (override) f.signature!.severity = override;
+    if (this.policy.sameAsImageSeverity && f.process?.executable?.sameAsImage) f.signature!.severity = this.policy.sameAsImageSeverity;
+    this.dedup(f);
+  }
+
+  private dedup(f: Finding): void {
+    const window = this.policy.dedupWindowMs;
+    if (window <= 0) return this.emit(f);
+    const where = f.container?.id || `${f.container?.mntNs}:${f.container?.pidNs}`;
+    const key = `${where}\0${f.signature?.id}\0${f.process?.executable?.path}`;
+    const fold = this.folds.get(key);
+    if (fold) {
+      fold.count++;
+      fold.lastSeen = f.time ?? fold.lastSeen;
+      this.metrics.inc('findings_folded_total', { signature: f.signature?.id ?? '' });
+      return;
+    }
+    this.emit(f);
+    const entry = { first: f, count: 0, firstSeen: f.time ?? '', lastSeen: f.time ?? '', timer: setTimeout(() => this.flushFold(key), window) };
+    entry.timer.unref?.();
+    this.folds.set(key, entry);
+  }
+
+  /** At the end of a window: one finding that stands for the repeats. */
+  private flushFold(key: string): void {
+    const fold = this.folds.get(key);
+    if (!fold) return;
+    this.folds.delete(key);
+    clearTimeout(fold.timer);
+    if (fold.count === 0) return;
+    const id = createHash('sha256').update(`${fold.first.id}\0fold\0${fold.lastSeen}\0${fold.count}`).digest('hex');
+    this.emit({
+      ...fold.first,
+      id: `${id.slice(0, 8)}-${id.slice(8, 12)}-${id.slice(12, 16)}-${id.slice(16, 20)}-${id.slice(20, 32)}`,
+      time: fold.lastSeen,
+      count: fold.count,
+      firstSeen: fold.firstSeen,
+      lastSeen: fold.lastSeen,
+    });
+  }
+
+  /** Emits every pending fold now (shutdown). */
+  flush(): void {
+    for (const key of [...this.folds.keys()]) this.flushFold(key);
+  }
+}

@@ -1,0 +1,59 @@
+// driftwatch/sdk/testing: run a signature over hand-built or recorded events
+// and look at its findings, without a kernel.
+import { readFileSync } from 'node:fs';
+import { containerOf, type ContainerInfo, type HostNamespaces } from '../pipeline/container.js';
+import { decodeBatch, decodeRecord, type DecodedEvent } from '../pipeline/decode.js';
+import { SignatureEngine } from '../pipeline/engine.js';
+import { BootClock, type Finding } from '../pipeline/finding.js';
+import { Metrics } from '../pipeline/metrics.js';
+import type { AnySignature, DetectionEvent, FileFacts, ScriptFacts } from '../signatures/sdk.js';
+import { encodeExec, type RecordSpec } from './encode.js';
+
+export { encodeExec, type RecordSpec } from './encode.js';
+export { FileFlag } from '../pipeline/records.js';
+
+/** Host namespaces used when none are given: anything else counts as a container. */
+export const TEST_HOST: HostNamespaces = { mnt: 4026531840, pid: 4026531836 };
+
+export interface TestEvent {
+  record: RecordSpec | DecodedEvent;
+  container?: Partial<ContainerInfo>;
+  file?: FileFacts;
+  script?: ScriptFacts;
+}
+
+function toDetection(t: TestEvent, host: HostNamespaces): DetectionEvent {
+  const rec = 'raw' in t.record ? (t.record as DecodedEvent) : decodeRecord(encodeExec(t.record as RecordSpec));
+  const container = { ...containerOf(rec, host), ...t.container };
+  if (rec.kind === 'mmap_exec') return { kind: 'mmap_exec', mmap: rec, container, ...(t.file ? { file: t.file } : {}) };
+  return { kind: 'exec', exec: rec, container, ...(t.file ? { file: t.file } : {}), ...(t.script ? { script: t.script } : {}) };
+}
+
+export interface RunResult {
+  findings: Finding[];
+  errors: number;
+}
+
+/** Feeds events to the signatures through the real engine; returns what they emitted. */
+export function runSignatures(signatures: AnySignature[], events: TestEvent[], host = TEST_HOST): RunResult {
+  const metrics = new Metrics();
+  const engine = new SignatureEngine(signatures, { hostname: 'test-host', clock: new BootClock(), metrics });
+  const findings = events.flatMap((e) => engine.dispatch(toDetection(e, host)));
+  return { findings, errors: metrics.total('signature_errors_total') };
+}
+
+/** Events from a `driftwatch record` file or a raw framed batch file. */
+export function recordedEvents(file: string): DecodedEvent[] {
+  const data = readFileSync(file);
+  const nl = data.indexOf(0x0a);
+  const isRecording = data[0] === 0x7b && nl > 0; // a JSON header line, then chunks
+  if (!isRecording) return decodeBatch(data).events;
+  const out: DecodedEvent[] = [];
+  let off = nl + 1;
+  while (off + 4 <= data.length) {
+    const len = data.readUInt32LE(off);
+    out.push(...decodeBatch(data.subarray(off + 4, off + 4 + len)).events);
+    off += 4 + len;
+  }
+  return out;
+}

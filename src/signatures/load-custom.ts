@@ -1,0 +1,92 @@
+// Loads custom signatures: every .ts, .js and .mjs module in a directory,
+// TypeScript included (Node strips the types; no build step). A module
+// default-exports a definition, or an array of them. `driftwatch/sdk`
+// resolves to this sensor's SDK wherever the module lives.
+import { readdirSync, statSync } from 'node:fs';
+import { registerHooks } from 'node:module';
+import { extname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { SEVERITIES, type AnySignature, type EventKindName } from './sdk.js';
+
+const EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs']);
+const EVENT_KINDS: readonly EventKindName[] = ['exec', 'mmap_exec'];
+
+export interface LoadError {
+  file: string;
+  reason: string;
+}
+
+let hooked = false;
+function resolveSdkImports(): void {
+  if (hooked) return;
+  hooked = true;
+  const sdk = new URL('../sdk/index.js', import.meta.url).href;
+  const testing = new URL('../sdk/testing.js', import.meta.url).href;
+  registerHooks({
+    resolve(specifier, context, next) {
+      if (specifier === 'driftwatch/sdk') return { url: sdk, shortCircuit: true };
+      if (specifier === 'driftwatch/sdk/testing') return { url: testing, shortCircuit: true };
+      return next(specifier, context);
+    },
+  });
+}
+
+/** Why a module's export is not a usable signature, or null. */
+export function invalidSignature(def: unknown): string | null {
+  if (!def || typeof def !== 'object') return 'the default export is not a signature definition';
+  const d = def as Partial<AnySignature>;
+  if (typeof d.id !== 'string' || !/^[a-z0-9][a-z0-9_.-]*$/i.test(d.id)) return 'id must be a non-empty string of letters, digits, . _ -';
+  if (typeof d.name !== 'string' || !d.name) return `${d.id}: name is missing`;
+  if (!SEVERITIES.includes(d.severity as never)) return `${d.id}: invalid severity ${JSON.stringify(d.severity)} (one of ${SEVERITIES.join(', ')})`;
+  if (!Array.isArray(d.events) || d.events.length === 0 || !d.events.every((e) => EVENT_KINDS.includes(e))) {
+    return `${d.id}: events must list some of ${EVENT_KINDS.join(', ')}`;
+  }
+  if (typeof d.onEvent !== 'function') return `${d.id}: onEvent is missing`;
+  return null;
+}
+
+/**
+ * Loads the directory's modules. Bad modules are reported with the file and
+ * the reason and left out; `taken` holds ids already in use (built-ins).
+ */
+export async function loadCustomSignatures(dir: string, taken: Set<string>): Promise<{ signatures: AnySignature[]; errors: LoadError[] }> {
+  resolveSdkImports();
+  const signatures: AnySignature[] = [];
+  const errors: LoadError[] = [];
+  const root = resolve(dir);
+  let files: string[];
+  try {
+    files = readdirSync(root)
+      .filter((f) => EXTENSIONS.has(extname(f)) && !/\.(test|spec)\.[cm]?[jt]s$/.test(f) && !f.endsWith('.d.ts'))
+      .map((f) => join(root, f))
+      .filter((f) => statSync(f).isFile())
+      .sort();
+  } catch (err) {
+    return { signatures, errors: [{ file: root, reason: `cannot read directory: ${(err as Error).message}` }] };
+  }
+  for (const file of files) {
+    let mod: { default?: unknown };
+    try {
+      mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    } catch (err) {
+      errors.push({ file, reason: (err as Error).message.split('\n')[0] ?? String(err) });
+      continue;
+    }
+    const defs = Array.isArray(mod.default) ? mod.default : [mod.default];
+    for (const def of defs) {
+      const why = invalidSignature(def);
+      if (why) {
+        errors.push({ file, reason: why });
+        continue;
+      }
+      const sig = def as AnySignature;
+      if (taken.has(sig.id)) {
+        errors.push({ file, reason: `duplicate signature id ${sig.id}` });
+        continue;
+      }
+      taken.add(sig.id);
+      signatures.push(sig);
+    }
+  }
+  return { signatures, errors };
+}
