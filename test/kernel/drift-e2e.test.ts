@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import {
   MiniContainer,
@@ -268,6 +269,30 @@ describe('sensor lifecycle (real kernel)', { skip: skip ?? false }, () => {
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0]!, /not allowed to load BPF programs: run as root/);
     assert.doesNotMatch(r.stderr, /\bat .*\.js:\d+/);
+  });
+
+  test('record captures real kernel events; replay finds the drift in them offline', async () => {
+    const ct = new MiniContainer();
+    const out = join(ct.dir, 'capture.dwrec');
+    const rec = spawn(process.execPath, [cliPath, 'record', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    rec.stderr!.on('data', (d) => (err += d));
+    try {
+      for (let i = 0; i < 100 && !/recording to/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
+      const n = randomBytes(4).toString('hex');
+      assert.equal(ct.run(`cp /bin/busybox /tmp/busybox-r; /tmp/busybox-r true ${n}`).status, 0);
+      await new Promise((r) => setTimeout(r, 300));
+      rec.kill('SIGINT');
+      await once(rec, 'exit');
+      assert.equal(rec.exitCode, 0, err);
+      const r = spawnSync(process.execPath, [cliPath, 'replay', out, '--jsonl', '-'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const found = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Finding);
+      assert.ok(found.some((f) => f.signature.id === 'drift.new_executable' && f.process.args.includes(n)), r.stdout);
+    } finally {
+      rec.kill('SIGKILL');
+      ct.destroy();
+    }
   });
 
   test('an unknown flag is a usage error (exit 2)', () => {
