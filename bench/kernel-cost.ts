@@ -38,14 +38,18 @@ function loop(ct: MiniContainer, n: number, cmd: string, prep = ''): void {
   if (r.status !== 0) throw new Error(`exec loop failed: ${r.stderr}`);
 }
 
-/** Sum of run time / count over the programs that appeared after `before`. */
-function costOf(before: Set<number>, filter: (p: ProgInfo) => boolean = () => true): { ns: number; cnt: number } {
+/**
+ * Run time summed over the programs that appeared after `before`, and the
+ * exec count: the busiest program runs once per exec (execsnoop has two
+ * programs per exec, so dividing by their summed counts would halve it).
+ */
+function costOf(before: Set<number>): { ns: number; cnt: number } {
   let ns = 0;
   let cnt = 0;
   for (const p of progs()) {
-    if (before.has(p.id) || !filter(p)) continue;
+    if (before.has(p.id)) continue;
     ns += p.run_time_ns ?? 0;
-    cnt += p.run_cnt ?? 0;
+    cnt = Math.max(cnt, p.run_cnt ?? 0);
   }
   return { ns, cnt };
 }

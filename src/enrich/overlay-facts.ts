@@ -64,6 +64,8 @@ export interface OverlayFactsOptions {
 export class OverlayFacts {
   private dirs = new LRUCache<number, OverlayDirs>({ max: 2048, ttl: 10 * 60_000 });
   private hashes = new LRUCache<string, string>({ max: 4096 });
+  /** Recent misses, so a respawning payload does not cost a failed open each time. */
+  private misses = new LRUCache<string, true>({ max: 4096, ttl: 5_000 });
   private readonly procRoot: string;
   private readonly hostRoot: string;
 
@@ -80,7 +82,7 @@ export class OverlayFacts {
    */
   async overlayOf(mntNs: number, hostPids: number[]): Promise<OverlayDirs | null> {
     for (const pid of hostPids) {
-      if (pid <= 0) continue;
+      if (pid <= 0 || this.misses.has(`pid:${pid}`)) continue;
       try {
         const d = rootOverlayFromMountinfo(await readFile(`${this.procRoot}/${pid}/mountinfo`, 'utf8'));
         if (d) {
@@ -88,7 +90,7 @@ export class OverlayFacts {
           return d;
         }
       } catch {
-        /* gone: try the next one */
+        this.misses.set(`pid:${pid}`, true); // gone: try the next one
       }
     }
     // Nobody left to ask: fall back to what an earlier event saw. Namespace
@@ -117,8 +119,11 @@ export class OverlayFacts {
   async hash(key: string, path: string): Promise<string | undefined> {
     const hit = this.hashes.get(key);
     if (hit) return hit;
+    const missKey = `${key}\0${path}`;
+    if (this.misses.has(missKey)) return undefined;
     const h = await sha256File(path);
     if (h) this.hashes.set(key, h);
+    else this.misses.set(missKey, true);
     return h;
   }
 

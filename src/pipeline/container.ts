@@ -3,7 +3,8 @@
 // namespace. A private mount namespace alone is not enough: systemd gives
 // PrivateTmp= services one, and they are host services.
 import { readlinkSync } from 'node:fs';
-import { containerFromCgroup, type Runtime } from '../enrich/cgroup-container.js';
+import { LRUCache } from 'lru-cache';
+import { containerFromCgroup, type CgroupContainer, type Runtime } from '../enrich/cgroup-container.js';
 import type { KubernetesMetadata } from '../enrich/metadata.js';
 import type { ProcessFileRecord } from './decode.js';
 
@@ -44,8 +45,21 @@ export function readHostNamespaces(procRoot = '/proc'): HostNamespaces & { sourc
   }
 }
 
-export function containerOf(exec: Pick<ProcessFileRecord, 'cgroup' | 'cgroupParent' | 'mntNs' | 'pidNs'>, host: HostNamespaces): ContainerInfo {
-  const fromCgroup = containerFromCgroup(exec.cgroup, exec.cgroupParent);
+/** Cgroup id → what its names say; ids are unique per cgroup, so the names need decoding once. */
+const byCgroup = new LRUCache<number, CgroupContainer | false>({ max: 4096 });
+
+export function containerOf(
+  exec: Pick<ProcessFileRecord, 'cgroup' | 'cgroupParent' | 'mntNs' | 'pidNs'> & { cgroupKey?: number },
+  host: HostNamespaces,
+): ContainerInfo {
+  let fromCgroup: CgroupContainer | null;
+  const key = exec.cgroupKey;
+  const cached = key !== undefined && key > 1 ? byCgroup.get(key) : undefined;
+  if (cached !== undefined) fromCgroup = cached || null;
+  else {
+    fromCgroup = containerFromCgroup(exec.cgroup, exec.cgroupParent);
+    if (key !== undefined && key > 1) byCgroup.set(key, fromCgroup ?? false);
+  }
   if (fromCgroup) {
     const info: ContainerInfo = { inContainer: true, id: fromCgroup.id, runtime: fromCgroup.runtime };
     if (fromCgroup.podUid) info.podUid = fromCgroup.podUid;

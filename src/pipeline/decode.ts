@@ -51,6 +51,7 @@ export interface ProcessFileRecord {
   readonly session: SessionName;
   readonly ancestors: Ancestor[];
   readonly cgroupId: bigint;
+  readonly cgroupKey: number;
   readonly mntNs: number;
   readonly pidNs: number;
   readonly cgroup: string;
@@ -77,12 +78,26 @@ function joinPath(raw: Buffer, start: number, len: number): string {
   return parts.length === 1 && parts[0]!.includes(':') ? joined : `/${joined}`;
 }
 
-export class ExecEvent implements ProcessFileRecord {
+/**
+ * Records are views into the reused batch buffer while the batch is being
+ * handled (no copy for the common event that is judged at once); detach()
+ * copies the bytes out for an event that has to outlive the batch.
+ */
+abstract class RecordView {
+  constructor(public raw: Buffer) {}
+  private owned = false;
+  detach(): this {
+    if (!this.owned) {
+      this.raw = Buffer.from(this.raw);
+      this.owned = true;
+    }
+    return this;
+  }
+}
+
+export class ExecEvent extends RecordView implements ProcessFileRecord {
   readonly kind = 'exec' as const;
   private cache: { filename?: string; path?: string; args?: string[]; cgroup?: string; cgroupParent?: string; comm?: string } = {};
-
-  /** rec must be a private copy: the event may outlive the batch buffer. */
-  constructor(readonly raw: Buffer) {}
 
   get ktimeNs(): bigint { return this.raw.readBigUInt64LE(HDR.ktimeNs); }
   get hostPid(): number { return this.raw.readUInt32LE(EXEC.hostPid); }
@@ -94,6 +109,8 @@ export class ExecEvent implements ProcessFileRecord {
   get uid(): number { return this.raw.readUInt32LE(EXEC.uid); }
   get gid(): number { return this.raw.readUInt32LE(EXEC.gid); }
   get cgroupId(): bigint { return this.raw.readBigUInt64LE(EXEC.cgroupId); }
+  /** The cgroup id as a number key (ids stay far below 2^53). */
+  get cgroupKey(): number { return this.raw.readUInt32LE(EXEC.cgroupId + 4) * 2 ** 32 + this.raw.readUInt32LE(EXEC.cgroupId); }
   get mntNs(): number { return this.raw.readUInt32LE(EXEC.mntNs); }
   get pidNs(): number { return this.raw.readUInt32LE(EXEC.pidNs); }
   get inode(): bigint { return this.raw.readBigUInt64LE(EXEC.inode); }
@@ -182,10 +199,9 @@ export class ExecEvent implements ProcessFileRecord {
 }
 
 /** A drifted file mapped executable (mmap PROT_EXEC): LD_PRELOAD, ld.so /tmp/x. */
-export class MmapEvent implements ProcessFileRecord {
+export class MmapEvent extends RecordView implements ProcessFileRecord {
   readonly kind = 'mmap_exec' as const;
   private cache: { path?: string; cgroup?: string; cgroupParent?: string; comm?: string } = {};
-  constructor(readonly raw: Buffer) {}
 
   get ktimeNs(): bigint { return this.raw.readBigUInt64LE(HDR.ktimeNs); }
   get hostPid(): number { return this.raw.readUInt32LE(MMAP.hostPid); }
@@ -201,6 +217,7 @@ export class MmapEvent implements ProcessFileRecord {
   get session(): SessionName { return 'unknown'; }
   get ancestors(): Ancestor[] { return []; }
   get cgroupId(): bigint { return this.raw.readBigUInt64LE(MMAP.cgroupId); }
+  get cgroupKey(): number { return this.raw.readUInt32LE(MMAP.cgroupId + 4) * 2 ** 32 + this.raw.readUInt32LE(MMAP.cgroupId); }
   get mntNs(): number { return this.raw.readUInt32LE(MMAP.mntNs); }
   get pidNs(): number { return this.raw.readUInt32LE(MMAP.pidNs); }
   get inode(): bigint { return this.raw.readBigUInt64LE(MMAP.inode); }
@@ -232,7 +249,7 @@ export class MmapEvent implements ProcessFileRecord {
 
 export type DecodedEvent = ExecEvent | MmapEvent;
 
-/** Validates one record; returns an event or throws DecodeError with the reason. */
+/** Validates one record; returns a view over it (see RecordView.detach) or throws DecodeError with the reason. */
 export function decodeRecord(rec: Buffer): DecodedEvent {
   if (rec.length < HEADER_SIZE) throw new DecodeError(`record of ${rec.length} bytes is shorter than its header`);
   const kind = rec.readUInt16LE(HDR.kind);
@@ -244,7 +261,7 @@ export function decodeRecord(rec: Buffer): DecodedEvent {
     if (size < MMAP.data) throw new DecodeError(`mmap record of ${size} bytes is shorter than its fixed part`);
     const l = rec.readUInt16LE(MMAP.pathLen) + rec.readUInt16LE(MMAP.cgroupLen) + rec.readUInt16LE(MMAP.cgparentLen);
     if (MMAP.data + l > size) throw new DecodeError(`mmap record strings (${l} bytes) overrun its size ${size}`);
-    return new MmapEvent(Buffer.from(rec.subarray(0, size)));
+    return new MmapEvent(rec.subarray(0, size));
   }
   if (kind !== EventKind.EXEC) throw new DecodeError(`unknown record kind ${kind}`);
   if (version !== EXEC_VERSION) throw new DecodeError(`exec record version ${version}, expected ${EXEC_VERSION}`);
@@ -253,7 +270,7 @@ export function decodeRecord(rec: Buffer): DecodedEvent {
     rec.readUInt16LE(EXEC.filenameLen) + rec.readUInt16LE(EXEC.pathLen) + rec.readUInt16LE(EXEC.argvLen) +
     rec.readUInt16LE(EXEC.cgroupLen) + rec.readUInt16LE(EXEC.cgparentLen);
   if (EXEC.data + lens > size) throw new DecodeError(`exec record strings (${lens} bytes) overrun its size ${size}`);
-  return new ExecEvent(Buffer.from(rec.subarray(0, size)));
+  return new ExecEvent(rec.subarray(0, size));
 }
 
 export interface BatchResult {

@@ -3,6 +3,7 @@
 // #! script). Lookups never hold the stream for long: metadata answers from
 // cache or gives up after its wait and the event goes on (counted).
 import { readlink } from 'node:fs/promises';
+import { LRUCache } from 'lru-cache';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import { OverlayFacts } from '../enrich/overlay-facts.js';
 import type { DetectionEvent, ExecDetection, FileFacts } from '../signatures/sdk.js';
@@ -13,7 +14,8 @@ import type { Metrics } from './metrics.js';
 import { FileFlag } from './records.js';
 
 export interface Enricher {
-  enrich(rec: DecodedEvent): Promise<DetectionEvent>;
+  /** Synchronous when there is nothing to look up (the common case), else a promise. */
+  enrich(rec: DecodedEvent): DetectionEvent | Promise<DetectionEvent>;
 }
 
 export interface EnricherOptions {
@@ -24,14 +26,17 @@ export interface EnricherOptions {
   overlay?: OverlayFacts;
 }
 
+/** Parent pid → executable, briefly: one shell spawning many payloads is read once. */
+const parents = new LRUCache<number, { exe: string | undefined }>({ max: 4096, ttl: 2_000 });
+
 /** The parent's executable, if it is still alive (it usually is: it just forked us). */
 async function parentExecutable(hostPpid: number, procRoot: string): Promise<string | undefined> {
   if (hostPpid <= 0) return undefined;
-  try {
-    return await readlink(`${procRoot}/${hostPpid}/exe`);
-  } catch {
-    return undefined;
-  }
+  const hit = parents.get(hostPpid);
+  if (hit) return hit.exe;
+  const exe = await readlink(`${procRoot}/${hostPpid}/exe`).catch(() => undefined);
+  parents.set(hostPpid, { exe });
+  return exe;
 }
 
 export function createEnricher(opts: EnricherOptions): Enricher {
@@ -71,18 +76,23 @@ export function createEnricher(opts: EnricherOptions): Enricher {
   }
 
   return {
-    async enrich(rec) {
+    enrich(rec) {
       const container = containerOf(rec, opts.host);
       const ev: DetectionEvent = rec.kind === 'exec' ? { kind: 'exec', exec: rec, container } : { kind: 'mmap_exec', mmap: rec, container };
       // Host events are dropped right after this: spend nothing on them.
       if (!container.inContainer) return ev;
 
       const work: Array<Promise<unknown>> = [];
+      // Anything looked up asynchronously outlives the batch buffer: own the bytes first.
+      const needsWork = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags) || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || (!!resolver && !!container.id);
+      if (needsWork) rec.detach();
+      // Image files (only sent when recording everything, or as a script's
+      // interpreter) need no file facts: they cannot be drift themselves.
       const drifted = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags);
       if (drifted) work.push(fileFacts(rec).then((f) => (ev.file = f)));
       if (ev.kind === 'exec') {
         const exec = ev.exec;
-        work.push(parentExecutable(exec.hostPpid, procRoot).then((p) => p && (ev.parentExecutable = p)));
+        if (drifted) work.push(parentExecutable(exec.hostPpid, procRoot).then((p) => p && (ev.parentExecutable = p)));
         if (exec.fileFlags & FileFlag.SCRIPT) work.push(scriptFacts(exec, ev));
       }
       if (resolver && container.id) {
@@ -98,8 +108,8 @@ export function createEnricher(opts: EnricherOptions): Enricher {
           }),
         );
       }
-      await Promise.all(work);
-      return ev;
+      if (work.length === 0) return ev;
+      return Promise.all(work).then(() => ev);
     },
   };
 }

@@ -1,11 +1,11 @@
 // The sensor: kernel → native → decode → enrich → signatures → sinks.
 import { hostname as osHostname } from 'node:os';
-import { EMPTY, Subscription, catchError, from, mergeMap } from 'rxjs';
+import { EMPTY, Subscription, catchError, tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import type { Logger } from '../log.js';
 import { createLoader, type NativeLoader } from '../native/loader.js';
 import { builtinSignatures } from '../signatures/index.js';
-import type { AnySignature } from '../signatures/sdk.js';
+import type { AnySignature, DetectionEvent } from '../signatures/sdk.js';
 import { DEFAULT_POLICY, type Policy } from '../policy/config.js';
 import { PolicyStage } from '../policy/policy.js';
 import { readHostNamespaces, type HostNamespaces } from './container.js';
@@ -127,16 +127,22 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     for (const f of findings) policyStage.apply(f);
   };
 
-  const handle = async (exec: DecodedEvent): Promise<void> => {
-    const ev = await enricher.enrich(exec);
+  const judge = (ev: DetectionEvent): void => {
     if (!ev.container.inContainer && !opts.includeHost) {
       metrics.inc('host_events_dropped_total');
       return;
     }
     emit(engine.dispatch(ev));
   };
+  /** Synchronous unless enrichment has something to look up; then the promise is tracked. */
+  const handle = (rec: DecodedEvent): void => {
+    const ev = enricher.enrich(rec);
+    if (ev instanceof Promise) void track(ev.then(judge));
+    else judge(ev);
+  };
 
   const inflight = new Set<Promise<void>>();
+  metrics.gauge('enrichment_inflight', () => inflight.size);
   const track = (p: Promise<void>): Promise<void> => {
     inflight.add(p);
     return p.finally(() => inflight.delete(p));
@@ -146,9 +152,10 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   const run = (): void => {
     sub = kernelBatches(kernel, { intervalMs: opts.pollIntervalMs ?? 10 })
       .pipe(
-        // decode is synchronous: the batch buffer is reused after this returns
-        mergeMap((b) => from(decode(b))),
-        mergeMap((exec) => track(handle(exec)), 256),
+        // synchronous: the batch buffer is reused after this returns
+        tap((b) => {
+          for (const rec of decode(b)) handle(rec);
+        }),
         catchError((err: unknown) => {
           metrics.inc('pipeline_errors_total');
           log.error(`pipeline error, restarting the stream: ${err instanceof Error ? err.message : String(err)}`);
@@ -172,7 +179,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       sub?.unsubscribe();
       try {
         drainOnce(kernel, (b) => {
-          for (const exec of decode(b)) void track(handle(exec));
+          for (const rec of decode(b)) handle(rec);
         });
       } catch (err) {
         log.warn(`final drain failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -33,7 +33,7 @@ export function kernelBatches(loader: NativeLoader, opts: SourceOptions = {}): O
       }
       if (length > 0) subscriber.next({ buf, length });
       // A nearly full buffer: the ring likely holds more. Go again now.
-      if (length > buf.length - 64 * 1024) setImmediate(drain);
+      if (length > buf.length - 64 * 1024 || intervalMs <= 0) setImmediate(drain);
       else timer = setTimeout(drain, intervalMs);
     };
     timer = setTimeout(drain, 0);

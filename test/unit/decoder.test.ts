@@ -42,11 +42,13 @@ test('decoder: every field of an encoded record round-trips', () => {
   assert.equal(e.layer, 'LOWER');
 });
 
-test('decoder: the record is copied, later changes to the batch do not leak in', () => {
-  const batch = frame([encodeExec({ comm: 'first' })]);
+test('decoder: records are views into the batch until detached; a detached record keeps its bytes', () => {
+  const batch = frame([encodeExec({ hostPid: 11 }), encodeExec({ hostPid: 22 })]);
   const { events } = decodeBatch(batch);
+  events[1]!.detach();
   batch.fill(0);
-  assert.equal(events[0]!.comm, 'first');
+  assert.equal(events[0]!.hostPid, 0, 'a view sees the reused buffer');
+  assert.equal(events[1]!.hostPid, 22, 'a detached record owns its bytes');
 });
 
 test('decoder: truncation flags surface', () => {
