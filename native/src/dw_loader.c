@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,9 @@ int dw_loader_load(struct dw_loader *l)
 	l->rb = ring_buffer__new(bpf_map__fd(l->skel->maps.events), on_record, l, NULL);
 	if (!l->rb)
 		return -errno;
+	/* Loading parsed the kernel's BTF (megabytes) and freed it; hand that
+	 * memory back to the system instead of keeping it in the heap. */
+	malloc_trim(0);
 	return 0;
 }
 

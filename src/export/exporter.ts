@@ -54,7 +54,7 @@ export class Exporter {
     this.spool = new Spool({ dir: opts.spoolDir, maxBytes: opts.spoolMaxBytes });
     this.transport = new GrpcTransport(opts);
     this.maxBatch = opts.maxBatch ?? 512;
-    this.flushMs = opts.flushMs ?? 100;
+    this.flushMs = opts.flushMs ?? 20;
     this.backoffBase = opts.backoffBaseMs ?? 200;
     this.backoffMax = opts.backoffMaxMs ?? 30_000;
     // Findings left by a previous run (crash, SIGKILL) go out first.
