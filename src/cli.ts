@@ -18,6 +18,9 @@ import { loadCustomSignatures } from './signatures/load-custom.js';
 import type { AnySignature } from './signatures/sdk.js';
 import { createLoader } from './native/loader.js';
 import { kernelBatches } from './pipeline/source.js';
+import { ConfigError, configFlagOptions, flagsToConfig, resolveConfig } from './config.js';
+import { startOpsServer } from './ops/http.js';
+import { falcoJsonSink } from './pipeline/falco-sink.js';
 import { startSensor } from './pipeline/sensor.js';
 import { consoleSink, jsonlSink, type Sink } from './pipeline/sinks.js';
 import { PreflightError, describeLoaderError, preflight } from './preflight.js';
@@ -29,8 +32,10 @@ class UsageError extends Error {}
 const HELP = `driftwatch: container drift detection
 
 Usage:
-  driftwatch run [--jsonl <file>|-] [--include-host] [--emit-all] [--log-level debug|info|warn|error]
+  driftwatch run [--config <file>] [--jsonl <file>|-] [--output jsonl|falco-json] [--include-host] [--emit-all]
+                 [--log-level debug|info|warn|error] [--metrics-address host:port]
                  [--backend <host:port> [--token T] [--tls-ca F] [--tls-cert F --tls-key F]] [--data-dir D]
+  driftwatch config check <file>
   driftwatch backend [--listen <host:port>] [--db <file|postgres://...>] [--token T]
                      [--tls-cert F --tls-key F [--tls-client-ca F]]
   driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--signature id] [--container id|name] [--json]
@@ -44,7 +49,11 @@ Common to run and replay:
   --policy <file>     exceptions, severity overrides, enable/disable, dedup (YAML or JSON)
 
 run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
+  --config <file>    settings file (YAML/JSON; keys like includeHost, metricsAddress);
+                     precedence: flags > DRIFTWATCH_<KEY> environment > file > defaults
   --jsonl <file>|-   write each finding as one JSON line to <file> or stdout (-)
+  --output           jsonl (the finding contract) or falco-json (Falco's output shape)
+  --metrics-address  Prometheus /metrics, /healthz, /readyz (default 127.0.0.1:9464)
   --include-host     also report host processes (default: containers only)
   --emit-all         send every exec to user space (debugging; findings unchanged)
   --log-level        default info
@@ -63,54 +72,31 @@ function version(): string {
 }
 
 async function runCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      jsonl: { type: 'string' },
-      'include-host': { type: 'boolean', default: false },
-      'emit-all': { type: 'boolean', default: false },
-      'log-level': { type: 'string', default: 'info' },
-      backend: { type: 'string' },
-      token: { type: 'string' },
-      'tls-ca': { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
-      signatures: { type: 'string' },
-      strict: { type: 'boolean', default: false },
-      policy: { type: 'string' },
-      'dedup-window': { type: 'string' },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  const level = values['log-level'];
-  if (!isLogLevel(level)) throw new UsageError(`--log-level must be one of debug, info, warn, error (got ${level})`);
-  const log = createLogger(level as LogLevel);
+  const { values } = parseArgs({ args: argv, options: configFlagOptions(), strict: true, allowPositionals: false });
+  const cfg = resolveConfig(flagsToConfig(values));
+  const log = createLogger(cfg.logLevel);
 
-  const { signatures, policy } = await signaturesAndPolicy(values, log);
+  const { signatures, policy } = await signaturesAndPolicy(cfg, log);
   preflight(log);
   const sinks: Sink[] = [];
-  if (values.jsonl) sinks.push(jsonlSink(values.jsonl));
-  if (!values.jsonl || values.jsonl !== '-') sinks.push(consoleSink());
+  if (cfg.jsonl) sinks.push(cfg.output === 'falco-json' ? falcoJsonSink(cfg.jsonl) : jsonlSink(cfg.jsonl));
+  if (!cfg.jsonl || cfg.jsonl !== '-') sinks.push(consoleSink());
 
   // Export: to the given backend, or to an embedded one on loopback (real gRPC either way).
-  const dataDir = values['data-dir'];
   let embedded: Backend | undefined;
-  let target = values.backend;
+  let target = cfg.backend;
   if (!target) {
-    embedded = await startBackend({ listen: '127.0.0.1:0', db: defaultDb(dataDir), log: (m) => log.warn(m) });
+    embedded = await startBackend({ listen: '127.0.0.1:0', db: defaultDb(cfg.dataDir), log: (m) => log.warn(m) });
     target = embedded.address;
-    log.info(`embedded backend on ${target}, storing in ${defaultDb(dataDir)} (driftwatch findings --db ${defaultDb(dataDir)})`);
+    log.info(`embedded backend on ${target}, storing in ${defaultDb(cfg.dataDir)} (driftwatch findings --db ${defaultDb(cfg.dataDir)})`);
   }
-  const token = values.token ?? process.env['DRIFTWATCH_TOKEN'];
-  const tls = values['tls-ca'] || values['tls-cert']
-    ? { ...(values['tls-ca'] ? { ca: values['tls-ca'] } : {}), ...(values['tls-cert'] ? { cert: values['tls-cert'], key: values['tls-key'] } : {}) }
+  const tls = cfg.tlsCa || cfg.tlsCert
+    ? { ...(cfg.tlsCa ? { ca: cfg.tlsCa } : {}), ...(cfg.tlsCert ? { cert: cfg.tlsCert, key: cfg.tlsKey } : {}) }
     : undefined;
   const exporter = new Exporter({
     backend: target,
-    spoolDir: `${dataDir}/spool`,
-    ...(token ? { token } : {}),
+    spoolDir: `${cfg.dataDir}/spool`,
+    ...(cfg.token ? { token: cfg.token } : {}),
     ...(tls ? { tls } : {}),
     log: (m) => log.warn(m),
   });
@@ -122,8 +108,8 @@ async function runCommand(argv: string[]): Promise<number> {
     sensor = await startSensor({
       log,
       sinks,
-      includeHost: values['include-host'],
-      emitAll: values['emit-all'],
+      includeHost: cfg.includeHost,
+      emitAll: cfg.emitAll,
       resolver: metadata.resolver,
       signatures,
       policy,
@@ -141,20 +127,46 @@ async function runCommand(argv: string[]): Promise<number> {
     if (e.libbpfLog === undefined) throw err; // not from the addon
     throw new PreflightError(describeLoaderError(e));
   }
-  log.info(`attached ${sensor.attached.join(', ')}; watching for drift${values['include-host'] ? ' (including host processes)' : ''}`);
+  const running = sensor;
+  let stopping = false;
+  const ops = await startOpsServer({
+    address: cfg.metricsAddress,
+    metrics: running.metrics,
+    programStats: () => running.loader.programStats(),
+    ready: () => !stopping && running.attached.length > 0,
+  });
+  log.info(`attached ${running.attached.join(', ')}; watching for drift${cfg.includeHost ? ' (including host processes)' : ''}; metrics on http://${cfg.metricsAddress.replace(/:0$/, ':' + ops.port)}/metrics`);
+
+  // Counters carry the exact numbers; the log gets one summary a minute.
+  const summary = setInterval(() => {
+    const m = running.metrics;
+    log.info(`last totals: events ${m.get('events_decoded_total')}, findings ${m.total('findings_total')}, excepted ${m.total('policy_excepted_total')}, decode errors ${m.get('decode_errors_total')}, signature errors ${m.total('signature_errors_total')}`);
+  }, 60_000);
+  summary.unref();
+
+  // SIGHUP: new policy and custom signatures, swapped in between two events.
+  process.on('SIGHUP', () => {
+    signaturesAndPolicy(cfg, log, true)
+      .then(({ signatures: sigs, policy: pol }) => {
+        running.reload({ signatures: sigs, ...(pol ? { policy: pol } : {}) });
+        log.info(`reloaded: ${sigs.length} signature(s)${cfg.policy ? `, policy ${cfg.policy}` : ''}`);
+      })
+      .catch((err: unknown) => log.error(`reload failed, keeping the running configuration: ${(err as Error).message}`));
+  });
 
   return new Promise<number>((resolvePromise) => {
-    let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
+      clearInterval(summary);
       log.info(`${signal}: detaching and flushing`);
-      sensor
+      running
         .stop()
         .then(async () => {
           metadata.close();
+          await ops.close();
           await embedded?.stop();
-          const m = sensor.metrics;
+          const m = running.metrics;
           log.info(
             `stopped; events ${m.get('events_decoded_total')}, findings ${m.total('findings_total')}, ` +
               `decode errors ${m.get('decode_errors_total')}, signature errors ${m.total('signature_errors_total')}, ` +
@@ -172,23 +184,34 @@ async function runCommand(argv: string[]): Promise<number> {
   });
 }
 
+async function configCommand(argv: string[]): Promise<number> {
+  const [sub, file] = argv;
+  if (sub !== 'check' || !file) throw new UsageError('usage: driftwatch config check <file>');
+  const cfg = resolveConfig({ config: file }, {});
+  if (cfg.policy) loadPolicy(cfg.policy);
+  process.stdout.write(JSON.stringify({ ...cfg, ...(cfg.token ? { token: '***' } : {}) }, null, 2) + '\n');
+  process.stdout.write(`${file}: ok\n`);
+  return 0;
+}
+
 /** Built-in plus custom signatures, and the policy, as the flags ask. */
 async function signaturesAndPolicy(
-  values: { signatures?: string | undefined; strict?: boolean | undefined; policy?: string | undefined; 'dedup-window'?: string | undefined },
+  values: { signatures?: string | undefined; strict?: boolean | undefined; policy?: string | undefined; dedupWindow?: string | undefined },
   log: Logger,
+  reload = false,
 ): Promise<{ signatures: AnySignature[]; policy?: Policy }> {
   const signatures = [...builtinSignatures];
   if (values.signatures) {
     const taken = new Set(signatures.map((s) => s.id));
-    const custom = await loadCustomSignatures(values.signatures, taken);
+    const custom = await loadCustomSignatures(values.signatures, taken, reload);
     for (const e of custom.errors) log.error(`custom signature ${e.file}: ${e.reason}`);
     if (custom.errors.length && values.strict) throw new PreflightError(`${custom.errors.length} custom signature(s) failed to load (--strict)`);
     signatures.push(...custom.signatures);
     log.info(`custom signatures: ${custom.signatures.map((s) => s.id).join(', ') || 'none'}`);
   }
   let policy = values.policy ? loadPolicy(values.policy) : undefined;
-  if (values['dedup-window'] !== undefined) {
-    const window = parsePolicy(`dedup: { window: ${JSON.stringify(values['dedup-window'])} }`, '--dedup-window').dedupWindowMs;
+  if (values.dedupWindow !== undefined) {
+    const window = parsePolicy(`dedup: { window: ${JSON.stringify(values.dedupWindow)} }`, '--dedup-window').dedupWindowMs;
     policy = { ...(policy ?? DEFAULT_POLICY), dedupWindowMs: window };
   }
   return { signatures, ...(policy ? { policy } : {}) };
@@ -278,6 +301,8 @@ export async function main(argv: string[]): Promise<number> {
         return await backendCommand(rest, log);
       case 'findings':
         return await findingsCommand(rest);
+      case 'config':
+        return await configCommand(rest);
       case 'record':
         return await recordCommand(rest, createLogger('info'));
       case 'replay':
@@ -300,7 +325,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`driftwatch: ${(err as Error).message}\n${HELP}`);
       return 2;
     }
-    if (err instanceof PreflightError || err instanceof PolicyError) {
+    if (err instanceof PreflightError || err instanceof PolicyError || err instanceof ConfigError) {
       log.error(err.message);
       return 1;
     }

@@ -36,7 +36,9 @@ export interface SensorOptions {
 
 export interface Sensor {
   attached: string[];
-  signatures: AnySignature[];
+  readonly signatures: AnySignature[];
+  /** Swaps signatures and/or policy between two events; nothing in flight is lost. */
+  reload(next: { signatures?: AnySignature[]; policy?: Policy }): void;
   metrics: Metrics;
   loader: NativeLoader;
   stop(): Promise<void>;
@@ -81,14 +83,13 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     }
   };
   const policyStage = new PolicyStage(policy, metrics, emitToSinks);
-  const signatures = (opts.signatures ?? builtinSignatures).filter((s) => policyStage.enabled(s.id));
-  const engine = new SignatureEngine(signatures, {
-    hostname,
-    clock: new BootClock(),
-    metrics,
-    log: (m) => log.warn(m),
-    config: (id) => policy.signatures[id]?.config ?? {},
-  });
+  const clock = new BootClock();
+  const makeEngine = (sigs: AnySignature[], pol: Policy) =>
+    new SignatureEngine(
+      sigs.filter((s) => pol.signatures[s.id]?.enabled !== false),
+      { hostname, clock, metrics, log: (m) => log.warn(m), config: (id) => pol.signatures[id]?.config ?? {} },
+    );
+  let engine = makeEngine(opts.signatures ?? builtinSignatures, policy);
   const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}) });
 
   let loader = opts.loader;
@@ -171,7 +172,17 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   let stopped = false;
   return {
     attached,
-    signatures,
+    get signatures() {
+      return engine.signatures;
+    },
+    reload(next) {
+      const pol = next.policy ?? policy;
+      const old = engine;
+      engine = makeEngine(next.signatures ?? old.signatures, pol);
+      policyStage.replace(pol);
+      old.close();
+      metrics.inc('reloads_total');
+    },
     metrics,
     loader: kernel,
     async stop() {

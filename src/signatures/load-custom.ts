@@ -49,7 +49,12 @@ export function invalidSignature(def: unknown): string | null {
  * Loads the directory's modules. Bad modules are reported with the file and
  * the reason and left out; `taken` holds ids already in use (built-ins).
  */
-export async function loadCustomSignatures(dir: string, taken: Set<string>): Promise<{ signatures: AnySignature[]; errors: LoadError[] }> {
+export async function loadCustomSignatures(
+  dir: string,
+  taken: Set<string>,
+  /** Load the files again even if imported before (reload after an edit). */
+  fresh = false,
+): Promise<{ signatures: AnySignature[]; errors: LoadError[] }> {
   resolveSdkImports();
   const signatures: AnySignature[] = [];
   const errors: LoadError[] = [];
@@ -67,7 +72,8 @@ export async function loadCustomSignatures(dir: string, taken: Set<string>): Pro
   for (const file of files) {
     let mod: { default?: unknown };
     try {
-      mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+      const url = pathToFileURL(file).href + (fresh ? `?reload=${Date.now()}` : '');
+      mod = (await import(url)) as { default?: unknown };
     } catch (err) {
       errors.push({ file, reason: (err as Error).message.split('\n')[0] ?? String(err) });
       continue;

@@ -49,7 +49,7 @@ export class SensorProcess {
 
   static async start(extraArgs: string[] = []): Promise<SensorProcess> {
     const dataDir = mkdtempSync(join(tmpdir(), 'driftwatch-data-'));
-    const child = spawn(process.execPath, [cliPath, 'run', '--jsonl', '-', '--data-dir', dataDir, '--dedup-window', '0s', ...extraArgs], {
+    const child = spawn(process.execPath, [cliPath, 'run', '--jsonl', '-', '--data-dir', dataDir, '--dedup-window', '0s', '--metrics-address', '127.0.0.1:0', ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const s = new SensorProcess(child, dataDir);
@@ -97,6 +97,13 @@ export class SensorProcess {
     await exited;
     clearTimeout(timer);
     return this.child.exitCode;
+  }
+
+  /** The port of /metrics, from the start-up log line. */
+  get metricsPort(): number {
+    const m = /metrics on http:\/\/[^:]+:(\d+)\/metrics/.exec(this.stderr);
+    if (!m) throw new Error('no metrics address in the log');
+    return Number(m[1]);
   }
 
   /** Removes the data dir (after any check of the stored findings). */

@@ -62,6 +62,24 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     assert.match(sensor.stderr, /raw_tp\/sched_process_exec/);
   });
 
+  test('/metrics shows the kernel, pipeline and export counters; /healthz and /readyz answer', async () => {
+    const n = nonce();
+    run(`cp /bin/busybox /tmp/busybox-m${n}; /tmp/busybox-m${n} true ${n}`);
+    await sensor.finding(argsContain(n), 'finding before scraping');
+    const base = `http://127.0.0.1:${sensor.metricsPort}`;
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    assert.ok(value(/^driftwatch_kernel_exec_seen (\d+)$/m) > 0, text.slice(0, 2000));
+    assert.ok(value(/^driftwatch_kernel_exec_filtered (\d+)$/m) > 0);
+    assert.equal(value(/^driftwatch_kernel_ringbuf_full (\d+)$/m), 0);
+    assert.ok(value(/^driftwatch_findings_total\{signature="drift.new_executable"\} (\d+)$/m) >= 1);
+    assert.ok(value(/^driftwatch_events_decoded_total (\d+)$/m) >= 1);
+    assert.ok(value(/^driftwatch_export_spooled_total (\d+)$/m) >= 1);
+    assert.ok(value(/^driftwatch_bpf_program_runs_total\{program="sched_process_exec"\} (\d+)$/m) >= 0);
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+  });
+
   test('an image binary produces no finding', async () => {
     const n = nonce();
     run(`/bin/busybox-img true ${n}`);

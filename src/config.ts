@@ -1,0 +1,143 @@
+// Sensor configuration: one YAML (or JSON) file, environment variables and
+// flags. Precedence: flags > environment (DRIFTWATCH_<KEY>) > file > defaults.
+// Every error names the key.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { isLogLevel, type LogLevel } from './log.js';
+
+export interface SensorConfig {
+  jsonl?: string;
+  output: 'jsonl' | 'falco-json';
+  includeHost: boolean;
+  emitAll: boolean;
+  logLevel: LogLevel;
+  backend?: string;
+  token?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  dataDir: string;
+  signatures?: string;
+  strict: boolean;
+  policy?: string;
+  dedupWindow?: string;
+  metricsAddress: string;
+}
+
+export class ConfigError extends Error {}
+
+export const CONFIG_DEFAULTS: SensorConfig = {
+  output: 'jsonl',
+  includeHost: false,
+  emitAll: false,
+  logLevel: 'info',
+  dataDir: '/var/lib/driftwatch',
+  strict: false,
+  metricsAddress: '127.0.0.1:9464',
+};
+
+type Kind = 'string' | 'boolean';
+const KEYS: Record<keyof SensorConfig, Kind> = {
+  jsonl: 'string',
+  output: 'string',
+  includeHost: 'boolean',
+  emitAll: 'boolean',
+  logLevel: 'string',
+  backend: 'string',
+  token: 'string',
+  tlsCa: 'string',
+  tlsCert: 'string',
+  tlsKey: 'string',
+  dataDir: 'string',
+  signatures: 'string',
+  strict: 'boolean',
+  policy: 'string',
+  dedupWindow: 'string',
+  metricsAddress: 'string',
+};
+
+/** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */
+export const flagName = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+export const envName = (k: string) => `DRIFTWATCH_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+
+function coerce(key: string, v: unknown, where: string): string | boolean {
+  const kind = KEYS[key as keyof SensorConfig];
+  if (kind === 'boolean') {
+    if (typeof v === 'boolean') return v;
+    if (v === 'true' || v === '1') return true;
+    if (v === 'false' || v === '0') return false;
+    throw new ConfigError(`${where}${key}: expected true or false (got ${JSON.stringify(v)})`);
+  }
+  if (typeof v === 'number') return String(v);
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`${where}${key}: expected a non-empty string (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+export function parseConfigFile(text: string, source: string): Partial<SensorConfig> {
+  let raw: unknown;
+  try {
+    raw = source.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`${source}: not valid YAML/JSON: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: expected a mapping of settings`);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (!(k in KEYS)) throw new ConfigError(`${source}: ${k}: unknown key (known: ${Object.keys(KEYS).join(', ')})`);
+    out[k] = coerce(k, v, `${source}: `);
+  }
+  return out as Partial<SensorConfig>;
+}
+
+function fromEnv(env: NodeJS.ProcessEnv): Partial<SensorConfig> {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(KEYS)) {
+    const v = env[envName(k)];
+    if (v !== undefined) out[k] = coerce(k, v, `${envName(k)} → `);
+  }
+  return out as Partial<SensorConfig>;
+}
+
+function validate(c: SensorConfig): SensorConfig {
+  if (c.output !== 'jsonl' && c.output !== 'falco-json') throw new ConfigError(`output: must be jsonl or falco-json (got ${c.output})`);
+  if (!isLogLevel(c.logLevel)) throw new ConfigError(`logLevel: must be one of debug, info, warn, error (got ${c.logLevel})`);
+  if (!/^(\[[0-9a-f:]+\]|[^:\s]+):\d{1,5}$/i.test(c.metricsAddress)) throw new ConfigError(`metricsAddress: expected host:port (got ${c.metricsAddress})`);
+  if (c.backend && !/^[^\s]+:\d{1,5}$/.test(c.backend)) throw new ConfigError(`backend: expected host:port (got ${c.backend})`);
+  if (!!c.tlsCert !== !!c.tlsKey) throw new ConfigError('tlsCert and tlsKey: give both or neither');
+  return c;
+}
+
+/** Merges file, environment and flags (already parsed, undefined when absent). */
+export function resolveConfig(flags: Partial<SensorConfig> & { config?: string }, env: NodeJS.ProcessEnv = process.env): SensorConfig {
+  const file = flags.config ?? env['DRIFTWATCH_CONFIG'];
+  let fromFile: Partial<SensorConfig> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`${file}: ${(err as Error).message}`);
+    }
+    fromFile = parseConfigFile(text, file);
+  }
+  const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in KEYS));
+  return validate({ ...CONFIG_DEFAULTS, ...defined(fromFile), ...defined(fromEnv(env)), ...defined(flags) } as SensorConfig);
+}
+
+/** parseArgs options for every config key (no defaults: absent means "not given"). */
+export function configFlagOptions(): Record<string, { type: Kind }> {
+  const opts: Record<string, { type: Kind }> = { config: { type: 'string' } };
+  for (const [k, kind] of Object.entries(KEYS)) opts[flagName(k)] = { type: kind };
+  return opts;
+}
+
+/** parseArgs values (kebab-case) → config keys. */
+export function flagsToConfig(values: Record<string, unknown>): Partial<SensorConfig> & { config?: string } {
+  const out: Record<string, unknown> = {};
+  for (const k of [...Object.keys(KEYS), 'config']) {
+    const v = values[flagName(k)];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}

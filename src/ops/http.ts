@@ -1,0 +1,73 @@
+// Prometheus /metrics and /healthz, /readyz for probes. Counters come from
+// the sensor's Metrics; kernel counters and BPF program run time are read
+// when scraped.
+import { createServer, type Server } from 'node:http';
+import type { ProgramStats } from '../native/loader.js';
+import type { Metrics } from '../pipeline/metrics.js';
+
+export interface OpsServerOptions {
+  address: string; // host:port
+  metrics: Metrics;
+  programStats?: () => ProgramStats[];
+  ready: () => boolean;
+}
+
+const sanitize = (name: string) => `driftwatch_${name.replace(/[^a-zA-Z0-9_]/g, '_')}`;
+const labelText = (labels: Record<string, string>) => {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+};
+
+export function prometheusText(metrics: Metrics, programStats?: () => ProgramStats[]): string {
+  const byName = new Map<string, { type: string; lines: string[] }>();
+  for (const m of metrics.snapshot()) {
+    const name = sanitize(m.name);
+    const entry = byName.get(name) ?? { type: m.type, lines: [] };
+    entry.lines.push(`${name}${labelText(m.labels)} ${Number.isFinite(m.value) ? m.value : 'NaN'}`);
+    byName.set(name, entry);
+  }
+  let out = '';
+  for (const [name, { type, lines }] of byName) out += `# TYPE ${name} ${type}\n${lines.join('\n')}\n`;
+  try {
+    const progs = programStats?.() ?? [];
+    if (progs.length) {
+      out += '# TYPE driftwatch_bpf_program_run_time_ns_total counter\n';
+      for (const p of progs) out += `driftwatch_bpf_program_run_time_ns_total{program="${p.name}"} ${p.runTimeNs}\n`;
+      out += '# TYPE driftwatch_bpf_program_runs_total counter\n';
+      for (const p of progs) out += `driftwatch_bpf_program_runs_total{program="${p.name}"} ${p.runCount}\n`;
+    }
+  } catch {
+    /* loader closed */
+  }
+  return out;
+}
+
+export async function startOpsServer(opts: OpsServerOptions): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(prometheusText(opts.metrics, opts.programStats));
+    } else if (url === '/healthz') {
+      res.writeHead(200).end('ok\n');
+    } else if (url === '/readyz') {
+      const ready = opts.ready();
+      res.writeHead(ready ? 200 : 503).end(ready ? 'ready\n' : 'not ready\n');
+    } else {
+      res.writeHead(404).end('not found\n');
+    }
+  });
+  const idx = opts.address.lastIndexOf(':');
+  const host = opts.address.slice(0, idx).replace(/^\[|\]$/g, '');
+  const port = Number(opts.address.slice(idx + 1));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address();
+  return {
+    server,
+    port: typeof addr === 'object' && addr ? addr.port : port,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
