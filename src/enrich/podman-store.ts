@@ -32,11 +32,16 @@ export class PodmanStore {
     private readonly inspectTimeoutMs = 2_000,
   ) {}
 
+  /**
+   * Podman is on this node when its storage root exists or its binary is on
+   * PATH. Not when containers.json exists: on a fresh node that file appears
+   * with the first container, which may be long after the sensor started.
+   */
   async available(): Promise<boolean> {
-    return stat(join(this.root, 'overlay-containers', 'containers.json')).then(
-      () => true,
-      () => false,
-    );
+    if (await stat(this.root).then(() => true, () => false)) return true;
+    const dirs = (process.env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin').split(':').filter(Boolean);
+    for (const d of dirs) if (await stat(join(d, 'podman')).then(() => true, () => false)) return true;
+    return false;
   }
 
   private async refresh(): Promise<void> {

@@ -177,3 +177,26 @@ test('OCI state: containerd and CRI-O annotations become kubernetes metadata', a
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('podman state: a node whose first container starts after the sensor still resolves it', async () => {
+  const { PodmanStore } = await import('../../src/enrich/podman-store.js');
+  const root = mkdtempSync(join(tmpdir(), 'dw-podman-'));
+  try {
+    // A fresh node: the storage root exists (an image was imported) but no container was ever created.
+    mkdirSync(join(root, 'overlay-images'), { recursive: true });
+    const imageId = 'b'.repeat(64);
+    writeFileSync(join(root, 'overlay-images', 'images.json'), JSON.stringify([{ id: imageId, names: ['localhost/app:1'] }]));
+    const store = new PodmanStore(root, 100);
+    assert.equal(await store.available(), true, 'podman is available before its first container');
+    assert.equal(await store.lookup(ID), null);
+    mkdirSync(join(root, 'overlay-containers'));
+    const meta = JSON.stringify({ name: 'web-1', 'image-name': 'localhost/app:1' });
+    writeFileSync(join(root, 'overlay-containers', 'containers.json'), JSON.stringify([{ id: ID, names: ['web-1'], image: imageId, metadata: meta }]));
+    const found = await store.lookup(ID);
+    assert.equal(found?.name, 'web-1');
+    assert.equal(found?.image, 'localhost/app:1');
+    assert.equal(found?.imageId, `sha256:${imageId}`);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
