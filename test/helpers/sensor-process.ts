@@ -47,10 +47,11 @@ export class SensorProcess {
     child.on('exit', () => this.notify());
   }
 
-  static async start(extraArgs: string[] = []): Promise<SensorProcess> {
+  static async start(extraArgs: string[] = [], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<SensorProcess> {
     const dataDir = mkdtempSync(join(tmpdir(), 'driftwatch-data-'));
     const child = spawn(process.execPath, [cliPath, 'run', '--jsonl', '-', '--data-dir', dataDir, '--dedup-window', '0s', '--metrics-address', '127.0.0.1:0', ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
     });
     const s = new SensorProcess(child, dataDir);
     await s.waitFor(() => /attached/i.test(s.stderr) || child.exitCode !== null, 30_000, 'sensor to attach');
@@ -86,6 +87,10 @@ export class SensorProcess {
 
   matching(pred: (f: Finding) => boolean): Finding[] {
     return this.findings.filter(pred);
+  }
+
+  get pid(): number {
+    return this.child.pid!;
   }
 
   /** Sends a signal and resolves with the exit code. */

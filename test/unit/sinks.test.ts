@@ -35,3 +35,39 @@ test('console sink: one line with the essentials', () => {
   assert.equal(out.length, 1);
   assert.match(out[0]!, /HIGH drift\.x container=mntns:5 pid=10 exe=\/p layer=UPPER_NEW args=\["a b","c"\]\n$/);
 });
+
+test('falco-json sink: Falco\'s output shape with the fields falcosidekick reads', async () => {
+  const { toFalco, falcoJsonSink } = await import('../../src/pipeline/falco-sink.js');
+  const f = finding('a') as unknown as Record<string, any>;
+  f['container'] = { id: 'c'.repeat(64), name: 'web', image: 'localhost/app:1' };
+  f['kubernetes'] = { namespace: 'prod', pod: 'web-0' };
+  f['signature'] = { ...f['signature'], severity: 'CRITICAL', mitre: { technique: 'T1105' } };
+  const out = toFalco(f as unknown as Finding) as Record<string, any>;
+  assert.deepEqual(Object.keys(out).filter((k) => ['output', 'priority', 'rule', 'time', 'output_fields'].includes(k)).sort(), ['output', 'output_fields', 'priority', 'rule', 'time']);
+  assert.equal(out['priority'], 'Critical');
+  assert.equal(out['rule'], 'X');
+  assert.equal(out['time'], '2026-01-01T00:00:00.000Z');
+  assert.ok((out['tags'] as string[]).includes('T1105'));
+  const fields = out['output_fields'] as Record<string, unknown>;
+  assert.equal(fields['container.id'], 'c'.repeat(12), 'Falco uses the 12-character id');
+  assert.equal(fields['container.full_id'], 'c'.repeat(64));
+  assert.equal(fields['proc.exepath'], '/p');
+  assert.equal(fields['proc.is_exe_upper_layer'], true);
+  assert.equal(fields['k8s.ns.name'], 'prod');
+  assert.match(String(out['output']), /proc\.exepath=\/p .*container\.name=web/);
+  // Severity maps onto Falco's priorities; an image file is not upper layer.
+  const lower = toFalco({ ...f, signature: { ...f['signature'], severity: 'MEDIUM' }, process: { ...f['process'], executable: { path: '/bin/x', layer: 'LOWER' } } } as unknown as Finding) as Record<string, any>;
+  assert.equal(lower['priority'], 'Warning');
+  assert.equal((lower['output_fields'] as Record<string, unknown>)['proc.is_exe_upper_layer'], false);
+  const dir = mkdtempSync(join(tmpdir(), 'dw-falco-'));
+  try {
+    const file = join(dir, 'falco.jsonl');
+    const sink = falcoJsonSink(file);
+    sink.write(f as unknown as Finding);
+    sink.close();
+    const line = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    assert.equal(line['uuid'], 'a');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
