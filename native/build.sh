@@ -11,6 +11,18 @@ if [ ! -f "$nodedir/include/node/node_api.h" ]; then
   nodedir="$(node -p "require('path').dirname(require.resolve('node-' + process.platform + '-' + process.arch + '/package.json', {paths: [require.resolve('node/package.json', {paths: ['$root']})]}))" 2>/dev/null || true)"
 fi
 if [ ! -f "$nodedir/include/node/node_api.h" ]; then
+  # a later `npm install <pkg>` prunes that nested package: fetch the same
+  # version's headers from the npm registry once and keep them beside the addon
+  ver="$(node -p 'process.version.slice(1)')"
+  pkg="$(node -p '`node-${process.platform}-${process.arch}`')"
+  cache="$root/native/.node-headers/$ver"
+  if [ ! -f "$cache/package/include/node/node_api.h" ]; then
+    rm -rf "$cache" && mkdir -p "$cache"
+    (cd "$cache" && npm pack --silent "$pkg@$ver" >/dev/null && tar -xzf ./*.tgz package/include && rm -f ./*.tgz) || true
+  fi
+  nodedir="$cache/package"
+fi
+if [ ! -f "$nodedir/include/node/node_api.h" ]; then
   echo "native/build.sh: no Node headers found for $(node -v)" >&2
   exit 1
 fi

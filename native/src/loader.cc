@@ -156,7 +156,9 @@ class Loader : public Napi::ObjectWrap<Loader> {
     const char *name;
     uint32_t id;
     uint64_t rt, cnt, miss;
-    for (size_t i = 0; dw_loader_prog_info(l, i, &name, &id, &rt, &cnt, &miss) != -ENOENT; i++) {
+    int rc;
+    for (size_t i = 0; (rc = dw_loader_prog_info(l, i, &name, &id, &rt, &cnt, &miss)) != -ENOENT; i++) {
+      if (rc) continue; // not loaded (the benchmark generator unless asked for): nothing to report
       Napi::Object o = Napi::Object::New(env);
       o.Set("name", name);
       o.Set("id", Napi::Number::New(env, id));

@@ -1,6 +1,7 @@
 // Prometheus /metrics and /healthz, /readyz for probes. Counters come from
 // the sensor's Metrics; kernel counters and BPF program run time are read
 // when scraped.
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { ProgramStats } from '../native/loader.js';
 import type { Metrics } from '../pipeline/metrics.js';
@@ -18,6 +19,14 @@ const labelText = (labels: Record<string, string>) => {
   return parts.length ? `{${parts.join(',')}}` : '';
 };
 
+function bpfStatsEnabled(): number {
+  try {
+    return readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim() === '1' ? 1 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 export function prometheusText(metrics: Metrics, programStats?: () => ProgramStats[]): string {
   const byName = new Map<string, { type: string; lines: string[] }>();
   for (const m of metrics.snapshot()) {
@@ -28,6 +37,8 @@ export function prometheusText(metrics: Metrics, programStats?: () => ProgramSta
   }
   let out = '';
   for (const [name, { type, lines }] of byName) out += `# TYPE ${name} ${type}\n${lines.join('\n')}\n`;
+  // run_time_ns only advances while kernel.bpf_stats_enabled=1 (off by default: it costs a clock read per run).
+  out += `# TYPE driftwatch_bpf_stats_enabled gauge\ndriftwatch_bpf_stats_enabled ${bpfStatsEnabled()}\n`;
   try {
     const progs = programStats?.() ?? [];
     if (progs.length) {

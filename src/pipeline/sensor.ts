@@ -90,6 +90,12 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       { hostname, clock, metrics, log: (m) => log.warn(m), config: (id) => pol.signatures[id]?.config ?? {} },
     );
   let engine = makeEngine(opts.signatures ?? builtinSignatures, policy);
+  // Zero-valued series exist from the start, so rate() and absent() alerts work before the first drop.
+  for (const name of ['events_decoded_total', 'decode_errors_total', 'host_events_dropped_total', 'pipeline_errors_total', 'sink_errors_total', 'reloads_total']) {
+    metrics.inc(name, {}, 0);
+  }
+  for (const kind of ['exec', 'mmap_exec']) metrics.inc('events_total', { kind }, 0);
+  for (const s of engine.signatures) metrics.inc('findings_total', { signature: s.id }, 0);
   const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}) });
 
   let loader = opts.loader;
@@ -118,6 +124,10 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   const decode = (b: Batch): DecodedEvent[] => {
     const { events, errors } = decodeBatch(b.buf, b.length);
     metrics.inc('events_decoded_total', {}, events.length);
+    let mmaps = 0;
+    for (const e of events) if (e.kind === 'mmap_exec') mmaps++;
+    if (events.length > mmaps) metrics.inc('events_total', { kind: 'exec' }, events.length - mmaps);
+    if (mmaps) metrics.inc('events_total', { kind: 'mmap_exec' }, mmaps);
     if (errors.length) {
       metrics.inc('decode_errors_total', {}, errors.length);
       log.debug(`dropped ${errors.length} malformed record(s): ${errors[0]}`);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createHash } from 'node:crypto';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -75,7 +75,25 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     assert.ok(value(/^driftwatch_findings_total\{signature="drift.new_executable"\} (\d+)$/m) >= 1);
     assert.ok(value(/^driftwatch_events_decoded_total (\d+)$/m) >= 1);
     assert.ok(value(/^driftwatch_export_spooled_total (\d+)$/m) >= 1);
-    assert.ok(value(/^driftwatch_bpf_program_runs_total\{program="sched_process_exec"\} (\d+)$/m) >= 0);
+    assert.ok(value(/^driftwatch_events_total\{kind="exec"\} (\d+)$/m) >= 1);
+    assert.equal(value(/^driftwatch_decode_errors_total (\d+)$/m), 0, 'drop counters exist before the first drop');
+    assert.equal(value(/^driftwatch_findings_total\{signature="drift.fileless_exec"\} (\d+)$/m) >= 0, true);
+    const series = text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.slice(0, l.lastIndexOf(' ')));
+    assert.deepEqual(series.filter((s, i) => series.indexOf(s) !== i), [], 'every series once');
+    // BPF run time advances while kernel.bpf_stats_enabled=1 (the operator's switch; restored after).
+    const stats = '/proc/sys/kernel/bpf_stats_enabled';
+    const was = readFileSync(stats, 'utf8').trim();
+    writeFileSync(stats, '1');
+    try {
+      run(`cp /bin/busybox /tmp/busybox-s${n}; /tmp/busybox-s${n} true s${n}`);
+      await sensor.finding(argsContain(`s${n}`), 'finding with bpf stats on');
+      const on = await (await fetch(`${base}/metrics`)).text();
+      assert.match(on, /^driftwatch_bpf_stats_enabled 1$/m);
+      assert.ok(Number(/^driftwatch_bpf_program_run_time_ns_total\{program="sched_process_exec"\} (\d+)$/m.exec(on)?.[1]) > 0, on);
+      assert.ok(Number(/^driftwatch_bpf_program_runs_total\{program="sched_process_exec"\} (\d+)$/m.exec(on)?.[1]) > 0);
+    } finally {
+      writeFileSync(stats, was);
+    }
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
   });
