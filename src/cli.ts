@@ -16,7 +16,7 @@ import { readHostNamespaces } from './pipeline/container.js';
 import { builtinSignatures } from './signatures/index.js';
 import { loadCustomSignatures } from './signatures/load-custom.js';
 import type { AnySignature } from './signatures/sdk.js';
-import { createLoader } from './native/loader.js';
+import { loadWithScriptHook } from './native/loader.js';
 import { kernelBatches } from './pipeline/source.js';
 import { ConfigError, configFlagOptions, flagsToConfig, resolveConfig } from './config.js';
 import { startOpsServer } from './ops/http.js';
@@ -226,14 +226,17 @@ async function recordCommand(argv: string[], log: Logger): Promise<number> {
   if (!values.out) throw new UsageError('record needs --out <file>');
   preflight(log);
   const host = readHostNamespaces();
-  const loader = createLoader({ emitAll: values['emit-all'], ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid });
+  let loader;
   try {
-    loader.load();
+    loader = loadWithScriptHook({ emitAll: values['emit-all'], ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid }).loader;
+  } catch (err) {
+    throw new PreflightError(describeLoaderError(err as LoaderError));
+  }
+  try {
     loader.attach();
   } catch (err) {
     loader.close();
-    const e = err as LoaderError;
-    throw new PreflightError(describeLoaderError(e));
+    throw new PreflightError(describeLoaderError(err as LoaderError));
   }
   const writer = new RecordingWriter(values.out, {
     format: 'driftwatch-recording',

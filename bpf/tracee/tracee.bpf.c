@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
 /*
- * driftwatch kernel side: one raw tracepoint on sched_process_exec.
+ * driftwatch kernel side: one raw tracepoint on sched_process_exec (plus,
+ * where the kernel allows them, a bprm_check hook for #! scripts and a
+ * syscall tracepoint for executable mappings).
  *
  * Image files (overlay lower layer) and host filesystems are counted and
  * dropped here, before any string is copied: that is nearly every exec, so
@@ -19,6 +21,7 @@
 #include "headers/path.h"
 #include "headers/lineage.h"
 #include "headers/cgroup.h"
+#include "script.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -91,8 +94,15 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	/* binfmt_script replaced bprm->interp: the file is the interpreter of a
 	 * #! script named by bprm->filename, whose layer user space checks. */
 	bool script = BPF_CORE_READ(bprm, interp) != BPF_CORE_READ(bprm, filename);
-	if (script)
+	u16 script_flags = 0;
+	if (script) {
 		flags |= DW_FILE_SCRIPT;
+		script_flags = script_flags_of(bprm, bpf_get_current_pid_tgid() >> 32);
+	}
+	/* A script whose own layer the bprm_check hook saw needs user space only
+	 * when that layer is drift; otherwise user space must look it up. */
+	bool script_open = script && (!(script_flags & DW_SCRIPT_KNOWN) ||
+				      file_is_drift_candidate(script_flags & DW_SCRIPT_FILE_MASK));
 	/* Only plain mounts (volumes) and scripts need the namespace check. */
 	if ((script || !(flags & (DW_FILE_OVERLAY | DW_FILE_TMPFS | DW_FILE_MEMFD))) && task_in_foreign_ns(task)) {
 		flags |= DW_FILE_FOREIGN_NS;
@@ -102,7 +112,7 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 
 	if (flags & DW_FILE_OVL_UNRESOLVED)
 		stat_inc(DW_STAT_OVL_UNRESOLVED);
-	if (!file_is_drift_candidate(flags) && !(script && (flags & DW_FILE_FOREIGN_NS))) {
+	if (!file_is_drift_candidate(flags) && !(script_open && (flags & DW_FILE_FOREIGN_NS))) {
 		if (!cfg_emit_all) {
 			stat_inc(DW_STAT_EXEC_FILTERED);
 			return 0;
@@ -146,6 +156,7 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	e->fs_magic = magic;
 	inode_ctime(inode, &e->ctime_sec, &e->ctime_nsec);
 	e->file_flags = flags;
+	e->script_flags = script_flags;
 	e->start_time_ns = BPF_CORE_READ(task, start_time);
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 

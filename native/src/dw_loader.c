@@ -77,6 +77,9 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 	l->skel->rodata->cfg_host_pid_ns = opts ? opts->host_pid_ns : 0;
 	if (!(opts && opts->bench))
 		bpf_program__set_autoload(l->skel->progs.bench_generate, false);
+	int hook = opts ? opts->script_hook : DW_SCRIPT_HOOK_NONE;
+	bpf_program__set_autoload(l->skel->progs.lsm_bprm_check, hook == DW_SCRIPT_HOOK_LSM);
+	bpf_program__set_autoload(l->skel->progs.fentry_bprm_check, hook == DW_SCRIPT_HOOK_FENTRY);
 	if (opts && opts->ring_bytes) {
 		int err = bpf_map__set_max_entries(l->skel->maps.events, opts->ring_bytes);
 		if (err) {

@@ -20,6 +20,16 @@ struct dw_loader_opts {
 	int bench;           /* also load the delivery-benchmark generator */
 	uint32_t host_mnt_ns; /* host namespaces, for volume and script checks (0: off) */
 	uint32_t host_pid_ns;
+	int script_hook;      /* enum dw_script_hook: which bprm_check program to load */
+};
+
+/* The #! script hook. Each needs something not every kernel allows (BPF-LSM
+ * active, fentry not forbidden); the caller tries them in order and falls
+ * back to none, where user space looks scripts up itself. */
+enum dw_script_hook {
+	DW_SCRIPT_HOOK_NONE = 0,
+	DW_SCRIPT_HOOK_LSM = 1,
+	DW_SCRIPT_HOOK_FENTRY = 2,
 };
 
 /* All functions return 0 or a negative errno; dw_last_log() has libbpf's words. */

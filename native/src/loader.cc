@@ -74,6 +74,14 @@ class Loader : public Napi::ObjectWrap<Loader> {
     opts.bench = o.Has("benchGenerator") && o.Get("benchGenerator").ToBoolean();
     opts.host_mnt_ns = OptU32(o, "hostMntNs");
     opts.host_pid_ns = OptU32(o, "hostPidNs");
+    std::string hook = o.Has("scriptHook") && o.Get("scriptHook").IsString() ? o.Get("scriptHook").As<Napi::String>().Utf8Value() : "none";
+    if (hook == "lsm") opts.script_hook = DW_SCRIPT_HOOK_LSM;
+    else if (hook == "fentry") opts.script_hook = DW_SCRIPT_HOOK_FENTRY;
+    else if (hook == "none") opts.script_hook = DW_SCRIPT_HOOK_NONE;
+    else {
+      Napi::TypeError::New(env, "scriptHook: expected lsm, fentry or none").ThrowAsJavaScriptException();
+      return;
+    }
     int err = dw_loader_open(&opts, &l_);
     if (err) ThrowErrno(env, "open BPF object", err);
   }

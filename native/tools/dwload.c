@@ -3,12 +3,15 @@
 // serial console can carry. It loads, attaches the exec hook, prints
 // "DWREADY", then prints every record as "DWREC <hex>" until <stop-file>
 // exists, and finally "DWSTATS" with the kernel counters.
-//   dwload <stop-file> [emit-all]
+//   dwload <stop-file> [emit-all|filtered] [lsm|fentry|none]
+// The third argument loads and attaches that #! script hook as well (it
+// cannot load on every kernel: the guest is where it is proved).
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <linux/types.h>
 
 #include "dw_loader.h"
@@ -41,18 +44,35 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct dw_loader_opts opts = { .emit_all = argc > 2 && strcmp(argv[2], "emit-all") == 0 };
+	const char *hook = argc > 3 ? argv[3] : "none";
+	const char *hook_prog = NULL;
+	if (strcmp(hook, "lsm") == 0) {
+		opts.script_hook = DW_SCRIPT_HOOK_LSM;
+		hook_prog = "lsm_bprm_check";
+	} else if (strcmp(hook, "fentry") == 0) {
+		opts.script_hook = DW_SCRIPT_HOOK_FENTRY;
+		hook_prog = "fentry_bprm_check";
+	}
+	/* The loader runs in the initial namespaces: they are the host's. */
+	struct stat mnt, pid;
+	if (stat("/proc/self/ns/mnt", &mnt) == 0 && stat("/proc/self/ns/pid", &pid) == 0) {
+		opts.host_mnt_ns = (uint32_t)mnt.st_ino;
+		opts.host_pid_ns = (uint32_t)pid.st_ino;
+	}
 	struct dw_loader *l;
-	const char *section;
+	const char *section, *hook_section = "";
 	int err = dw_loader_open(&opts, &l);
 	if (!err)
 		err = dw_loader_load(l);
 	if (!err)
 		err = dw_loader_attach_one(l, "sched_process_exec", &section);
+	if (!err && hook_prog)
+		err = dw_loader_attach_one(l, hook_prog, &hook_section);
 	if (err) {
 		printf("DWERROR %d %s\n%s\n", -err, strerror(-err), dw_last_log());
 		return 1;
 	}
-	printf("DWREADY %s\n", section);
+	printf("DWREADY %s %s\n", section, hook_section);
 	fflush(stdout);
 	static uint8_t buf[1 << 20];
 	while (access(argv[1], F_OK) != 0) {

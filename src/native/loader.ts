@@ -1,6 +1,6 @@
 // Typed facade over the ebpf-napi-loader addon (native/). The addon is a
 // thin class; everything it returns is plain data.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,11 @@ export interface LoaderOptions {
   /** Host namespaces: enables volume and script checks in the kernel. */
   hostMntNs?: number;
   hostPidNs?: number;
+  /** Which bprm_check program sees #! scripts; see loadWithScriptHook. Default none. */
+  scriptHook?: ScriptHook;
 }
+
+export type ScriptHook = 'lsm' | 'fentry' | 'none';
 
 export interface ProgramStats {
   name: string;
@@ -64,4 +68,46 @@ export function loadAddon(): Addon {
 
 export function createLoader(opts: LoaderOptions = {}): NativeLoader {
   return new (loadAddon().Loader)(opts);
+}
+
+/** Is BPF-LSM among the active LSMs? (Loaded LSM programs never run otherwise.) */
+export function bpfLsmActive(lsmFile = '/sys/kernel/security/lsm'): boolean {
+  try {
+    return readFileSync(lsmFile, 'utf8').trim().split(',').includes('bpf');
+  } catch {
+    return false;
+  }
+}
+
+/** The script hooks worth trying on this kernel, best first; none always last. */
+export function scriptHookCandidates(lsmActive = bpfLsmActive()): ScriptHook[] {
+  return lsmActive ? ['lsm', 'fentry', 'none'] : ['fentry', 'none'];
+}
+
+/**
+ * Opens and loads the object with the first script hook the kernel accepts:
+ * fentry and BPF-LSM programs are refused by some kernels (EPERM under
+ * lockdown or sandboxes, no ftrace direct calls, LSM not active). That is a
+ * feature probe by trying, never a version check. Loading without a script
+ * hook only fails for reasons the other programs have too, so it is final.
+ */
+export function loadWithScriptHook(
+  opts: Omit<LoaderOptions, 'scriptHook'>,
+  candidates: ScriptHook[] = scriptHookCandidates(),
+  create: (o: LoaderOptions) => NativeLoader = createLoader,
+): { loader: NativeLoader; scriptHook: ScriptHook; refused: Array<{ hook: ScriptHook; reason: string }> } {
+  const refused: Array<{ hook: ScriptHook; reason: string }> = [];
+  for (const hook of candidates) {
+    const loader = create({ ...opts, scriptHook: hook });
+    try {
+      loader.load();
+      return { loader, scriptHook: hook, refused };
+    } catch (err) {
+      loader.close();
+      if (hook === 'none') throw err;
+      const e = err as LoaderError;
+      refused.push({ hook, reason: e.code ?? e.message });
+    }
+  }
+  throw new Error('no script hook candidates (none must be last)');
 }

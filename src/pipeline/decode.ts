@@ -16,6 +16,7 @@ import {
   HEADER_SIZE,
   MAX_ANCESTORS,
   SESSION_NAMES,
+  ScriptFlag,
   TruncFlag,
   type SessionName,
 } from './records.js';
@@ -124,6 +125,12 @@ export class ExecEvent extends RecordView implements ProcessFileRecord {
   get ctimeNsec(): number { return this.raw.readUInt32LE(EXEC.ctimeNsec); }
   get fileFlags(): number { return this.raw.readUInt32LE(EXEC.fileFlags); }
   get truncFlags(): number { return this.raw.readUInt32LE(EXEC.truncFlags); }
+  get scriptFlags(): number { return this.raw.readUInt16LE(EXEC.scriptFlags); }
+  /** The #! script's layer as the kernel saw it, when a bprm_check hook ran. */
+  get scriptLayer(): Layer | undefined {
+    const f = this.scriptFlags;
+    return f & ScriptFlag.KNOWN ? classify(f & ScriptFlag.FILE_MASK) : undefined;
+  }
   get startTimeNs(): bigint { return this.raw.readBigUInt64LE(EXEC.startTimeNs); }
   get session(): SessionName { return SESSION_NAMES[this.raw[EXEC.session]!] ?? 'unknown'; }
   get sessionHostPid(): number { return this.raw.readUInt32LE(EXEC.sessionHostPid); }

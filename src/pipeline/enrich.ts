@@ -69,10 +69,18 @@ export function createEnricher(opts: EnricherOptions): Enricher {
   async function scriptFacts(exec: ExecEvent, ev: ExecDetection): Promise<void> {
     const path = exec.filename;
     ev.script = { path };
+    const seen = exec.scriptLayer; // the kernel saw the script itself: no lookup, no race
+    if (seen) {
+      ev.script.layer = seen;
+      ev.script.source = 'kernel';
+      return;
+    }
     const dirs = await overlay.overlayOf(exec.mntNs, lineage(exec));
     const layer = dirs ? await overlay.layerOf(dirs, path) : undefined;
-    if (layer) ev.script.layer = layer;
-    else metrics.inc('script_layer_unknown_total');
+    if (layer) {
+      ev.script.layer = layer;
+      ev.script.source = 'overlay';
+    } else metrics.inc('script_layer_unknown_total');
   }
 
   return {

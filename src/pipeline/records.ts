@@ -36,6 +36,7 @@ export const EXEC = {
   argvLen: 112,
   cgroupLen: 114,
   pathDepth: 116,
+  scriptFlags: 118,
   startTimeNs: 120,
   comm: 128,
   session: 144,
@@ -90,6 +91,12 @@ export const FileFlag = {
   SCRIPT: 1 << 11,
   MNT_READONLY: 1 << 12,
   FOREIGN_NS: 1 << 13,
+} as const;
+
+/** script_flags (u16): the #! script's own FileFlag bits 0-9, valid with KNOWN (set by a bprm_check hook). */
+export const ScriptFlag = {
+  KNOWN: 1 << 15,
+  FILE_MASK: 0x3ff,
 } as const;
 
 export const TruncFlag = { FILENAME: 1 << 0, PATH: 1 << 1, ARGV: 1 << 2, CGROUP: 1 << 3 } as const;

@@ -3,7 +3,7 @@ import { hostname as osHostname } from 'node:os';
 import { EMPTY, Subscription, catchError, tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import type { Logger } from '../log.js';
-import { createLoader, type NativeLoader } from '../native/loader.js';
+import { loadWithScriptHook, type NativeLoader } from '../native/loader.js';
 import { builtinSignatures } from '../signatures/index.js';
 import type { AnySignature, DetectionEvent } from '../signatures/sdk.js';
 import { DEFAULT_POLICY, type Policy } from '../policy/config.js';
@@ -102,9 +102,15 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   let attached: string[] = [];
   if (!loader) {
     // 2 MiB holds ~6,000 full records: 60 ms of a 100k exec/s burst between 10 ms polls.
-    loader = createLoader({ emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20 });
+    const loaded = loadWithScriptHook({ emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20 });
+    loader = loaded.loader;
+    for (const r of loaded.refused) metrics.inc('hooks_unavailable_total', { program: `${r.hook}_bprm_check` });
+    log.info(
+      loaded.scriptHook === 'none'
+        ? `script layers: looked up in the container's overlay (no bprm_check hook here: ${loaded.refused.map((r) => `${r.hook} ${r.reason}`).join(', ')})`
+        : `script layers: from the kernel (${loaded.scriptHook} bprm_check)`,
+    );
     try {
-      loader.load();
       attached = attachPrograms(loader, log, metrics);
     } catch (err) {
       loader.close();

@@ -19,6 +19,8 @@ export interface RecordSpec {
   fsMagic?: number;
   fileFlags?: number;
   truncFlags?: number;
+  /** ScriptFlag.KNOWN | the script's FileFlag bits (a bprm_check hook saw it). */
+  scriptFlags?: number;
   ktimeNs?: bigint;
   startTimeNs?: bigint;
   comm?: string;
@@ -70,6 +72,7 @@ export function encodeExec(s: RecordSpec = {}): Buffer {
   b.writeUInt32LE(0, EXEC.ctimeNsec);
   b.writeUInt32LE(s.fileFlags ?? 0, EXEC.fileFlags);
   b.writeUInt32LE(s.truncFlags ?? 0, EXEC.truncFlags);
+  b.writeUInt16LE(s.scriptFlags ?? 0, EXEC.scriptFlags);
   b.writeUInt16LE(filename.length, EXEC.filenameLen);
   b.writeUInt16LE(pathBuf.length, EXEC.pathLen);
   b.writeUInt16LE(argv.length, EXEC.argvLen);

@@ -1,6 +1,7 @@
 // What a signature author writes against: a definition (id, name, severity,
 // MITRE, the event kinds it wants) and onEvent, which calls ctx.emit() for
 // each finding. Copy any file next to this one to start a new signature.
+import type { Layer } from '../pipeline/classify.js';
 import type { ExecEvent, MmapEvent } from '../pipeline/decode.js';
 import type { ContainerInfo } from '../pipeline/container.js';
 
@@ -20,7 +21,9 @@ export interface FileFacts {
 export interface ScriptFacts {
   path: string;
   /** Layer of the script itself; undefined when it could not be determined (it vanished). */
-  layer?: 'LOWER' | 'UPPER_NEW' | 'UPPER_COPIED_UP';
+  layer?: Layer;
+  /** Who said so: the kernel's bprm_check hook, or a lookup in the container's overlay. */
+  source?: 'kernel' | 'overlay';
 }
 
 /** An exec, as signatures see it: the kernel record plus what enrichment added. */

@@ -49,6 +49,23 @@ function recordsFrom(output: string, prefix: string): ExecEvent[] {
   return events.filter((e): e is ExecEvent => e.kind === 'exec');
 }
 
+/** #! script scenarios: the layer of the script itself, as a bprm_check hook saw it. */
+const SCRIPTS: Record<string, string> = {
+  'dwscript-lower': 'LOWER',
+  'dwscript-new': 'UPPER_NEW', // deletes itself: only the kernel can still tell
+  'dwscript-copied': 'UPPER_COPIED_UP',
+  'dwscript-tmpfs': 'TMPFS',
+};
+
+function scriptLayers(events: ExecEvent[]): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const e of events) {
+    const marker = e.args.find((a) => a.startsWith('dwscript-'));
+    if (marker && marker in SCRIPTS && e.fileFlags & FileFlag.SCRIPT) out[marker] = e.scriptLayer;
+  }
+  return out;
+}
+
 function layersByScenario(events: ExecEvent[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const e of events) {
@@ -83,6 +100,8 @@ describe('kernel matrix: host kernel', { skip: hostSkip ?? false }, () => {
       const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
       const events = recordsFrom(out, '');
       assert.deepEqual(layersByScenario(events), EXPECTED);
+      // No script hook loaded here: every script is sent, its layer left to user space.
+      assert.deepEqual(scriptLayers(events), Object.fromEntries(Object.keys(SCRIPTS).map((k) => [k, undefined])));
       const layout = events.find((e) => e.fileFlags & FileFlag.OVL_UPPER_DENTRY)!.fileFlags & FileFlag.OVL_LAYOUT_FSDATA ? 'd_fsdata flags (>= 6.5 layout)' : 'struct ovl_entry (< 6.5 layout)';
       console.log(`# proved on Linux ${kernel} (host, ${layout}): ${Object.values(EXPECTED).join(' ')}`);
     } finally {
@@ -159,7 +178,16 @@ describe('kernel matrix: Linux 6.1 under qemu', { skip: guestSkip ?? false }, ()
       const upperRecs = p2.filter((e) => e.fileFlags & FileFlag.OVL_UPPER_DENTRY);
       assert.ok(upperRecs.length >= 3);
       assert.ok(upperRecs.every((e) => e.fileFlags & FileFlag.OVL_LAYOUT_ENTRY && !(e.fileFlags & FileFlag.OVL_LAYOUT_FSDATA)));
+      // Phase 3: the script hook as BPF-LSM, kernel-side filtering: the image script never leaves the kernel.
+      assert.match(out, /DWLSM .*\bbpf\b/, 'bpf is an active LSM on the guest');
+      assert.match(out, /P3 DWREADY raw_tp\/sched_process_exec lsm\/bprm_check_security/, out.slice(-3000));
+      const { 'dwscript-lower': _lower, ...drifted } = SCRIPTS;
+      assert.deepEqual(scriptLayers(recordsFrom(out, 'P3 ')), drifted);
+      // Phase 4: the same hook through fentry, every exec sent: the image script is known to be LOWER.
+      assert.match(out, /P4 DWREADY raw_tp\/sched_process_exec fentry\/security_bprm_check/, out.slice(-3000));
+      assert.deepEqual(scriptLayers(recordsFrom(out, 'P4 ')), SCRIPTS);
       console.log(`# proved on Linux ${k.version} (qemu TCG, struct ovl_entry layout, ${Math.round((Date.now() - started) / 1000)} s): ${Object.values(EXPECTED).join(' ')}`);
+      console.log(`# proved on Linux ${k.version}: #! script layers from BPF-LSM and from fentry bprm_check (${Object.values(SCRIPTS).join(' ')}), a self-deleting script included`);
       console.log('# proved on Linux ' + k.version + ': the object loads before overlay.ko and flags overlay execs unresolved');
     } finally {
       rmSync(work, { recursive: true, force: true });

@@ -1,9 +1,15 @@
 #!/bin/sh
 # The exec scenarios of the kernel matrix, run the same way on the host (in
 # private mount and pid namespaces) and in the qemu guest. $1 is a work dir
-# holding lower/ (the "image"); every exec carries a dwscen-* marker argument.
+# holding lower/ (the "image"); every exec carries a dwscen-* marker argument,
+# every #! script a dwscript-* one.
 set -e
 W=$1
+# Image scripts, and rm for the script that deletes itself.
+printf '#!/bin/sh\ntrue\n' > "$W/lower/bin/img-script.sh"
+cp "$W/lower/bin/img-script.sh" "$W/lower/bin/img-script2.sh"
+chmod 0755 "$W/lower/bin/img-script.sh" "$W/lower/bin/img-script2.sh"
+ln -sf busybox "$W/lower/bin/rm"
 mkdir -p "$W/u" "$W/w" "$W/m"
 mount -t overlay overlay -o "lowerdir=$W/lower,upperdir=$W/u,workdir=$W/w" "$W/m"
 mount -t tmpfs tmpfs "$W/m/dev/shm"
@@ -14,5 +20,10 @@ chroot "$W/m" /bin/sh -c '
   chmod 0755 /bin/busybox-chmod; /bin/busybox-chmod true dwscen-chmod
   /bin/dwexec memfd /bin/busybox busybox true dwscen-memfd
   cp /bin/busybox /dev/shm/busybox-shm; /dev/shm/busybox-shm true dwscen-tmpfs
+  /bin/img-script.sh dwscript-lower
+  printf "#!/bin/sh\nrm -f \"\$0\"\n" > /tmp/gone.sh; chmod 0755 /tmp/gone.sh; /tmp/gone.sh dwscript-new
+  [ ! -e /tmp/gone.sh ]
+  echo "# changed" >> /bin/img-script2.sh; /bin/img-script2.sh dwscript-copied
+  printf "#!/bin/sh\ntrue\n" > /dev/shm/shm.sh; chmod 0755 /dev/shm/shm.sh; /dev/shm/shm.sh dwscript-tmpfs
 '
 umount "$W/m/dev/shm" "$W/m"

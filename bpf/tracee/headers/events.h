@@ -45,6 +45,16 @@ struct dw_event_header {
 #define DW_FILE_MNT_READONLY       (1U << 12) /* the file's mount is read-only */
 #define DW_FILE_FOREIGN_NS         (1U << 13) /* task has its own mount and pid namespaces (not the host's) */
 
+/*
+ * script_flags: where the exec hook cannot see the script (at
+ * sched_process_exec bprm->file is already the interpreter), a
+ * bprm_check_security hook (BPF-LSM or fentry, where the kernel allows them)
+ * recorded the script file's own DW_FILE_* bits (0-9 fit in 16 bits).
+ * Without DW_SCRIPT_KNOWN user space looks the script up in the overlay.
+ */
+#define DW_SCRIPT_KNOWN      (1U << 15)
+#define DW_SCRIPT_FILE_MASK  0x3ffU
+
 /* trunc_flags: which variable-length fields were cut short. */
 #define DW_TRUNC_FILENAME (1U << 0)
 #define DW_TRUNC_PATH     (1U << 1) /* too deep or too long: path is a suffix */
@@ -111,7 +121,7 @@ struct dw_exec_event {
 	__u16 argv_len;             /* 112 */
 	__u16 cgroup_len;           /* 114 */
 	__u16 path_depth;           /* 116 */
-	__u16 reserved;             /* 118 */
+	__u16 script_flags;         /* 118 DW_SCRIPT_KNOWN | the #! script's own DW_FILE_* bits 0-9 */
 	__u64 start_time_ns;        /* 120 task start, boot clock: (host_pid, start) is unique */
 	char comm[16];              /* 128 comm after exec */
 	__u8 session;               /* 144 enum dw_session */

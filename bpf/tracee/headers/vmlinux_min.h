@@ -104,6 +104,7 @@ struct linux_binprm {
 	struct file *file;
 	const char *filename;
 	const char *interp;
+	char buf[256]; /* first bytes of the file (BINPRM_BUF_SIZE; 128 before 5.1: we read 2) */
 };
 
 struct fdtable {
