@@ -1,6 +1,8 @@
+#define _GNU_SOURCE /* memfd_create */
 #include "dw_loader.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <malloc.h>
@@ -8,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <linux/types.h>
 
 #include "events.h"
@@ -28,6 +32,7 @@ struct dw_loader {
 	uint8_t *pending;
 	size_t pending_len;
 	uint64_t records;
+	int btf_fd; /* merged vmlinux + overlay BTF, until load (-1: none) */
 };
 
 /* libbpf logs through one global callback: keep the tail for error messages. */
@@ -58,6 +63,50 @@ static int log_cb(enum libbpf_print_level level, const char *fmt, va_list args)
 const char *dw_last_log(void) { return g_log; }
 void dw_clear_log(void) { g_log_len = 0; g_log[0] = 0; }
 
+/*
+ * Where overlayfs is a module, CO-RE needs its types from the module's BTF.
+ * libbpf finds module BTF by walking BTF object ids, which needs
+ * CAP_SYS_ADMIN; a sensor with only CAP_BPF and CAP_PERFMON would silently
+ * miss overlay's types. The files in /sys/kernel/btf are world-readable, so
+ * vmlinux and overlay are merged here into one BTF (overlay's split ids
+ * continue vmlinux's, so appending keeps every reference valid) and handed
+ * to libbpf as the custom BTF for relocations. Returns a memfd, or -errno.
+ */
+static int merged_overlay_btf(void)
+{
+	int err = 0, fd = -1;
+	struct btf *base = btf__parse("/sys/kernel/btf/vmlinux", NULL);
+	if (!base)
+		return -errno;
+	struct btf *ovl = btf__parse_split("/sys/kernel/btf/overlay", base);
+	struct btf *merged = ovl ? btf__new_empty() : NULL;
+	if (!merged) {
+		err = -errno;
+		goto out;
+	}
+	err = btf__add_btf(merged, base); /* into an empty BTF: ids are unchanged */
+	for (__u32 id = btf__type_cnt(base); err >= 0 && id < btf__type_cnt(ovl); id++)
+		err = btf__add_type(merged, ovl, btf__type_by_id(ovl, id)); /* ids kept as they are */
+	if (err < 0)
+		goto out;
+	__u32 size;
+	const void *raw = btf__raw_data(merged, &size);
+	fd = raw ? memfd_create("driftwatch-btf", MFD_CLOEXEC) : -1;
+	if (fd < 0 || write(fd, raw, size) != (ssize_t)size) {
+		err = fd < 0 ? -errno : -EIO;
+		goto out;
+	}
+	err = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	btf__free(merged);
+	btf__free(ovl);
+	btf__free(base);
+	return err;
+}
+
 int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 {
 	libbpf_set_print(log_cb);
@@ -65,9 +114,21 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 	struct dw_loader *l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	l->skel = tracee__open();
+	l->btf_fd = -1;
+	char btf_path[64] = "";
+	if (access("/sys/kernel/btf/overlay", R_OK) == 0) {
+		int fd = merged_overlay_btf();
+		if (fd >= 0) {
+			l->btf_fd = fd;
+			snprintf(btf_path, sizeof(btf_path), "/proc/self/fd/%d", fd);
+		} /* else: libbpf reads module BTF itself where it may */
+	}
+	LIBBPF_OPTS(bpf_object_open_opts, open_opts, .btf_custom_path = btf_path[0] ? btf_path : NULL);
+	l->skel = tracee__open_opts(&open_opts);
 	if (!l->skel) {
 		int err = -errno;
+		if (l->btf_fd >= 0)
+			close(l->btf_fd);
 		free(l);
 		return err ? err : -EINVAL;
 	}
@@ -124,6 +185,10 @@ int dw_loader_load(struct dw_loader *l)
 {
 	dw_clear_log();
 	int err = tracee__load(l->skel);
+	if (l->btf_fd >= 0) { /* relocations are done, loaded or not */
+		close(l->btf_fd);
+		l->btf_fd = -1;
+	}
 	if (err)
 		return err < 0 ? err : -err;
 	l->rb = ring_buffer__new(bpf_map__fd(l->skel->maps.events), on_record, l, NULL);
@@ -286,6 +351,8 @@ void dw_loader_close(struct dw_loader *l)
 		ring_buffer__free(l->rb);
 	if (l->skel)
 		tracee__destroy(l->skel);
+	if (l->btf_fd >= 0)
+		close(l->btf_fd);
 	free(l->pending);
 	free(l);
 }

@@ -3,15 +3,19 @@
 // serial console can carry. It loads, attaches the exec hook, prints
 // "DWREADY", then prints every record as "DWREC <hex>" until <stop-file>
 // exists, and finally "DWSTATS" with the kernel counters.
-//   dwload <stop-file> [emit-all|filtered] [lsm|fentry|none]
+//   dwload <stop-file> [emit-all|filtered] [lsm|fentry|none] [no-sys-admin]
 // The third argument loads and attaches that #! script hook as well (it
-// cannot load on every kernel: the guest is where it is proved).
+// cannot load on every kernel: the guest is where it is proved). The fourth
+// drops CAP_SYS_ADMIN first and keeps CAP_BPF and CAP_PERFMON, like the
+// least-privilege DaemonSet: module BTF is then out of libbpf's reach.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include <linux/types.h>
 
 #include "dw_loader.h"
@@ -37,6 +41,19 @@ static void drain(struct dw_loader *l, uint8_t *buf, size_t cap)
 	} while (n > 0);
 }
 
+static int drop_sys_admin(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+	if (syscall(SYS_capget, &hdr, data))
+		return -1;
+	data[CAP_SYS_ADMIN / 32].effective &= ~(1U << (CAP_SYS_ADMIN % 32));
+	data[CAP_SYS_ADMIN / 32].permitted &= ~(1U << (CAP_SYS_ADMIN % 32));
+	if (syscall(SYS_capset, &hdr, data) || syscall(SYS_capget, &hdr, data))
+		return -1;
+	return (data[CAP_SYS_ADMIN / 32].effective >> (CAP_SYS_ADMIN % 32)) & 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -52,6 +69,12 @@ int main(int argc, char **argv)
 	} else if (strcmp(hook, "fentry") == 0) {
 		opts.script_hook = DW_SCRIPT_HOOK_FENTRY;
 		hook_prog = "fentry_bprm_check";
+	}
+	if (argc > 4 && strcmp(argv[4], "no-sys-admin") == 0) {
+		int left = drop_sys_admin();
+		printf("DWCAPS sys_admin=%d\n", left);
+		if (left != 0)
+			return 1;
 	}
 	/* The loader runs in the initial namespaces: they are the host's. */
 	struct stat mnt, pid;

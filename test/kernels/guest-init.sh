@@ -2,7 +2,8 @@
 # /init of the kernel-matrix guest: proves the BPF object loads before the
 # overlay module exists (phase 1), then classifies every scenario with the
 # module loaded (phase 2), then loads the #! script hook as BPF-LSM (phase 3,
-# kernel-side filtering) and as fentry (phase 4), which the host may refuse.
+# kernel-side filtering) and as fentry (phase 4), which the host may refuse,
+# and loads without CAP_SYS_ADMIN with overlay as a module (phase 5).
 # Output goes to the serial console.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -20,20 +21,21 @@ prepare() {
   ln -s busybox "$1/lower/bin/sh"; ln -s busybox "$1/lower/bin/true"; ln -s busybox "$1/lower/bin/cp"
   ln -s busybox "$1/lower/bin/chmod"; ln -s busybox "$1/lower/bin/echo"
 }
-phase() { # $1 name, $2 workdir, $3 loader mode, $4 script hook, $5 command run while the loader is attached
-  /bin/dwload "/tmp/stop-$1" "$3" "$4" > "/tmp/$1.out" 2>&1 &
+phase() { # $1 name, $2 workdir, $3 loader arguments after the stop file, $4 command run while it is attached
+  /bin/dwload "/tmp/stop-$1" $3 > "/tmp/$1.out" 2>&1 &
   pid=$!
   i=0
   while ! grep -q 'DWREADY\|DWERROR' "/tmp/$1.out" && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
   prepare "$2"
-  sh -c "$5" || echo "DWSCRIPTFAIL $1"
+  sh -c "$4" || echo "DWSCRIPTFAIL $1"
   touch "/tmp/stop-$1"
   wait $pid
   sed "s/^/$1 /" "/tmp/$1.out"
 }
-phase P1 /tmp/s1 emit-all none 'insmod /lib/modules/overlay.ko && unshare -m -p -f sh /scenarios.sh /tmp/s1'
-phase P2 /tmp/s2 emit-all none 'unshare -m -p -f sh /scenarios.sh /tmp/s2'
-phase P3 /tmp/s3 filtered lsm 'unshare -m -p -f sh /scenarios.sh /tmp/s3'
-phase P4 /tmp/s4 emit-all fentry 'unshare -m -p -f sh /scenarios.sh /tmp/s4'
+phase P1 /tmp/s1 'emit-all none' 'insmod /lib/modules/overlay.ko && unshare -m -p -f sh /scenarios.sh /tmp/s1'
+phase P2 /tmp/s2 'emit-all none' 'unshare -m -p -f sh /scenarios.sh /tmp/s2'
+phase P3 /tmp/s3 'filtered lsm' 'unshare -m -p -f sh /scenarios.sh /tmp/s3'
+phase P4 /tmp/s4 'emit-all fentry' 'unshare -m -p -f sh /scenarios.sh /tmp/s4'
+phase P5 /tmp/s5 'emit-all none no-sys-admin' 'unshare -m -p -f sh /scenarios.sh /tmp/s5'
 echo DWDONE
 poweroff -f

@@ -186,9 +186,16 @@ describe('kernel matrix: Linux 6.1 under qemu', { skip: guestSkip ?? false }, ()
       // Phase 4: the same hook through fentry, every exec sent: the image script is known to be LOWER.
       assert.match(out, /P4 DWREADY raw_tp\/sched_process_exec fentry\/security_bprm_check/, out.slice(-3000));
       assert.deepEqual(scriptLayers(recordsFrom(out, 'P4 ')), SCRIPTS);
+      // Phase 5: CAP_BPF and CAP_PERFMON only: overlay's module BTF comes from the merged BTF the loader builds.
+      assert.match(out, /P5 DWCAPS sys_admin=0/, out.slice(-3000));
+      assert.match(out, /P5 DWREADY/, out.slice(-3000));
+      const p5 = recordsFrom(out, 'P5 ');
+      assert.deepEqual(layersByScenario(p5), EXPECTED);
+      assert.equal(p5.filter((e) => e.fileFlags & FileFlag.OVL_UNRESOLVED).length, 0, 'overlay types resolved without CAP_SYS_ADMIN');
       console.log(`# proved on Linux ${k.version} (qemu TCG, struct ovl_entry layout, ${Math.round((Date.now() - started) / 1000)} s): ${Object.values(EXPECTED).join(' ')}`);
       console.log(`# proved on Linux ${k.version}: #! script layers from BPF-LSM and from fentry bprm_check (${Object.values(SCRIPTS).join(' ')}), a self-deleting script included`);
       console.log('# proved on Linux ' + k.version + ': the object loads before overlay.ko and flags overlay execs unresolved');
+      console.log(`# proved on Linux ${k.version}: overlay (a module) resolved without CAP_SYS_ADMIN (CAP_BPF + CAP_PERFMON)`);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
