@@ -99,6 +99,7 @@ abstract class RecordView {
 export class ExecEvent extends RecordView implements ProcessFileRecord {
   readonly kind = 'exec' as const;
   private cache: { filename?: string; path?: string; args?: string[]; cgroup?: string; cgroupParent?: string; comm?: string } = {};
+  private layerOnce: Layer | undefined = undefined;
 
   get ktimeNs(): bigint { return this.raw.readBigUInt64LE(HDR.ktimeNs); }
   get hostPid(): number { return this.raw.readUInt32LE(EXEC.hostPid); }
@@ -134,7 +135,8 @@ export class ExecEvent extends RecordView implements ProcessFileRecord {
   get startTimeNs(): bigint { return this.raw.readBigUInt64LE(EXEC.startTimeNs); }
   get session(): SessionName { return SESSION_NAMES[this.raw[EXEC.session]!] ?? 'unknown'; }
   get sessionHostPid(): number { return this.raw.readUInt32LE(EXEC.sessionHostPid); }
-  get layer(): Layer { return classify(this.fileFlags); }
+  /** Every exec signature asks: classified once per record. */
+  get layer(): Layer { return (this.layerOnce ??= classify(this.fileFlags)); }
   get pathTruncated(): boolean { return (this.truncFlags & TruncFlag.PATH) !== 0; }
   get argsTruncated(): boolean { return (this.truncFlags & TruncFlag.ARGV) !== 0; }
 

@@ -1,6 +1,6 @@
 // The finding: the contract every consumer (JSONL, gRPC, SIEM) builds on.
 // Fields are only ever added, never renamed.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { recordOf, type AnySignature, type DetectionEvent, type EmitOptions } from '../signatures/sdk.js';
 import type { FindingJson } from '#gen/finding-json.js';
@@ -32,9 +32,7 @@ export class BootClock {
 /** Same process, same file, same signature → same id, across retries and restarts. */
 export function findingId(hostname: string, ev: DetectionEvent, signatureId: string): string {
   const e = recordOf(ev);
-  const h = createHash('sha256')
-    .update(`${hostname}\0${e.hostPid}\0${e.startTimeNs}\0${e.ktimeNs}\0${signatureId}\0${e.dev}\0${e.inode}`)
-    .digest('hex');
+  const h = hash('sha256', `${hostname}\0${e.hostPid}\0${e.startTimeNs}\0${e.ktimeNs}\0${signatureId}\0${e.dev}\0${e.inode}`, 'hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
