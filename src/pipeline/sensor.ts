@@ -32,6 +32,8 @@ export interface SensorOptions {
   hostname?: string;
   pollIntervalMs?: number;
   metrics?: Metrics;
+  /** How often kernel counters are checked for conditions worth a log line. */
+  kernelCheckMs?: number;
 }
 
 export interface Sensor {
@@ -119,6 +121,22 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   }
   const kernel = loader;
   for (const name of KERNEL_STATS) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);
+  // Overlay's types were unknown when the object loaded (the module came
+  // later and could not be loaded up front): upper-layer files cannot be told
+  // from image files until a restart. Say so once; the counter keeps the number.
+  const unresolvedCheck = setInterval(() => {
+    let n = 0;
+    try {
+      n = kernel.stats()['ovl_unresolved'] ?? 0;
+    } catch {
+      return; // closed
+    }
+    if (n > 0) {
+      clearInterval(unresolvedCheck);
+      log.warn(`${n} exec(s) from overlayfs whose types were not known when the sensor loaded (overlay was not loaded then): restart the sensor to classify container layers`);
+    }
+  }, opts.kernelCheckMs ?? 5_000);
+  unresolvedCheck.unref();
   const resolver = opts.resolver;
   if (resolver) {
     for (const name of Object.keys(resolver.metrics) as Array<keyof typeof resolver.metrics>) {
@@ -204,6 +222,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      clearInterval(unresolvedCheck);
       sub?.unsubscribe();
       try {
         drainOnce(kernel, (b) => {

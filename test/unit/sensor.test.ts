@@ -92,3 +92,18 @@ test('sensor: malformed records are counted and skipped', async () => {
   assert.equal(sensor.metrics.get('decode_errors_total'), 1);
   assert.deepEqual(found.map((f) => f.process!.args), [['ok']]);
 });
+
+test('sensor: execs from overlay whose types were unknown at load are reported once in the log', async () => {
+  const lines: string[] = [];
+  const loader = { ...replayLoader([]), stats: () => ({ ovl_unresolved: 3 }) };
+  const sensor = await startSensor({
+    log: createLogger('warn', (l) => lines.push(l)), loader, hostNamespaces: { mnt: 1, pid: 2 }, pollIntervalMs: 1, kernelCheckMs: 5,
+    sinks: [],
+  });
+  await until(() => lines.length > 0);
+  await new Promise((r) => setTimeout(r, 50));
+  await sensor.stop();
+  assert.equal(lines.length, 1, lines.join(''));
+  assert.match(lines[0]!, /3 exec\(s\) from overlayfs whose types were not known .* restart the sensor/);
+  assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_unresolved')?.value, 3);
+});
