@@ -3,7 +3,6 @@
 // namespace. A private mount namespace alone is not enough: systemd gives
 // PrivateTmp= services one, and they are host services.
 import { readlinkSync } from 'node:fs';
-import { LRUCache } from 'lru-cache';
 import { containerFromCgroup, type CgroupContainer, type Runtime } from '../enrich/cgroup-container.js';
 import type { KubernetesMetadata } from '../enrich/metadata.js';
 import type { ProcessFileRecord } from './decode.js';
@@ -45,8 +44,13 @@ export function readHostNamespaces(procRoot = '/proc'): HostNamespaces & { sourc
   }
 }
 
-/** Cgroup id → what its names say; ids are unique per cgroup, so the names need decoding once. */
-const byCgroup = new LRUCache<number, CgroupContainer | false>({ max: 4096 });
+/**
+ * Cgroup id → what its names say; ids are unique per cgroup, so the names
+ * need decoding once. Asked for every event: a plain Map, emptied when it
+ * reaches its bound (the live cgroups of a node refill it at once).
+ */
+const byCgroup = new Map<number, CgroupContainer | false>();
+const BY_CGROUP_MAX = 4096;
 
 export function containerOf(
   exec: Pick<ProcessFileRecord, 'cgroup' | 'cgroupParent' | 'mntNs' | 'pidNs'> & { cgroupKey?: number },
@@ -58,7 +62,10 @@ export function containerOf(
   if (cached !== undefined) fromCgroup = cached || null;
   else {
     fromCgroup = containerFromCgroup(exec.cgroup, exec.cgroupParent);
-    if (key !== undefined && key > 1) byCgroup.set(key, fromCgroup ?? false);
+    if (key !== undefined && key > 1) {
+      if (byCgroup.size >= BY_CGROUP_MAX) byCgroup.clear();
+      byCgroup.set(key, fromCgroup ?? false);
+    }
   }
   if (fromCgroup) {
     const info: ContainerInfo = { inContainer: true, id: fromCgroup.id, runtime: fromCgroup.runtime };

@@ -270,7 +270,7 @@ export function decodeRecord(rec: Buffer): DecodedEvent {
     if (size < MMAP.data) throw new DecodeError(`mmap record of ${size} bytes is shorter than its fixed part`);
     const l = rec.readUInt16LE(MMAP.pathLen) + rec.readUInt16LE(MMAP.cgroupLen) + rec.readUInt16LE(MMAP.cgparentLen);
     if (MMAP.data + l > size) throw new DecodeError(`mmap record strings (${l} bytes) overrun its size ${size}`);
-    return new MmapEvent(rec.subarray(0, size));
+    return new MmapEvent(size === rec.length ? rec : rec.subarray(0, size));
   }
   if (kind !== EventKind.EXEC) throw new DecodeError(`unknown record kind ${kind}`);
   if (version !== EXEC_VERSION) throw new DecodeError(`exec record version ${version}, expected ${EXEC_VERSION}`);
@@ -279,7 +279,7 @@ export function decodeRecord(rec: Buffer): DecodedEvent {
     rec.readUInt16LE(EXEC.filenameLen) + rec.readUInt16LE(EXEC.pathLen) + rec.readUInt16LE(EXEC.argvLen) +
     rec.readUInt16LE(EXEC.cgroupLen) + rec.readUInt16LE(EXEC.cgparentLen);
   if (EXEC.data + lens > size) throw new DecodeError(`exec record strings (${lens} bytes) overrun its size ${size}`);
-  return new ExecEvent(rec.subarray(0, size));
+  return new ExecEvent(size === rec.length ? rec : rec.subarray(0, size)); // frames hold exactly one record
 }
 
 export interface BatchResult {
