@@ -40,11 +40,12 @@ Usage:
                      [--tls-cert F --tls-key F [--tls-client-ca F]]
   driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--signature id] [--container id|name] [--json]
   driftwatch record --out <file> [--emit-all] [--duration <seconds>]
-  driftwatch replay <file> [--signatures <dir>] [--policy <file>] [--jsonl <file>|-]
+  driftwatch replay <file> [--signatures <path>]... [--policy <file>] [--jsonl <file>|-]
   driftwatch --version | --help
 
 Common to run and replay:
-  --signatures <dir>  load custom signatures (.ts, .js, .mjs) from <dir>
+  --signatures <path> load custom signatures (.ts, .js, .mjs): a module file, or a directory
+                      of them; repeat for more
   --strict            refuse to start when a custom signature cannot be loaded
   --policy <file>     exceptions, severity overrides, enable/disable, dedup (YAML or JSON)
 
@@ -196,12 +197,12 @@ async function configCommand(argv: string[]): Promise<number> {
 
 /** Built-in plus custom signatures, and the policy, as the flags ask. */
 async function signaturesAndPolicy(
-  values: { signatures?: string | undefined; strict?: boolean | undefined; policy?: string | undefined; dedupWindow?: string | undefined },
+  values: { signatures?: string[] | undefined; strict?: boolean | undefined; policy?: string | undefined; dedupWindow?: string | undefined },
   log: Logger,
   reload = false,
 ): Promise<{ signatures: AnySignature[]; policy?: Policy }> {
   const signatures = [...builtinSignatures];
-  if (values.signatures) {
+  if (values.signatures?.length) {
     const taken = new Set(signatures.map((s) => s.id));
     const custom = await loadCustomSignatures(values.signatures, taken, reload);
     for (const e of custom.errors) log.error(`custom signature ${e.file}: ${e.reason}`);
@@ -269,7 +270,7 @@ async function replayCommand(argv: string[], log: Logger): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     options: {
-      signatures: { type: 'string' },
+      signatures: { type: 'string', multiple: true },
       strict: { type: 'boolean', default: false },
       policy: { type: 'string' },
       jsonl: { type: 'string' },

@@ -17,7 +17,8 @@ export interface SensorConfig {
   tlsCert?: string;
   tlsKey?: string;
   dataDir: string;
-  signatures?: string;
+  /** Files or directories of custom signature modules. */
+  signatures?: string[];
   strict: boolean;
   policy?: string;
   dedupWindow?: string;
@@ -36,7 +37,8 @@ export const CONFIG_DEFAULTS: SensorConfig = {
   metricsAddress: '127.0.0.1:9464',
 };
 
-type Kind = 'string' | 'boolean';
+/** A list is repeated as a flag, a YAML sequence (or one string) in the file, and `:`-separated in the environment, like PATH. */
+type Kind = 'string' | 'boolean' | 'list';
 const KEYS: Record<keyof SensorConfig, Kind> = {
   jsonl: 'string',
   output: 'string',
@@ -49,7 +51,7 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   tlsCert: 'string',
   tlsKey: 'string',
   dataDir: 'string',
-  signatures: 'string',
+  signatures: 'list',
   strict: 'boolean',
   policy: 'string',
   dedupWindow: 'string',
@@ -60,8 +62,15 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
 export const flagName = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 export const envName = (k: string) => `DRIFTWATCH_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 
-function coerce(key: string, v: unknown, where: string): string | boolean {
+function coerce(key: string, v: unknown, where: string, fromEnv = false): string | boolean | string[] {
   const kind = KEYS[key as keyof SensorConfig];
+  if (kind === 'list') {
+    const items = typeof v === 'string' ? (fromEnv ? v.split(':') : [v]) : v;
+    if (!Array.isArray(items) || items.length === 0 || !items.every((i) => typeof i === 'string' && i !== '')) {
+      throw new ConfigError(`${where}${key}: expected a non-empty string or a list of them (got ${JSON.stringify(v)})`);
+    }
+    return items as string[];
+  }
   if (kind === 'boolean') {
     if (typeof v === 'boolean') return v;
     if (v === 'true' || v === '1') return true;
@@ -94,7 +103,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Partial<SensorConfig> {
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(KEYS)) {
     const v = env[envName(k)];
-    if (v !== undefined) out[k] = coerce(k, v, `${envName(k)} → `);
+    if (v !== undefined) out[k] = coerce(k, v, `${envName(k)} → `, true);
   }
   return out as Partial<SensorConfig>;
 }
@@ -126,9 +135,9 @@ export function resolveConfig(flags: Partial<SensorConfig> & { config?: string }
 }
 
 /** parseArgs options for every config key (no defaults: absent means "not given"). */
-export function configFlagOptions(): Record<string, { type: Kind }> {
-  const opts: Record<string, { type: Kind }> = { config: { type: 'string' } };
-  for (const [k, kind] of Object.entries(KEYS)) opts[flagName(k)] = { type: kind };
+export function configFlagOptions(): Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> {
+  const opts: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { config: { type: 'string' } };
+  for (const [k, kind] of Object.entries(KEYS)) opts[flagName(k)] = kind === 'list' ? { type: 'string', multiple: true } : { type: kind };
   return opts;
 }
 

@@ -1,22 +1,26 @@
-// The sensor: kernel → native → decode → enrich → signatures → sinks.
+// The sensor: opens the kernel side, then runs one RxJS pipeline over it:
+// kernel batches → decode → enrich → signatures → policy → sinks. Each stage
+// is an operator in its own module; the pipe in startSensor is the data flow.
 import { hostname as osHostname } from 'node:os';
-import { EMPTY, Subscription, catchError, tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import type { Logger } from '../log.js';
 import { loadWithScriptHook, type NativeLoader } from '../native/loader.js';
 import { builtinSignatures } from '../signatures/index.js';
-import type { AnySignature, DetectionEvent } from '../signatures/sdk.js';
+import type { AnySignature } from '../signatures/sdk.js';
 import { DEFAULT_POLICY, type Policy } from '../policy/config.js';
-import { PolicyStage } from '../policy/policy.js';
 import { readHostNamespaces, type HostNamespaces } from './container.js';
-import { decodeBatch, type DecodedEvent } from './decode.js';
+import { decodeRecords } from './decode-stage.js';
 import { SignatureEngine } from './engine.js';
 import { createEnricher } from './enrich.js';
-import { BootClock, type Finding } from './finding.js';
+import { enrichEvents } from './enrich-stage.js';
+import { BootClock } from './finding.js';
 import { Metrics } from './metrics.js';
+import { applyPolicy } from './policy-stage.js';
 import { KERNEL_STATS } from './records.js';
+import { detect } from './signature-stage.js';
+import { writeToSinks } from './sink-stage.js';
 import type { Sink } from './sinks.js';
-import { drainOnce, kernelBatches, type Batch } from './source.js';
+import { kernelBatches, restartAfterDrainErrors } from './source.js';
 
 export interface SensorOptions {
   log: Logger;
@@ -73,25 +77,15 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     if (read.source === 'self') log.info('PID 1 cannot be inspected; using this process\'s namespaces as the host\'s');
     host = read;
   }
-  const policy = opts.policy ?? DEFAULT_POLICY;
-  const emitToSinks = (f: Finding): void => {
-    for (const sink of opts.sinks) {
-      try {
-        sink.write(f);
-      } catch (err) {
-        metrics.inc('sink_errors_total');
-        log.warn(`sink failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
-    }
-  };
-  const policyStage = new PolicyStage(policy, metrics, emitToSinks);
+  let currentPolicy = opts.policy ?? DEFAULT_POLICY;
+  const policy = applyPolicy(currentPolicy, metrics, log);
   const clock = new BootClock();
   const makeEngine = (sigs: AnySignature[], pol: Policy) =>
     new SignatureEngine(
       sigs.filter((s) => pol.signatures[s.id]?.enabled !== false),
       { hostname, clock, metrics, log: (m) => log.warn(m), config: (id) => pol.signatures[id]?.config ?? {} },
     );
-  let engine = makeEngine(opts.signatures ?? builtinSignatures, policy);
+  let engine = makeEngine(opts.signatures ?? builtinSignatures, currentPolicy);
   // Zero-valued series exist from the start, so rate() and absent() alerts work before the first drop.
   for (const name of ['events_decoded_total', 'decode_errors_total', 'host_events_dropped_total', 'pipeline_errors_total', 'sink_errors_total', 'reloads_total']) {
     metrics.inc(name, {}, 0);
@@ -145,63 +139,21 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     metrics.gauge('enrichment_cache_entries', () => resolver.size);
   }
 
-  const decode = (b: Batch): DecodedEvent[] => {
-    const { events, errors } = decodeBatch(b.buf, b.length);
-    metrics.inc('events_decoded_total', {}, events.length);
-    let mmaps = 0;
-    for (const e of events) if (e.kind === 'mmap_exec') mmaps++;
-    if (events.length > mmaps) metrics.inc('events_total', { kind: 'exec' }, events.length - mmaps);
-    if (mmaps) metrics.inc('events_total', { kind: 'mmap_exec' }, mmaps);
-    if (errors.length) {
-      metrics.inc('decode_errors_total', {}, errors.length);
-      log.debug(`dropped ${errors.length} malformed record(s): ${errors[0]}`);
-    }
-    return events;
-  };
-
-  const emit = (findings: Finding[]): void => {
-    for (const f of findings) policyStage.apply(f);
-  };
-
-  const judge = (ev: DetectionEvent): void => {
-    if (!ev.container.inContainer && !opts.includeHost) {
-      metrics.inc('host_events_dropped_total');
-      return;
-    }
-    emit(engine.dispatch(ev));
-  };
-  /** Synchronous unless enrichment has something to look up; then the promise is tracked. */
-  const handle = (rec: DecodedEvent): void => {
-    const ev = enricher.enrich(rec);
-    if (ev instanceof Promise) void track(ev.then(judge));
-    else judge(ev);
-  };
-
-  const inflight = new Set<Promise<void>>();
-  metrics.gauge('enrichment_inflight', () => inflight.size);
-  const track = (p: Promise<void>): Promise<void> => {
-    inflight.add(p);
-    return p.finally(() => inflight.delete(p));
-  };
-
-  let sub: Subscription | undefined;
-  const run = (): void => {
-    sub = kernelBatches(kernel, { intervalMs: opts.pollIntervalMs ?? 10 })
+  // The data flow. Batches are the unit up to the signatures, where per-event
+  // overhead matters; findings are few and flow one by one after the policy.
+  const stopping = new AbortController();
+  const finished = new Promise<void>((done) => {
+    kernelBatches(kernel, { intervalMs: opts.pollIntervalMs ?? 10, signal: stopping.signal })
       .pipe(
-        // synchronous: the batch buffer is reused after this returns
-        tap((b) => {
-          for (const rec of decode(b)) handle(rec);
-        }),
-        catchError((err: unknown) => {
-          metrics.inc('pipeline_errors_total');
-          log.error(`pipeline error, restarting the stream: ${err instanceof Error ? err.message : String(err)}`);
-          setTimeout(run, 100);
-          return EMPTY;
-        }),
+        restartAfterDrainErrors(stopping.signal, metrics, log),
+        decodeRecords(metrics, log),
+        enrichEvents(enricher, { metrics, log, includeHost: opts.includeHost ?? false }),
+        detect(() => engine, metrics, log),
+        policy,
+        writeToSinks(opts.sinks, metrics, log),
       )
-      .subscribe();
-  };
-  run();
+      .subscribe({ complete: done, error: (err: unknown) => (log.error(`pipeline stopped: ${String(err)}`), done()) });
+  });
 
   let stopped = false;
   return {
@@ -210,10 +162,10 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       return engine.signatures;
     },
     reload(next) {
-      const pol = next.policy ?? policy;
+      const pol = (currentPolicy = next.policy ?? currentPolicy);
       const old = engine;
       engine = makeEngine(next.signatures ?? old.signatures, pol);
-      policyStage.replace(pol);
+      policy.stage.replace(pol);
       old.close();
       metrics.inc('reloads_total');
     },
@@ -223,16 +175,10 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       if (stopped) return;
       stopped = true;
       clearInterval(unresolvedCheck);
-      sub?.unsubscribe();
-      try {
-        drainOnce(kernel, (b) => {
-          for (const rec of decode(b)) handle(rec);
-        });
-      } catch (err) {
-        log.warn(`final drain failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
-      await Promise.allSettled([...inflight]);
-      policyStage.flush();
+      // The source drains what the kernel still holds and completes; every
+      // stage finishes its work (lookups, folds) before completing the next.
+      stopping.abort();
+      await finished;
       engine.close();
       for (const s of opts.sinks) await s.close();
       if (!opts.loader) kernel.close();

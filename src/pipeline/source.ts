@@ -3,8 +3,14 @@
 // buffer and emit it. A full buffer means more is waiting: drain again at
 // once. Subscribers must finish with a batch synchronously (decode copies
 // what it keeps), because the buffer is refilled on the next drain.
-import { Observable } from 'rxjs';
+//
+// With a `signal`, aborting it ends the stream cleanly: one last drain of
+// everything the kernel still holds, then complete, so every stage after it
+// can finish its work (in-flight lookups, pending folds) before shutdown.
+import { EMPTY, Observable, retry, timer, type MonoTypeOperatorFunction } from 'rxjs';
+import type { Logger } from '../log.js';
 import type { NativeLoader } from '../native/loader.js';
+import type { Metrics } from './metrics.js';
 
 export interface Batch {
   buf: Buffer;
@@ -14,42 +20,105 @@ export interface Batch {
 export interface SourceOptions {
   intervalMs?: number;
   bufferBytes?: number;
+  /** Abort to drain what is left and complete. */
+  signal?: AbortSignal;
 }
+
+/** Drains in the final round stop after this many full buffers (a producer that never stops). */
+const FINAL_DRAINS = 64;
 
 export function kernelBatches(loader: NativeLoader, opts: SourceOptions = {}): Observable<Batch> {
   const intervalMs = opts.intervalMs ?? 10;
   const buf = Buffer.alloc(opts.bufferBytes ?? 4 << 20);
+  const signal = opts.signal;
   return new Observable<Batch>((subscriber) => {
     let timer: NodeJS.Timeout | undefined;
+    let immediate: NodeJS.Immediate | undefined;
     let stopped = false;
+    let emitting = false;
+    let finishRequested = false;
+
     const drain = (): void => {
+      timer = immediate = undefined;
       if (stopped) return;
       let length: number;
       try {
         length = loader.consume(buf);
       } catch (err) {
+        stopped = true;
         subscriber.error(err);
         return;
       }
-      if (length > 0) subscriber.next({ buf, length });
+      if (length > 0) emit(length);
+      if (stopped) return;
+      if (finishRequested) return finish();
       // A nearly full buffer: the ring likely holds more. Go again now.
-      if (length > buf.length - 64 * 1024 || intervalMs <= 0) setImmediate(drain);
+      if (length > buf.length - 64 * 1024 || intervalMs <= 0) immediate = setImmediate(drain);
       else timer = setTimeout(drain, intervalMs);
     };
+
+    const emit = (length: number): void => {
+      emitting = true;
+      try {
+        subscriber.next({ buf, length });
+      } finally {
+        emitting = false;
+      }
+    };
+
+    const finish = (): void => {
+      if (stopped) return;
+      // An abort from inside a subscriber (the batch is still being read): finish after it.
+      if (emitting) {
+        finishRequested = true;
+        return;
+      }
+      stopped = true;
+      clearTimeout(timer);
+      if (immediate) clearImmediate(immediate);
+      try {
+        for (let i = 0; i < FINAL_DRAINS; i++) {
+          const length = loader.consume(buf);
+          if (length === 0) break;
+          emit(length);
+        }
+      } catch (err) {
+        subscriber.error(err);
+        return;
+      }
+      subscriber.complete();
+    };
+
+    if (signal?.aborted) {
+      finish();
+      return;
+    }
+    signal?.addEventListener('abort', finish, { once: true });
     timer = setTimeout(drain, 0);
     return () => {
       stopped = true;
       clearTimeout(timer);
+      if (immediate) clearImmediate(immediate);
+      signal?.removeEventListener('abort', finish);
     };
   });
 }
 
-/** One final synchronous drain (shutdown): everything the kernel still holds. */
-export function drainOnce(loader: NativeLoader, onBatch: (b: Batch) => void, bufferBytes = 4 << 20): void {
-  const buf = Buffer.alloc(bufferBytes);
-  for (let i = 0; i < 64; i++) {
-    const length = loader.consume(buf);
-    if (length === 0) return;
-    onBatch({ buf, length });
-  }
+/**
+ * A failed drain is counted and logged, and the source is subscribed again
+ * after a pause. Once `signal` is aborted a failure ends the stream instead.
+ */
+export function restartAfterDrainErrors(signal: AbortSignal, metrics: Metrics, log: Logger, pauseMs = 100): MonoTypeOperatorFunction<Batch> {
+  return retry({
+    delay: (err: unknown) => {
+      metrics.inc('pipeline_errors_total');
+      const why = err instanceof Error ? err.message : String(err);
+      if (signal.aborted) {
+        log.warn(`final drain failed: ${why}`);
+        return EMPTY;
+      }
+      log.error(`pipeline error, restarting the stream: ${why}`);
+      return timer(pauseMs);
+    },
+  });
 }

@@ -1,7 +1,8 @@
-// Loads custom signatures: every .ts, .js and .mjs module in a directory,
-// TypeScript included (Node strips the types; no build step). A module
-// default-exports a definition, or an array of them. `driftwatch/sdk`
-// resolves to this sensor's SDK wherever the module lives.
+// Loads custom signatures: .ts, .js and .mjs modules, named one by one or
+// as directories (every module in it), TypeScript included (Node strips the
+// types; no build step). A module default-exports a definition, or an array
+// of them. `driftwatch/sdk` resolves to this sensor's SDK wherever the
+// module lives.
 import { readdirSync, statSync } from 'node:fs';
 import { registerHooks } from 'node:module';
 import { extname, join, resolve } from 'node:path';
@@ -45,12 +46,42 @@ export function invalidSignature(def: unknown): string | null {
   return null;
 }
 
+const isModule = (f: string): boolean => EXTENSIONS.has(extname(f)) && !f.endsWith('.d.ts');
+const isTest = (f: string): boolean => /\.(test|spec)\.[cm]?[jt]s$/.test(f);
+
 /**
- * Loads the directory's modules. Bad modules are reported with the file and
- * the reason and left out; `taken` holds ids already in use (built-ins).
+ * The module files that `paths` name: a file as itself, a directory as its
+ * modules (tests and declarations left out), each file once, in order.
+ */
+function moduleFiles(paths: string[], errors: LoadError[]): string[] {
+  const files: string[] = [];
+  for (const path of paths) {
+    const p = resolve(path);
+    try {
+      if (statSync(p).isDirectory()) {
+        files.push(
+          ...readdirSync(p)
+            .filter((f) => isModule(f) && !isTest(f))
+            .map((f) => join(p, f))
+            .filter((f) => statSync(f).isFile())
+            .sort(),
+        );
+      } else if (isModule(p)) files.push(p);
+      else errors.push({ file: p, reason: `not a signature module (expected ${[...EXTENSIONS].join(', ')})` });
+    } catch (err) {
+      errors.push({ file: p, reason: `cannot read: ${(err as Error).message}` });
+    }
+  }
+  return [...new Set(files)];
+}
+
+/**
+ * Loads the modules that `paths` name (files or directories). Bad modules
+ * are reported with the file and the reason and left out; `taken` holds ids
+ * already in use (built-ins).
  */
 export async function loadCustomSignatures(
-  dir: string,
+  paths: string | string[],
   taken: Set<string>,
   /** Load the files again even if imported before (reload after an edit). */
   fresh = false,
@@ -58,17 +89,7 @@ export async function loadCustomSignatures(
   resolveSdkImports();
   const signatures: AnySignature[] = [];
   const errors: LoadError[] = [];
-  const root = resolve(dir);
-  let files: string[];
-  try {
-    files = readdirSync(root)
-      .filter((f) => EXTENSIONS.has(extname(f)) && !/\.(test|spec)\.[cm]?[jt]s$/.test(f) && !f.endsWith('.d.ts'))
-      .map((f) => join(root, f))
-      .filter((f) => statSync(f).isFile())
-      .sort();
-  } catch (err) {
-    return { signatures, errors: [{ file: root, reason: `cannot read directory: ${(err as Error).message}` }] };
-  }
+  const files = moduleFiles(typeof paths === 'string' ? [paths] : paths, errors);
   for (const file of files) {
     let mod: { default?: unknown };
     try {

@@ -47,10 +47,21 @@ test('config: JSON files are read too', () => {
   assert.equal(c.emitAll, true);
 });
 
+test('config: signatures is a list of paths: repeated flags, a YAML list or one string, PATH-style in the environment', () => {
+  assert.deepEqual(resolveConfig({ signatures: ['a.ts', 'dir'] }, {}).signatures, ['a.ts', 'dir']);
+  assert.deepEqual(resolveConfig({ config: file('list.yaml', 'signatures: [one.ts, /srv/sigs]\n') }, {}).signatures, ['one.ts', '/srv/sigs']);
+  assert.deepEqual(resolveConfig({ config: file('one.yaml', 'signatures: /srv/sigs\n') }, {}).signatures, ['/srv/sigs']);
+  assert.deepEqual(resolveConfig({}, { DRIFTWATCH_SIGNATURES: '/srv/sigs:/etc/x.ts' }).signatures, ['/srv/sigs', '/etc/x.ts']);
+  // Flags replace the environment's list, they do not add to it (precedence as for every key).
+  assert.deepEqual(resolveConfig({ signatures: ['f.ts'] }, { DRIFTWATCH_SIGNATURES: '/srv/sigs' }).signatures, ['f.ts']);
+});
+
 const bad: Array<[string, () => unknown, RegExp]> = [
   ['unknown key in the file', () => parseConfigFile('metricAddress: x:1\n', 'f.yaml'), /f\.yaml: metricAddress: unknown key/],
   ['boolean that is not one', () => parseConfigFile('includeHost: maybe\n', 'f.yaml'), /f\.yaml: includeHost: expected true or false/],
   ['empty string', () => parseConfigFile('dataDir: ""\n', 'f.yaml'), /f\.yaml: dataDir: expected a non-empty string/],
+  ['list with a non-string', () => parseConfigFile('signatures: [a.ts, 3]\n', 'f.yaml'), /f\.yaml: signatures: expected a non-empty string or a list of them/],
+  ['empty list item in the environment', () => resolveConfig({}, { DRIFTWATCH_SIGNATURES: 'a.ts::b.ts' }), /DRIFTWATCH_SIGNATURES → signatures: expected a non-empty string or a list/],
   ['not a mapping', () => parseConfigFile('- a\n- b\n', 'f.yaml'), /f\.yaml: expected a mapping/],
   ['not YAML', () => parseConfigFile('a: [b\n', 'f.yaml'), /f\.yaml: not valid YAML/],
   ['bad environment value', () => resolveConfig({}, { DRIFTWATCH_EMIT_ALL: 'yes' }), /DRIFTWATCH_EMIT_ALL → emitAll: expected true or false/],

@@ -47,6 +47,28 @@ test('custom signatures: good modules load, bad ones are named with the reason',
   assert.match(byFile['syntax.js']!, /Unexpected|SyntaxError|end of input/i);
 });
 
+test('custom signatures: files and directories, several at once; each module once; a wrong path is named', async () => {
+  const taken = new Set(builtinSignatures.map((s) => s.id));
+  // A file alone: the bug was ENOTDIR.
+  const one = await loadCustomSignatures(join(dir, 'good.ts'), new Set(taken));
+  assert.deepEqual(one.signatures.map((s) => s.id), ['custom.good']);
+  assert.deepEqual(one.errors, []);
+  // A directory and a file inside it: the file is not loaded twice (no duplicate-id error).
+  const other = mkdtempSync(join(tmpdir(), 'dw-custom-other-'));
+  try {
+    writeFileSync(join(other, 'second.mjs'), sig('custom.second'));
+    writeFileSync(join(other, 'README.md'), 'not a module');
+    const both = await loadCustomSignatures([join(other, 'second.mjs'), join(dir, 'good.ts'), other, join(other, 'README.md'), join(dir, 'absent.ts')], new Set(taken));
+    assert.deepEqual(both.signatures.map((s) => s.id), ['custom.second', 'custom.good']);
+    const byFile = Object.fromEntries(both.errors.map((e) => [e.file.split('/').pop(), e.reason]));
+    assert.deepEqual(Object.keys(byFile).sort(), ['README.md', 'absent.ts']);
+    assert.match(byFile['README.md']!, /not a signature module \(expected \.ts, \.mts, \.js, \.mjs\)/);
+    assert.match(byFile['absent.ts']!, /cannot read: ENOENT/);
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+  }
+});
+
 test('custom signatures: a loaded TypeScript signature runs, a throwing one is isolated', async () => {
   const { signatures } = await loadCustomSignatures(dir, new Set(builtinSignatures.map((x) => x.id)));
   const { findings, errors } = runSignatures(signatures, [
@@ -74,6 +96,17 @@ test('replay: a recording runs offline through the pipeline with custom signatur
   assert.equal(r.status, 0, r.stderr);
   const ids = r.stdout.trim().split('\n').map((l) => JSON.parse(l).signature.id).sort();
   assert.deepEqual(ids, ['custom.good', 'custom.good', 'drift.fileless_exec', 'drift.fileless_exec', 'drift.modified_executable', 'drift.new_executable', 'drift.new_executable']);
+
+  // --signatures repeated: a directory and a single module file beside it.
+  const single = join(dir, 'single');
+  spawnSync('mkdir', [single]);
+  writeFileSync(join(single, 'all-tmp.mjs'), sig('custom.single'));
+  const r2 = spawnSync(process.execPath, [join(root, 'bin', 'driftwatch.js'), 'replay', rec, '--signatures', sigs, '--signatures', join(single, 'all-tmp.mjs'), '--policy', policy, '--jsonl', '-'], { encoding: 'utf8' });
+  assert.equal(r2.status, 0, r2.stderr);
+  const ids2 = r2.stdout.trim().split('\n').map((l) => JSON.parse(l).signature.id);
+  assert.equal(ids2.filter((id) => id === 'custom.single').length, 2);
+  assert.equal(ids2.filter((id) => id === 'custom.good').length, 2);
+  assert.match(r2.stderr, /custom signatures: custom\.good, custom\.single/);
 });
 
 import { readFileSync, statSync } from 'node:fs';

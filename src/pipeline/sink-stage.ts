@@ -1,0 +1,20 @@
+// Stage 5: findings → every sink. A failing sink is counted and logged; the
+// other sinks still get the finding.
+import { tap, type MonoTypeOperatorFunction } from 'rxjs';
+import type { Logger } from '../log.js';
+import type { Finding } from './finding.js';
+import type { Metrics } from './metrics.js';
+import type { Sink } from './sinks.js';
+
+export function writeToSinks(sinks: Sink[], metrics: Metrics, log: Logger): MonoTypeOperatorFunction<Finding> {
+  return tap((f) => {
+    for (const sink of sinks) {
+      try {
+        sink.write(f);
+      } catch (err) {
+        metrics.inc('sink_errors_total');
+        log.warn(`sink failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  });
+}
