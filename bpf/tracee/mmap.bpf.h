@@ -64,11 +64,13 @@ int sys_enter_mmap(struct sys_enter_mmap_args *ctx)
 	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
 	u32 magic = (u32)BPF_CORE_READ(sb, s_magic);
 	u32 nlink = BPF_CORE_READ(inode, i_nlink);
-	u32 flags = file_flags(dentry, inode, magic, nlink);
+	u32 flags = file_flags(dentry, inode, sb, magic, nlink);
 	/* Volumes are left to exec: libraries on them are ordinary (e.g. /opt). */
 	if (!(flags & DW_FILE_OVERLAY) && !(flags & (DW_FILE_MEMFD | DW_FILE_TMPFS | DW_FILE_UNLINKED)))
 		return 0;
-	if (!file_is_drift_candidate(flags))
+	/* An image library mapped through a nested overlay (a container in a
+	 * container) is not a drifted mapping; what is behind it decides. */
+	if (!file_is_drift_candidate(flags & ~DW_FILE_OVL_NESTED) && !(flags & DW_FILE_OVL_UNFOLLOWED))
 		return 0;
 
 	u32 zero = 0;

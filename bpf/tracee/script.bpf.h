@@ -43,10 +43,11 @@ static __always_inline void script_check(struct linux_binprm *bprm)
 	struct file *file = BPF_CORE_READ(bprm, file);
 	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	u32 magic_fs = (u32)BPF_CORE_READ(inode, i_sb, s_magic);
+	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	u32 magic_fs = (u32)BPF_CORE_READ(sb, s_magic);
 	struct dw_script_file v = {
 		.bprm = (u64)bprm,
-		.flags = file_flags(dentry, inode, magic_fs, BPF_CORE_READ(inode, i_nlink)),
+		.flags = file_flags(dentry, inode, sb, magic_fs, BPF_CORE_READ(inode, i_nlink)),
 	};
 	bpf_map_update_elem(&script_files, &tgid, &v, BPF_ANY);
 }

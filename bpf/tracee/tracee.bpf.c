@@ -89,7 +89,7 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
 	u32 magic = (u32)BPF_CORE_READ(sb, s_magic);
 	u32 nlink = BPF_CORE_READ(inode, i_nlink);
-	u32 flags = file_flags(dentry, inode, magic, nlink);
+	u32 flags = file_flags(dentry, inode, sb, magic, nlink);
 
 	/* binfmt_script replaced bprm->interp: the file is the interpreter of a
 	 * #! script named by bprm->filename, whose layer user space checks. */
@@ -112,6 +112,11 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 
 	if (flags & DW_FILE_OVL_UNRESOLVED)
 		stat_inc(DW_STAT_OVL_UNRESOLVED);
+	if (flags & DW_FILE_OVL_NESTED) {
+		stat_inc(DW_STAT_OVL_NESTED);
+		if (flags & DW_FILE_OVL_UNFOLLOWED)
+			stat_inc(DW_STAT_OVL_UNFOLLOWED);
+	}
 	if (!file_is_drift_candidate(flags) && !(script_open && (flags & DW_FILE_FOREIGN_NS))) {
 		if (!cfg_emit_all) {
 			stat_inc(DW_STAT_EXEC_FILTERED);

@@ -42,7 +42,8 @@ const char *ErrnoCode(int err) {
 const char *const kStatNames[DW_STAT_MAX] = {"exec_seen",      "exec_emitted",   "exec_filtered",
                                              "ringbuf_full",   "scratch_miss",   "ovl_unresolved",
                                              "path_truncated", "cgroup_v1_fallback",
-                                             "mmap_exec_seen", "mmap_exec_emitted"};
+                                             "mmap_exec_seen", "mmap_exec_emitted",
+                                             "ovl_nested",     "ovl_unfollowed"};
 
 uint32_t OptU32(const Napi::Object &o, const char *key) {
   return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().Uint32Value() : 0;

@@ -91,6 +91,10 @@ export const FileFlag = {
   SCRIPT: 1 << 11,
   MNT_READONLY: 1 << 12,
   FOREIGN_NS: 1 << 13,
+  /** Reached through an overlay mounted inside the container; the layer bits describe the file behind it. */
+  OVL_NESTED: 1 << 14,
+  /** Nested, but the kernel could not follow the stack to the file behind it: layer unknown. */
+  OVL_UNFOLLOWED: 1 << 15,
 } as const;
 
 /** script_flags (u16): the #! script's own FileFlag bits 0-9, valid with KNOWN (set by a bprm_check hook). */
@@ -119,4 +123,6 @@ export const KERNEL_STATS = [
   'cgroup_v1_fallback',
   'mmap_exec_seen',
   'mmap_exec_emitted',
+  'ovl_nested',
+  'ovl_unfollowed',
 ] as const;

@@ -9,6 +9,8 @@ export interface ExceptionRule {
   image?: string;
   container?: string;
   namespace?: string;
+  /** "key=value" glob matched against each of the container's labels. */
+  label?: string;
   executable?: string;
   args?: string;
   reason?: string;
@@ -32,7 +34,7 @@ export class PolicyError extends Error {}
 
 export const DEFAULT_POLICY: Policy = { signatures: {}, exceptions: [], dedupWindowMs: 60_000 };
 
-const EXCEPTION_KEYS = ['signature', 'image', 'container', 'namespace', 'executable', 'args', 'reason'] as const;
+const EXCEPTION_KEYS = ['signature', 'image', 'container', 'namespace', 'label', 'executable', 'args', 'reason'] as const;
 
 function duration(v: unknown, key: string): number {
   if (typeof v === 'number' && v >= 0) return v * 1000;
@@ -93,7 +95,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
         if (typeof e[k] !== 'string' || !e[k]) throw new PolicyError(`${key}.${k}: expected a non-empty string`);
         rule[k] = e[k] as string;
       }
-      if (!EXCEPTION_KEYS.some((k) => k !== 'reason' && rule[k])) throw new PolicyError(`${key}: matches everything; give at least one of ${EXCEPTION_KEYS.slice(0, 6).join(', ')}`);
+      if (!EXCEPTION_KEYS.some((k) => k !== 'reason' && rule[k])) throw new PolicyError(`${key}: matches everything; give at least one of ${EXCEPTION_KEYS.filter((k) => k !== 'reason').join(', ')}`);
       policy.exceptions.push(rule);
     });
   }

@@ -24,6 +24,11 @@ function compile(policy: Policy): CompiledRule[] {
     if (r.image) g(r.image, (f) => f.container?.image);
     if (r.container) g(r.container, (f) => f.container?.name || f.container?.id);
     if (r.namespace) g(r.namespace, (f) => f.kubernetes?.namespace);
+    if (r.label) {
+      // "=" separates key and value; a label is one string so "app=dind*" and "*=ci" both work
+      const re = globToRegExp(r.label);
+      checks.push((f) => Object.entries(f.container?.labels ?? {}).some(([k, v]) => re.test(`${k}=${v}`)));
+    }
     if (r.executable) g(r.executable, (f) => f.process?.executable?.path);
     if (r.args) {
       const re = globToRegExp(r.args.replaceAll('/', '\u0000'));

@@ -1,6 +1,7 @@
 import execMapping from './exec-mapping.js';
 import filelessExec from './fileless-exec.js';
 import modifiedExecutable from './modified-executable.js';
+import nestedOverlayExec from './nested-overlay-exec.js';
 import newExecutable from './new-executable.js';
 import newScript from './new-script.js';
 import tmpfsExec from './tmpfs-exec.js';
@@ -15,4 +16,5 @@ export const builtinSignatures: AnySignature[] = [
   newScript,
   execMapping,
   volumeExec,
+  nestedOverlayExec,
 ];

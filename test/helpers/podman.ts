@@ -2,13 +2,15 @@
 // rootfs (no registry is reachable), run with runc and the flags this kind of
 // host needs. Every container a test starts is removed in cleanup().
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, cpSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, cpSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { dwexecBinary } from './minicontainer.js';
 
 export const TEST_IMAGE = 'localhost/driftwatch-test-busybox:1';
+/** The same image with a world-writable /tmp, for containers run as an unprivileged user. */
+export const USER_TEST_IMAGE = 'localhost/driftwatch-test-busybox-user:1';
 const RUN_FLAGS = ['--runtime=runc', '--network=none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
 const APPLETS = ['sh', 'true', 'cp', 'chmod', 'ln', 'cat', 'echo', 'mkdir', 'rm', 'sleep', 'ls'];
 
@@ -26,16 +28,25 @@ function podman(args: string[], timeout = 60_000): string {
 
 /** Imports the test image once (idempotent). */
 export function ensureTestImage(): void {
-  if (spawnSync('podman', ['image', 'exists', TEST_IMAGE]).status === 0) return;
+  importImage(TEST_IMAGE, 0o755);
+}
+
+export function ensureUserTestImage(): void {
+  importImage(USER_TEST_IMAGE, 0o1777);
+}
+
+function importImage(tag: string, tmpMode: number): void {
+  if (spawnSync('podman', ['image', 'exists', tag]).status === 0) return;
   const dir = mkdtempSync(join(tmpdir(), 'driftwatch-img-'));
   try {
     const root = join(dir, 'rootfs');
     for (const d of ['bin', 'tmp', 'proc', 'sys', 'dev', 'etc']) mkdirSync(join(root, d), { recursive: true });
+    chmodSync(join(root, 'tmp'), tmpMode);
     cpSync('/bin/busybox', join(root, 'bin', 'busybox'));
     for (const a of APPLETS) symlinkSync('busybox', join(root, 'bin', a));
     cpSync(dwexecBinary(), join(root, 'bin', 'dwexec'));
     execFileSync('tar', ['-C', root, '-cf', join(dir, 'rootfs.tar'), '.']);
-    podman(['import', join(dir, 'rootfs.tar'), TEST_IMAGE]);
+    podman(['import', join(dir, 'rootfs.tar'), tag]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -50,11 +61,12 @@ export class PodmanContainers {
   }
 
   /** Starts a detached container running `script`; returns its name and 64-hex id. */
-  run(script: string, opts: { name?: string; labels?: Record<string, string> } = {}): { name: string; id: string } {
+  run(script: string, opts: { name?: string; labels?: Record<string, string>; user?: string; image?: string } = {}): { name: string; id: string } {
     const name = opts.name ?? `dwtest-${randomBytes(4).toString('hex')}`;
     const labels = Object.entries(opts.labels ?? {}).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
+    const user = opts.user ? ['--user', opts.user] : [];
     this.names.push(name);
-    const id = podman(['run', '-d', ...RUN_FLAGS, '--name', name, ...labels, TEST_IMAGE, 'sh', '-c', script]);
+    const id = podman(['run', '-d', ...RUN_FLAGS, '--name', name, ...labels, ...user, opts.image ?? TEST_IMAGE, 'sh', '-c', script]);
     this.started.push(id);
     return { name, id };
   }

@@ -25,6 +25,35 @@ const EXPECTED: Record<string, string> = {
   'dwscen-tmpfs': 'TMPFS',
 };
 
+/**
+ * Overlays mounted inside the container: the layer of the file behind them.
+ * Entered with chroot, the file is followed from the chroot's overlay down to
+ * the container's, whose storage is ext4 on the host and tmpfs in the guest
+ * (so the dropped binary is UPPER_NEW there, TMPFS here: drift either way).
+ */
+const NESTED: Record<string, string> = {
+  'dwnest-ro': 'UPPER_NEW',
+  'dwnest-tmpfs': 'TMPFS',
+  'dwnest-tmpfs-upper': 'TMPFS',
+  'dwnest-image': 'LOWER',
+  'dwnest-chroot': 'UPPER_NEW',
+};
+const NESTED_ON_TMPFS_STORAGE = { ...NESTED, 'dwnest-chroot': 'TMPFS' };
+
+/** Layer per dwnest-* marker; also checks the kernel marked exactly these nested. */
+function nestedLayers(events: ExecEvent[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of events) {
+    const marker = e.args.find((a) => a.startsWith('dwnest-') || a.startsWith('dwscen-'));
+    // `busybox chroot DIR /busybox true dwnest-chroot` carries the marker too: judge the `X true marker` exec
+    if (!marker || (marker.startsWith('dwnest-') && e.args[1] !== 'true')) continue;
+    const nested = (e.fileFlags & FileFlag.OVL_NESTED) !== 0;
+    assert.equal(nested, marker.startsWith('dwnest-'), `${marker}: nested flag ${nested}`);
+    if (nested) out[marker] = e.layer;
+  }
+  return out;
+}
+
 /** The static loader, built from the addon's loader core and the same BPF object. */
 function dwload(): string {
   const out = join(artifacts, 'dwload');
@@ -100,10 +129,12 @@ describe('kernel matrix: host kernel', { skip: hostSkip ?? false }, () => {
       const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
       const events = recordsFrom(out, '');
       assert.deepEqual(layersByScenario(events), EXPECTED);
+      assert.deepEqual(nestedLayers(events), NESTED);
       // No script hook loaded here: every script is sent, its layer left to user space.
       assert.deepEqual(scriptLayers(events), Object.fromEntries(Object.keys(SCRIPTS).map((k) => [k, undefined])));
       const layout = events.find((e) => e.fileFlags & FileFlag.OVL_UPPER_DENTRY)!.fileFlags & FileFlag.OVL_LAYOUT_FSDATA ? 'd_fsdata flags (>= 6.5 layout)' : 'struct ovl_entry (< 6.5 layout)';
       console.log(`# proved on Linux ${kernel} (host, ${layout}): ${Object.values(EXPECTED).join(' ')}`);
+      console.log(`# proved on Linux ${kernel} (host): nested overlays ${Object.entries(NESTED).map(([k, v]) => `${k.slice(7)}=${v}`).join(' ')}`);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
@@ -174,6 +205,7 @@ describe('kernel matrix: Linux 6.1 under qemu', { skip: guestSkip ?? false }, ()
       // Phase 2: loaded after overlay: the pre-6.5 layout is read through struct ovl_entry.
       const p2 = recordsFrom(out, 'P2 ');
       assert.deepEqual(layersByScenario(p2), EXPECTED);
+      assert.deepEqual(nestedLayers(p2), NESTED_ON_TMPFS_STORAGE, 'nested overlays followed through struct ovl_entry');
       // (image files stop at the upper-dentry check, so only upper files carry a layout bit)
       const upperRecs = p2.filter((e) => e.fileFlags & FileFlag.OVL_UPPER_DENTRY);
       assert.ok(upperRecs.length >= 3);
@@ -191,11 +223,13 @@ describe('kernel matrix: Linux 6.1 under qemu', { skip: guestSkip ?? false }, ()
       assert.match(out, /P5 DWREADY/, out.slice(-3000));
       const p5 = recordsFrom(out, 'P5 ');
       assert.deepEqual(layersByScenario(p5), EXPECTED);
+      assert.deepEqual(nestedLayers(p5), NESTED_ON_TMPFS_STORAGE);
       assert.equal(p5.filter((e) => e.fileFlags & FileFlag.OVL_UNRESOLVED).length, 0, 'overlay types resolved without CAP_SYS_ADMIN');
       console.log(`# proved on Linux ${k.version} (qemu TCG, struct ovl_entry layout, ${Math.round((Date.now() - started) / 1000)} s): ${Object.values(EXPECTED).join(' ')}`);
       console.log(`# proved on Linux ${k.version}: #! script layers from BPF-LSM and from fentry bprm_check (${Object.values(SCRIPTS).join(' ')}), a self-deleting script included`);
       console.log('# proved on Linux ' + k.version + ': the object loads before overlay.ko and flags overlay execs unresolved');
       console.log(`# proved on Linux ${k.version}: overlay (a module) resolved without CAP_SYS_ADMIN (CAP_BPF + CAP_PERFMON)`);
+      console.log(`# proved on Linux ${k.version}: nested overlays followed on the pre-6.5 layout (${Object.entries(NESTED_ON_TMPFS_STORAGE).map(([k2, v]) => `${k2.slice(7)}=${v}`).join(' ')})`);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

@@ -26,4 +26,25 @@ chroot "$W/m" /bin/sh -c '
   echo "# changed" >> /bin/img-script2.sh; /bin/img-script2.sh dwscript-copied
   printf "#!/bin/sh\ntrue\n" > /dev/shm/shm.sh; chmod 0755 /dev/shm/shm.sh; /dev/shm/shm.sh dwscript-tmpfs
 '
+# Overlays mounted inside the container (dwnest-*): a read-only one over a
+# directory the container wrote, one whose layers are on a tmpfs of its own,
+# an image binary through one, and one entered with chroot.
+chroot "$W/m" /bin/busybox sh -c '
+  set -e
+  b=/bin/busybox
+  $b mkdir -p /tmp/n/l1 /tmp/n/l2 /tmp/n/m /tmp/i/m /tmp/t
+  $b cp /bin/busybox /tmp/n/l1/busybox
+  $b mount -t overlay overlay -o lowerdir=/tmp/n/l1:/tmp/n/l2 /tmp/n/m
+  /tmp/n/m/busybox true dwnest-ro
+  $b mount -t tmpfs tmpfs /tmp/t
+  $b mkdir /tmp/t/l /tmp/t/u /tmp/t/w /tmp/t/m
+  $b cp /bin/busybox /tmp/t/l/busybox
+  $b mount -t overlay overlay -o lowerdir=/tmp/t/l,upperdir=/tmp/t/u,workdir=/tmp/t/w /tmp/t/m
+  /tmp/t/m/busybox true dwnest-tmpfs
+  $b cp /bin/busybox /tmp/t/m/busybox-up; /tmp/t/m/busybox-up true dwnest-tmpfs-upper
+  $b mount -t overlay overlay -o lowerdir=/bin:/tmp/n/l2 /tmp/i/m
+  /tmp/i/m/busybox true dwnest-image
+  $b chroot /tmp/n/m /busybox true dwnest-chroot
+  $b umount /tmp/i/m /tmp/t/m /tmp/t /tmp/n/m
+'
 umount "$W/m/dev/shm" "$W/m"

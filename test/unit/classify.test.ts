@@ -21,6 +21,12 @@ const cases: Array<[string, number, Layer]> = [
   ['unlinked host file', F.UNLINKED, 'OTHER'],
   ['unrelated bits only', F.EMITTED_ALL | F.UNLINKED | F.OVL_LAYOUT_FSDATA, 'OTHER'],
   ['unlinked new upper file', UPPER | F.UNLINKED, 'UPPER_NEW'],
+  ['image file through a nested overlay', F.OVERLAY | F.OVL_NESTED, 'LOWER'],
+  ['dropped file behind a nested overlay', UPPER | F.OVL_NESTED, 'UPPER_NEW'],
+  ['tmpfs file behind a nested overlay', F.OVERLAY | F.TMPFS | F.OVL_NESTED, 'TMPFS'],
+  ['nested overlay the kernel could not follow is never image', F.OVERLAY | F.OVL_NESTED | F.OVL_UNFOLLOWED, 'UNKNOWN'],
+  ['unfollowed wins over upper bits of the top overlay', UPPER | F.OVL_NESTED | F.OVL_UNFOLLOWED, 'UNKNOWN'],
+  ['overlay types unknown at load is never image', F.OVERLAY | F.OVL_UNRESOLVED, 'UNKNOWN'],
 ];
 
 for (const [name, flags, layer] of cases) {

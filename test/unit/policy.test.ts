@@ -103,3 +103,26 @@ test('policy: repeats within the window are folded into one finding with a count
   assert.notEqual(folded.id, out[0]!.id);
   assert.equal(metrics.total('findings_folded_total'), 2);
 });
+
+test('policy: exceptions by container label ("key=value" glob), e.g. Docker-in-Docker for nested overlays', () => {
+  const { out, metrics, s } = stage(`
+dedup: { window: 0s }
+exceptions:
+  - signature: drift.nested_overlay_exec
+    label: "role=docker-in-docker"
+  - label: "app.kubernetes.io/name=buildkit*"
+`);
+  const labelled = (labels: Record<string, string>, sig = 'drift.nested_overlay_exec', path = '/x') => {
+    const x = f({ sig, path });
+    x.container = { ...x.container, labels };
+    return x;
+  };
+  s.apply(labelled({ role: 'docker-in-docker' }, 'drift.nested_overlay_exec', '/excepted'));
+  s.apply(labelled({ role: 'docker-in-docker' }, 'drift.new_executable', '/drift-in-dind'));
+  s.apply(labelled({ role: 'web' }, 'drift.nested_overlay_exec', '/other-role'));
+  s.apply(labelled({ 'app.kubernetes.io/name': 'buildkitd' }, 'drift.new_executable', '/buildkit'));
+  s.apply(f({ sig: 'drift.nested_overlay_exec', path: '/no-labels' }));
+  assert.deepEqual(out.map((x) => x.process?.executable?.path), ['/drift-in-dind', '/other-role', '/no-labels']);
+  assert.equal(metrics.total('policy_excepted_total'), 2);
+  assert.throws(() => parsePolicy('exceptions:\n  - label: 3\n', 'p.yaml'), /exceptions\[0\]\.label: expected a non-empty string/);
+});

@@ -44,6 +44,12 @@ const table: Array<[string, RecordSpec, string[]]> = [
   ['unlinked new upper file', { fileFlags: UPPER | F.UNLINKED }, ['drift.fileless_exec', 'drift.new_executable']],
   ['tmpfs binary', { fileFlags: F.TMPFS, fsMagic: FS_MAGIC.TMPFS, path: '/dev/shm/x' }, ['drift.tmpfs_exec']],
   ['volume (other fs) binary', { fileFlags: 0, fsMagic: 0xef53 }, []],
+  ['image binary through a nested overlay', { fileFlags: F.OVERLAY | F.OVL_NESTED }, ['drift.nested_overlay_exec']],
+  ['dropped binary behind a nested overlay', { fileFlags: UPPER | F.OVL_NESTED }, ['drift.new_executable']],
+  ['modified image binary behind a nested overlay', { fileFlags: UPPER | F.OVL_HAS_LOWER | F.OVL_NESTED }, ['drift.modified_executable']],
+  ['tmpfs file behind a nested overlay', { fileFlags: F.OVERLAY | F.TMPFS | F.OVL_NESTED }, ['drift.tmpfs_exec']],
+  ['nested overlay the kernel could not follow', { fileFlags: F.OVERLAY | F.OVL_NESTED | F.OVL_UNFOLLOWED }, ['drift.nested_overlay_exec']],
+  ['overlay types unknown at load: not image, not reported', { fileFlags: F.OVERLAY | F.OVL_UNRESOLVED }, []],
 ];
 
 for (const [name, spec, expected] of table) {
@@ -118,4 +124,14 @@ test('finding: the JSON is exactly the proto3 JSON mapping of driftwatch.v1.Find
       assert.deepEqual(back, withoutDefaults(json));
     }
   }
+});
+
+test('signatures: drift.nested_overlay_exec says what is behind the overlay and whether it was followed', () => {
+  const engine = new SignatureEngine(builtinSignatures, { hostname: 'node-1', clock: new BootClock(), metrics: new Metrics() });
+  const data = (fileFlags: number) => {
+    const exec = rec({ fileFlags });
+    return engine.dispatch({ kind: 'exec', exec, container: containerOf(exec, HOST) }).map((x) => x.signature?.data);
+  };
+  assert.deepEqual(data(F.OVERLAY | F.OVL_NESTED), [{ backingLayer: 'LOWER', followed: 'true' }]);
+  assert.deepEqual(data(F.OVERLAY | F.OVL_NESTED | F.OVL_UNFOLLOWED), [{ backingLayer: 'UNKNOWN', followed: 'false' }]);
 });

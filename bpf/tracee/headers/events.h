@@ -44,6 +44,12 @@ struct dw_event_header {
 #define DW_FILE_SCRIPT             (1U << 11) /* an interpreter ran for a #! script: bprm->filename is the script */
 #define DW_FILE_MNT_READONLY       (1U << 12) /* the file's mount is read-only */
 #define DW_FILE_FOREIGN_NS         (1U << 13) /* task has its own mount and pid namespaces (not the host's) */
+/* The file was reached through an overlay other than the process's root
+ * overlay, or one whose layer holding the file is itself on overlay or tmpfs
+ * (an overlay mounted inside the container). The layer bits above then
+ * describe the file behind it, followed down the stack. */
+#define DW_FILE_OVL_NESTED         (1U << 14)
+#define DW_FILE_OVL_UNFOLLOWED     (1U << 15) /* nested, but the stack could not be followed: layer unknown */
 
 /*
  * script_flags: where the exec hook cannot see the script (at
@@ -176,6 +182,8 @@ enum dw_stat {
 	DW_STAT_CGROUP_V1_FALLBACK,
 	DW_STAT_MMAP_EXEC_SEEN,
 	DW_STAT_MMAP_EXEC_EMITTED,
+	DW_STAT_OVL_NESTED,     /* execs through an overlay mounted inside a container */
+	DW_STAT_OVL_UNFOLLOWED, /* of those, whose backing file could not be followed */
 	DW_STAT_MAX,
 };
 

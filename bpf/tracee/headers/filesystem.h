@@ -27,6 +27,11 @@
  * HAS_LOWER separates a file created in the container (no lower entry) from
  * an image file that was copied up (its lower is still known to overlay).
  */
+static __always_inline struct ovl_inode *ovl_inode_of(struct inode *inode)
+{
+	return (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+}
+
 static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inode *inode)
 {
 	u32 flags = DW_FILE_OVERLAY;
@@ -34,7 +39,7 @@ static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inod
 	if (!bpf_core_type_exists(struct ovl_inode))
 		return flags | DW_FILE_OVL_UNRESOLVED; /* overlay module not loaded when we loaded */
 
-	struct ovl_inode *oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+	struct ovl_inode *oi = ovl_inode_of(inode);
 	if (!BPF_CORE_READ(oi, __upperdentry))
 		return flags; /* image file: the common case stops here */
 	flags |= DW_FILE_OVL_UPPER_DENTRY;
@@ -66,6 +71,89 @@ static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inod
 	return flags;
 }
 
+/*
+ * Overlay in overlay. A process can mount an overlay of its own (as root, or
+ * unprivileged in a user namespace since Linux 5.11) whose lower layer is a
+ * directory it just wrote into the container: every file through it is
+ * "lower", so it looks like image content. An overlay's answer is therefore
+ * trusted only at the bottom of the stack: the layer that holds the file (its
+ * upper dentry, or the topmost lower one) is followed down while it is itself
+ * on overlayfs, and the bottom overlay's answer is the file's layer.
+ *
+ * A file reached through any overlay but the process's root overlay, or
+ * through a stack, is NESTED: an image binary run that way is still an
+ * overlay mounted inside the container (drift.nested_overlay_exec). Below a
+ * nested overlay a tmpfs layer makes the file a tmpfs file. Below the root
+ * overlay a tmpfs is the runtime's storage, unless it was mounted in a user
+ * namespace (an unprivileged user who chroot'ed into an overlay of its own).
+ */
+#define DW_OVL_MAX_DEPTH 3 /* overlays followed, the file's own included */
+
+/* The dentry one layer down that holds an overlay file. */
+static __always_inline struct dentry *ovl_real_dentry(struct dentry *dentry, struct inode *inode, u32 flags)
+{
+	if ((flags & DW_FILE_OVL_UPPER_DENTRY) && (flags & DW_FILE_OVL_UPPER_ALIAS))
+		return BPF_CORE_READ(ovl_inode_of(inode), __upperdentry);
+	/* A positive dentry without an upper has at least one lower. */
+	if (bpf_core_field_exists(struct ovl_entry___old, lowerstack)) {
+		struct ovl_entry___old *oe = BPF_CORE_READ(dentry, d_fsdata);
+		return BPF_CORE_READ(oe, lowerstack[0].dentry);
+	}
+	if (bpf_core_field_exists(struct ovl_inode___fsdata, oe)) {
+		struct ovl_inode___fsdata *oif = (void *)ovl_inode_of(inode);
+		return BPF_CORE_READ(oif, oe, __lowerstack[0].dentry);
+	}
+	return NULL;
+}
+
+/* The root the process sees: its container's root overlay, unless it chroot'ed. */
+static __always_inline struct super_block *current_root_sb(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(task, fs, root.mnt, mnt_sb);
+}
+
+static __always_inline u32 overlay_stack_flags(struct dentry *dentry, struct inode *inode, struct super_block *sb)
+{
+	u32 flags = overlay_file_flags(dentry, inode);
+	if (flags & DW_FILE_OVL_UNRESOLVED)
+		return flags;
+	struct super_block *root_sb = current_root_sb();
+	u32 nested = sb == root_sb ? 0 : DW_FILE_OVL_NESTED;
+	/* Unrolled: before 6.4 the verifier refuses a loop entered by falling through. */
+#pragma unroll
+	for (int depth = 0; depth < DW_OVL_MAX_DEPTH; depth++) {
+		struct dentry *real = ovl_real_dentry(dentry, inode, flags);
+		if (!real) {
+			/* Only an unknown overlay layout gets here; a nested file
+			 * must not pass for image content then. */
+			if (nested)
+				nested |= DW_FILE_OVL_UNFOLLOWED;
+			break;
+		}
+		struct super_block *real_sb = BPF_CORE_READ(real, d_sb);
+		u32 magic = (u32)BPF_CORE_READ(real_sb, s_magic);
+		if (magic == OVERLAYFS_SUPER_MAGIC) {
+			nested |= DW_FILE_OVL_NESTED;
+			if (depth == DW_OVL_MAX_DEPTH - 1) {
+				nested |= DW_FILE_OVL_UNFOLLOWED; /* deeper than we follow */
+				break;
+			}
+			sb = real_sb;
+			dentry = real;
+			inode = BPF_CORE_READ(real, d_inode);
+			flags = overlay_file_flags(dentry, inode);
+			continue;
+		}
+		if (magic == TMPFS_MAGIC && (sb != root_sb || BPF_CORE_READ(real_sb, s_user_ns, level) > 0)) {
+			flags = DW_FILE_OVERLAY | DW_FILE_TMPFS;
+			nested |= DW_FILE_OVL_NESTED;
+		}
+		break; /* the bottom: a plain filesystem, or tmpfs */
+	}
+	return flags | nested;
+}
+
 /* memfd files are unlinked shmem (or hugetlbfs) files named "memfd:<name>". */
 static __always_inline bool is_memfd(struct dentry *dentry, u32 magic)
 {
@@ -77,11 +165,12 @@ static __always_inline bool is_memfd(struct dentry *dentry, u32 magic)
 	       prefix[4] == 'd' && prefix[5] == ':';
 }
 
-static __always_inline u32 file_flags(struct dentry *dentry, struct inode *inode, u32 magic, u32 nlink)
+static __always_inline u32 file_flags(struct dentry *dentry, struct inode *inode, struct super_block *sb, u32 magic,
+					u32 nlink)
 {
 	u32 flags = 0;
 	if (magic == OVERLAYFS_SUPER_MAGIC)
-		flags |= overlay_file_flags(dentry, inode);
+		flags |= overlay_stack_flags(dentry, inode, sb);
 	if (is_memfd(dentry, magic))
 		flags |= DW_FILE_MEMFD;
 	else if (magic == TMPFS_MAGIC)
@@ -98,7 +187,7 @@ static __always_inline u32 file_flags(struct dentry *dentry, struct inode *inode
  * a writable plain mount counts only inside foreign namespaces (a volume). */
 static __always_inline bool file_is_drift_candidate(u32 flags)
 {
-	if (flags & (DW_FILE_MEMFD | DW_FILE_TMPFS | DW_FILE_UNLINKED | DW_FILE_OVL_UNRESOLVED))
+	if (flags & (DW_FILE_MEMFD | DW_FILE_TMPFS | DW_FILE_UNLINKED | DW_FILE_OVL_UNRESOLVED | DW_FILE_OVL_NESTED))
 		return true;
 	if (!(flags & DW_FILE_OVERLAY))
 		return (flags & DW_FILE_FOREIGN_NS) && !(flags & DW_FILE_MNT_READONLY);

@@ -37,9 +37,14 @@ struct qstr {
 	const unsigned char *name;
 };
 
+struct user_namespace {
+	int level; /* 0: the initial user namespace */
+};
+
 struct super_block {
 	__u32 s_dev;
 	unsigned long s_magic;
+	struct user_namespace *s_user_ns; /* the user namespace it was mounted in */
 };
 
 struct timespec64 {
@@ -214,10 +219,17 @@ struct ovl_inode {
 	struct dentry *__upperdentry;
 };
 
+/* One lower layer of an entry; before 5.x the first field was a vfsmount,
+ * since then an ovl_layer: only .dentry is read, by name. */
+struct ovl_path {
+	struct dentry *dentry;
+};
+
 /* >= 6.5 (upstream 0af950f57fef, backported by some distros to 5.14):
  * d_fsdata holds the entry flags directly, ovl_inode->oe holds the lowers. */
 struct ovl_entry___fsdata {
 	unsigned int __numlower;
+	struct ovl_path __lowerstack[0];
 };
 struct ovl_inode___fsdata {
 	struct ovl_entry___fsdata *oe;
@@ -231,6 +243,7 @@ struct ovl_entry___old {
 		};
 	};
 	unsigned int numlower;
+	struct ovl_path lowerstack[0];
 };
 
 enum ovl_entry_flag {
