@@ -71,10 +71,20 @@ export class PodmanStore {
     };
     // Labels need a podman call: fill them in when it answers, without
     // holding this lookup (the resolver caches this very object).
-    void this.labels(id).then((labels) => {
-      if (labels && Object.keys(labels).length) result.labels = labels;
-    });
+    void this.fillLabels(id, result);
     return result;
+  }
+
+  /** `podman inspect` can time out on a busy node: try again a few times, or the labels stay unknown for the cache's TTL. */
+  private async fillLabels(id: string, result: ContainerMetadata, attempts = 3): Promise<void> {
+    for (let i = 0; i < attempts; i++) {
+      const labels = await this.labels(id);
+      if (labels) {
+        if (Object.keys(labels).length) result.labels = labels;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 1_000 * (i + 1)).unref());
+    }
   }
 
   /** Is the container still known to podman? (for evicting the dead) */
@@ -94,7 +104,7 @@ export class PodmanStore {
           if (err) return resolve(undefined);
           try {
             const parsed = JSON.parse(stdout) as Record<string, string> | null;
-            resolve(parsed ?? undefined);
+            resolve(parsed ?? {});
           } catch {
             resolve(undefined);
           }

@@ -118,17 +118,28 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   // Overlay's types were unknown when the object loaded (the module came
   // later and could not be loaded up front): upper-layer files cannot be told
   // from image files until a restart. Say so once; the counter keeps the number.
+  // Likewise once for execs through an overlay mounted inside a container
+  // that the kernel could not follow to the file behind it (layer UNKNOWN).
+  let unresolvedSaid = false;
+  let unfollowedSaid = false;
   const unresolvedCheck = setInterval(() => {
-    let n = 0;
+    let stats: Record<string, number>;
     try {
-      n = kernel.stats()['ovl_unresolved'] ?? 0;
+      stats = kernel.stats();
     } catch {
       return; // closed
     }
-    if (n > 0) {
-      clearInterval(unresolvedCheck);
+    const n = stats['ovl_unresolved'] ?? 0;
+    if (n > 0 && !unresolvedSaid) {
+      unresolvedSaid = true;
       log.warn(`${n} exec(s) from overlayfs whose types were not known when the sensor loaded (overlay was not loaded then): restart the sensor to classify container layers`);
     }
+    const u = stats['ovl_unfollowed'] ?? 0;
+    if (u > 0 && !unfollowedSaid) {
+      unfollowedSaid = true;
+      log.warn(`${u} exec(s) through an overlay mounted inside a container could not be followed to the file behind it on this kernel: reported with layer UNKNOWN (kernel_ovl_unfollowed)`);
+    }
+    if (unresolvedSaid && unfollowedSaid) clearInterval(unresolvedCheck);
   }, opts.kernelCheckMs ?? 5_000);
   unresolvedCheck.unref();
   const resolver = opts.resolver;

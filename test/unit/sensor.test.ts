@@ -107,3 +107,20 @@ test('sensor: execs from overlay whose types were unknown at load are reported o
   assert.match(lines[0]!, /3 exec\(s\) from overlayfs whose types were not known .* restart the sensor/);
   assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_unresolved')?.value, 3);
 });
+
+test('sensor: nested-overlay execs the kernel could not follow are said once in the log and counted', async () => {
+  const lines: string[] = [];
+  const loader = { ...replayLoader([]), stats: () => ({ ovl_nested: 5, ovl_unfollowed: 2 }) };
+  const sensor = await startSensor({
+    log: createLogger('warn', (l) => lines.push(l)), loader, hostNamespaces: { mnt: 1, pid: 2 }, pollIntervalMs: 1, kernelCheckMs: 5,
+    sinks: [],
+  });
+  await until(() => lines.length > 0);
+  await new Promise((r) => setTimeout(r, 50));
+  await sensor.stop();
+  assert.equal(lines.length, 1, lines.join(''));
+  assert.match(lines[0]!, /2 exec\(s\) through an overlay mounted inside a container could not be followed .* UNKNOWN/);
+  assert.doesNotMatch(lines[0]!, /restart/);
+  assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_unfollowed')?.value, 2);
+  assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_nested')?.value, 5);
+});

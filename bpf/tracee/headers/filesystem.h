@@ -80,6 +80,10 @@ static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inod
  * upper dentry, or the topmost lower one) is followed down while it is itself
  * on overlayfs, and the bottom overlay's answer is the file's layer.
  *
+ * The common case stops early: the file is on the process's root overlay,
+ * which stacks on no other overlay (s_stack_depth 1) and was mounted in the
+ * initial user namespace (a rootful runtime); its own answer stands.
+ *
  * A file reached through any overlay but the process's root overlay, or
  * through a stack, is NESTED: an image binary run that way is still an
  * overlay mounted inside the container (drift.nested_overlay_exec). Below a
@@ -106,11 +110,32 @@ static __always_inline struct dentry *ovl_real_dentry(struct dentry *dentry, str
 	return NULL;
 }
 
-/* The root the process sees: its container's root overlay, unless it chroot'ed. */
-static __always_inline struct super_block *current_root_sb(void)
+/* The filesystem the process's root is on: its container's root overlay,
+ * unless it chroot'ed or pivot_root'ed into another. */
+struct dw_root_fs {
+	struct super_block *sb;
+	int stack_depth;  /* 1: its layers are on plain filesystems or tmpfs */
+	int userns_level; /* 0: mounted in the initial user namespace (a rootful runtime) */
+};
+
+static __always_inline struct dw_root_fs current_root_fs(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	return BPF_CORE_READ(task, fs, root.mnt, mnt_sb);
+	struct dw_root_fs r;
+	/* Direct, BTF-checked loads where the kernel has the helper (5.11+):
+	 * this runs for every image exec from an overlay. */
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		struct task_struct *task = bpf_get_current_task_btf();
+		struct super_block *sb = task->fs->root.mnt->mnt_sb;
+		r.sb = sb;
+		r.stack_depth = sb->s_stack_depth;
+		r.userns_level = sb->s_user_ns->level;
+	} else {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		r.sb = BPF_CORE_READ(task, fs, root.mnt, mnt_sb);
+		r.stack_depth = BPF_CORE_READ(r.sb, s_stack_depth);
+		r.userns_level = BPF_CORE_READ(r.sb, s_user_ns, level);
+	}
+	return r;
 }
 
 static __always_inline u32 overlay_stack_flags(struct dentry *dentry, struct inode *inode, struct super_block *sb)
@@ -118,9 +143,14 @@ static __always_inline u32 overlay_stack_flags(struct dentry *dentry, struct ino
 	u32 flags = overlay_file_flags(dentry, inode);
 	if (flags & DW_FILE_OVL_UNRESOLVED)
 		return flags;
-	struct super_block *root_sb = current_root_sb();
-	u32 nested = sb == root_sb ? 0 : DW_FILE_OVL_NESTED;
-	/* Unrolled: before 6.4 the verifier refuses a loop entered by falling through. */
+	struct dw_root_fs root = current_root_fs();
+	struct super_block *root_sb = root.sb;
+	u32 nested = 0;
+	if (sb != root_sb)
+		nested = DW_FILE_OVL_NESTED;
+	else if (root.stack_depth <= 1 && root.userns_level == 0)
+		return flags; /* the runtime's root overlay on its own storage: the common case stops here */
+	/* Unrolled: the verifier of Linux 6.1 refused this loop (a back-edge through a fall-through). */
 #pragma unroll
 	for (int depth = 0; depth < DW_OVL_MAX_DEPTH; depth++) {
 		struct dentry *real = ovl_real_dentry(dentry, inode, flags);

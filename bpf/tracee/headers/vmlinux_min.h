@@ -45,6 +45,7 @@ struct super_block {
 	__u32 s_dev;
 	unsigned long s_magic;
 	struct user_namespace *s_user_ns; /* the user namespace it was mounted in */
+	int s_stack_depth;                /* 1 + the deepest of the filesystems it stacks on */
 };
 
 struct timespec64 {

@@ -1,0 +1,86 @@
+// Kernel cost per image exec, this build against another build of the addon,
+// attached at the same time: both programs run on exactly the same execs, so
+// the machine's exec noise (other processes, ±50% exec rates) cancels out.
+// Each round attaches them in the other order (the second one finds the
+// kernel's data in cache), and the table has every round.
+//
+//   node dist/bench/kernel-ab.js <other ebpf_napi_loader.node> [execs] [rounds]
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MiniContainer } from '../test/helpers/minicontainer.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const require = createRequire(import.meta.url);
+
+interface ProgStat {
+  name: string;
+  runTimeNs: number;
+  runCount: number;
+}
+interface LoaderLike {
+  load(): void;
+  attach(): void;
+  close(): void;
+  programStats(): ProgStat[];
+}
+
+function open(addon: string): LoaderLike {
+  const { Loader } = require(addon) as { Loader: new (o: object) => LoaderLike };
+  const l = new Loader({});
+  l.load();
+  l.attach();
+  return l;
+}
+
+const execStats = (l: LoaderLike) => l.programStats().find((p) => p.name === 'sched_process_exec')!;
+
+export async function kernelAb(other: string, execs = 500, rounds = 4): Promise<Array<Record<string, string | number>>> {
+  const statsPath = '/proc/sys/kernel/bpf_stats_enabled';
+  const prevStats = readFileSync(statsPath, 'utf8').trim();
+  writeFileSync(statsPath, '1');
+  const ct = new MiniContainer();
+  const ours = join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node');
+  const rows: Array<Record<string, string | number>> = [];
+  try {
+    const diffs: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? [ours, other] : [other, ours];
+      const loaders = order.map(open);
+      const before = loaders.map(execStats);
+      const r = ct.run(`i=0; while [ $i -lt ${execs} ]; do /bin/busybox-img true; i=$((i+1)); done`, { timeoutMs: 300_000 });
+      if (r.status !== 0) throw new Error(`exec loop failed: ${r.stderr}`);
+      const after = loaders.map(execStats);
+      const ns = (i: number) => (after[i]!.runTimeNs - before[i]!.runTimeNs) / (after[i]!.runCount - before[i]!.runCount);
+      const iOurs = order.indexOf(ours);
+      const iOther = order.indexOf(other);
+      rows.push({
+        round,
+        first: iOurs === 0 ? 'this build' : 'other',
+        runs: after[iOurs]!.runCount - before[iOurs]!.runCount,
+        'this build ns/exec': Math.round(ns(iOurs)),
+        'other ns/exec': Math.round(ns(iOther)),
+        difference: `${ns(iOurs) - ns(iOther) >= 0 ? '+' : ''}${Math.round(ns(iOurs) - ns(iOther))} ns`,
+      });
+      diffs.push(ns(iOurs) - ns(iOther));
+      for (const l of loaders) l.close();
+    }
+    diffs.sort((a, b) => a - b);
+    const q = (p: number) => Math.round(diffs[Math.min(diffs.length - 1, Math.floor(p * diffs.length))]!);
+    rows.push({ round: 'median', first: '', runs: '', 'this build ns/exec': '', 'other ns/exec': '', difference: `${q(0.5) >= 0 ? '+' : ''}${q(0.5)} ns (quartiles ${q(0.25)} … ${q(0.75)})` });
+  } finally {
+    ct.destroy();
+    writeFileSync(statsPath, prevStats);
+  }
+  return rows;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const other = process.argv[2];
+  if (!other) {
+    console.error('usage: kernel-ab.js <other ebpf_napi_loader.node> [execs] [rounds]');
+    process.exit(2);
+  }
+  kernelAb(resolve(other), Number(process.argv[3] ?? 500), Number(process.argv[4] ?? 4)).then((rows) => console.table(rows));
+}
