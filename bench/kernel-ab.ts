@@ -4,7 +4,10 @@
 // Each round attaches them in the other order (the second one finds the
 // kernel's data in cache), and the table has every round.
 //
-//   node dist/bench/kernel-ab.js <other ebpf_napi_loader.node> [execs] [rounds]
+//   node dist/bench/kernel-ab.js <other ebpf_napi_loader.node> [execs] [rounds] [command]
+//
+// command defaults to a static image binary; '/bin/true-dyn' is a dynamic one
+// (the loader and libc are looked up during its exec).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -36,7 +39,7 @@ function open(addon: string): LoaderLike {
 
 const execStats = (l: LoaderLike) => l.programStats().find((p) => p.name === 'sched_process_exec')!;
 
-export async function kernelAb(other: string, execs = 500, rounds = 4): Promise<Array<Record<string, string | number>>> {
+export async function kernelAb(other: string, execs = 500, rounds = 4, command = '/bin/busybox-img true'): Promise<Array<Record<string, string | number>>> {
   const statsPath = '/proc/sys/kernel/bpf_stats_enabled';
   const prevStats = readFileSync(statsPath, 'utf8').trim();
   writeFileSync(statsPath, '1');
@@ -49,7 +52,7 @@ export async function kernelAb(other: string, execs = 500, rounds = 4): Promise<
       const order = round % 2 === 0 ? [ours, other] : [other, ours];
       const loaders = order.map(open);
       const before = loaders.map(execStats);
-      const r = ct.run(`i=0; while [ $i -lt ${execs} ]; do /bin/busybox-img true; i=$((i+1)); done`, { timeoutMs: 300_000 });
+      const r = ct.run(`i=0; while [ $i -lt ${execs} ]; do ${command}; i=$((i+1)); done`, { timeoutMs: 300_000 });
       if (r.status !== 0) throw new Error(`exec loop failed: ${r.stderr}`);
       const after = loaders.map(execStats);
       const ns = (i: number) => (after[i]!.runTimeNs - before[i]!.runTimeNs) / (after[i]!.runCount - before[i]!.runCount);
@@ -79,8 +82,8 @@ export async function kernelAb(other: string, execs = 500, rounds = 4): Promise<
 if (import.meta.url === `file://${process.argv[1]}`) {
   const other = process.argv[2];
   if (!other) {
-    console.error('usage: kernel-ab.js <other ebpf_napi_loader.node> [execs] [rounds]');
+    console.error('usage: kernel-ab.js <other ebpf_napi_loader.node> [execs] [rounds] [command]');
     process.exit(2);
   }
-  kernelAb(resolve(other), Number(process.argv[3] ?? 500), Number(process.argv[4] ?? 4)).then((rows) => console.table(rows));
+  kernelAb(resolve(other), Number(process.argv[3] ?? 500), Number(process.argv[4] ?? 4), process.argv[5]).then((rows) => console.table(rows));
 }
