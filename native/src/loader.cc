@@ -9,6 +9,7 @@
 
 #include "dw_loader.h"
 #include "events.h"
+#include "safe_open.h"
 
 namespace {
 
@@ -202,7 +203,10 @@ class Loader : public Napi::ObjectWrap<Loader> {
   dw_loader *l_ = nullptr;
 };
 
-Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return Loader::Init(env, exports); }
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  SafeOpenInit(env, exports);
+  return Loader::Init(env, exports);
+}
 
 }  // namespace
 

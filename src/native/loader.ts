@@ -52,9 +52,29 @@ export interface LoaderError extends Error {
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const addonPath = join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node');
 
+/** Flags and resolve bits for openat2, as the addon was compiled with them. */
+export interface Openat2Constants {
+  AT_FDCWD: number;
+  O_RDONLY: number;
+  O_PATH: number;
+  O_DIRECTORY: number;
+  O_NOFOLLOW: number;
+  O_NONBLOCK: number;
+  O_NOCTTY: number;
+  O_CLOEXEC: number;
+  RESOLVE_NO_XDEV: number;
+  RESOLVE_NO_MAGICLINKS: number;
+  RESOLVE_NO_SYMLINKS: number;
+  RESOLVE_BENEATH: number;
+  RESOLVE_IN_ROOT: number;
+}
+
 interface Addon {
   Loader: new (opts: LoaderOptions) => NativeLoader;
   statNames: string[];
+  /** openat2(2) on the thread pool; rejects with an Error whose code is the errno name. */
+  openat2(dirfd: number, path: string, flags: number, resolve: number): Promise<number>;
+  openat2Constants: Openat2Constants;
 }
 
 let addon: Addon | undefined;
