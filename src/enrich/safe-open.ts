@@ -66,7 +66,10 @@ export interface SafeOpenOptions {
   crossMounts?: boolean;
 }
 
-export type Opened = { ok: true; file: VerifiedFile } | { ok: false; reason: UnreadableReason; error?: string };
+export type Opened =
+  | { ok: true; file: VerifiedFile }
+  /** failedAt 'root': root itself could not be opened (its process is gone), nothing was looked up in it. */
+  | { ok: false; reason: UnreadableReason; error?: string; failedAt?: 'root' };
 export type HashResult = { sha256: string; reason?: undefined } | { sha256?: undefined; reason: UnreadableReason };
 
 export const DEFAULT_MAX_BYTES = 256 << 20;
@@ -220,10 +223,15 @@ export async function openInRoot(root: string, path: string, opts: SafeOpenOptio
   const xdev = opts.crossMounts && opts.expect.kind !== 'upper' ? 0 : k.RESOLVE_NO_XDEV;
   const fds: number[] = [];
   let lastComponent = false;
+  let rootFd: number;
   try {
     // root is ours to name (/proc/<pid>/root is a magic link we mean to follow).
-    const rootFd = await openat2(k.AT_FDCWD, root, k.O_PATH | k.O_DIRECTORY | k.O_CLOEXEC, 0);
-    fds.push(rootFd);
+    rootFd = await openat2(k.AT_FDCWD, root, k.O_PATH | k.O_DIRECTORY | k.O_CLOEXEC, 0);
+  } catch (err) {
+    return { ok: false, reason: reasonOf(err, false), error: String(err), failedAt: 'root' };
+  }
+  fds.push(rootFd);
+  try {
     const dirFd = await openat2(rootFd, split.dir, k.O_PATH | k.O_DIRECTORY | k.O_CLOEXEC, k.RESOLVE_IN_ROOT | k.RESOLVE_NO_MAGICLINKS | xdev);
     fds.push(dirFd);
     lastComponent = true;

@@ -6,6 +6,7 @@ import { readlink } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import { OverlayFacts } from '../enrich/overlay-facts.js';
+import { UNREADABLE_REASONS, type KernelFileId } from '../enrich/safe-open.js';
 import type { DetectionEvent, ExecDetection, FileFacts } from '../signatures/sdk.js';
 import { isUnlinked } from './classify.js';
 import { containerOf, type HostNamespaces } from './container.js';
@@ -43,6 +44,11 @@ export function createEnricher(opts: EnricherOptions): Enricher {
   const procRoot = opts.procRoot ?? '/proc';
   const overlay = opts.overlay ?? new OverlayFacts({ procRoot });
   const { metrics, resolver } = opts;
+  // Zero series per reason, so an alert on a rising reason works from the start.
+  for (const reason of UNREADABLE_REASONS) {
+    metrics.inc('file_hash_unavailable_total', { reason }, 0);
+    metrics.inc('same_as_image_unavailable_total', { reason }, 0);
+  }
 
   /** The process, then its ancestors up to the container's init: whoever is still alive. */
   const lineage = (rec: DecodedEvent): number[] =>
@@ -50,18 +56,32 @@ export function createEnricher(opts: EnricherOptions): Enricher {
 
   async function fileFacts(rec: DecodedEvent): Promise<FileFacts> {
     const facts: FileFacts = {};
-    const key = `${rec.dev}:${rec.inode}:${rec.ctimeSec}:${rec.ctimeNsec}`;
-    const dirs = rec.layer.startsWith('UPPER') ? await overlay.overlayOf(rec.mntNs, lineage(rec)) : null;
-    // An exec'd file is readable through /proc/<pid>/exe even when unlinked or a memfd;
-    // once the process is gone, an upper-layer file is still in the upper dir.
-    let sha = rec.kind === 'exec' ? await overlay.hash(key, `${procRoot}/${rec.hostPid}/exe`) : undefined;
-    if (!sha && dirs && !rec.pathTruncated) sha = await overlay.hash(key, `${dirs.upper}${rec.path}`);
-    if (!sha && rec.kind === 'mmap_exec') sha = await overlay.hash(key, `${procRoot}/${rec.hostPid}/root${rec.path}`);
-    if (sha) facts.sha256 = sha;
-    else metrics.inc('file_hash_unavailable_total');
-    if (sha && dirs && rec.layer === 'UPPER_COPIED_UP') {
+    const upper = rec.layer === 'UPPER_NEW' || rec.layer === 'UPPER_COPIED_UP';
+    const dirs = upper ? await overlay.overlayOf(rec.mntNs, lineage(rec)) : null;
+    const unlinked = isUnlinked(rec.fileFlags);
+    // mmap records carry no ctime: device and inode identify the file there.
+    const id: KernelFileId = rec.kind === 'exec' ? { dev: rec.dev, inode: rec.inode, ctimeSec: rec.ctimeSec, ctimeNsec: rec.ctimeNsec } : { dev: rec.dev, inode: rec.inode };
+    const hashed = await overlay.executedHash({
+      id,
+      ...(rec.pathTruncated || unlinked ? {} : { path: rec.path }),
+      ...(rec.kind === 'exec' ? { exePid: rec.hostPid } : {}),
+      rootPids: lineage(rec),
+      upper,
+      upperNew: rec.layer === 'UPPER_NEW',
+      dirs,
+    });
+    if (hashed.reason === undefined) facts.sha256 = hashed.sha256;
+    else {
+      facts.sha256Unavailable = hashed.reason;
+      metrics.inc('file_hash_unavailable_total', { reason: hashed.reason });
+    }
+    if (hashed.sha256 && dirs && rec.layer === 'UPPER_COPIED_UP' && !rec.pathTruncated) {
       const image = await overlay.imageHash(dirs, rec.path);
-      if (image) facts.sameAsImage = image === sha;
+      if (image.reason === undefined) facts.sameAsImage = image.sha256 === hashed.sha256;
+      else {
+        facts.sameAsImageUnavailable = image.reason;
+        metrics.inc('same_as_image_unavailable_total', { reason: image.reason });
+      }
     }
     return facts;
   }

@@ -39,6 +39,7 @@ export function toFalco(f: Finding): Record<string, unknown> {
       'proc.exepath': exe.path,
       'proc.is_exe_upper_layer': exe.layer === 'UPPER_NEW' || exe.layer === 'UPPER_COPIED_UP',
       'proc.exe_sha256': exe.sha256 ?? null,
+      'proc.exe_sha256_unavailable': exe.sha256Unavailable ?? null,
       'user.uid': p.uid,
       'container.id': c.id ? c.id.slice(0, 12) : 'host',
       'container.full_id': c.id || null,

@@ -4,17 +4,24 @@
 import type { Layer } from '../pipeline/classify.js';
 import type { ExecEvent, MmapEvent } from '../pipeline/decode.js';
 import type { ContainerInfo } from '../pipeline/container.js';
+import type { UnreadableReason } from '../enrich/safe-open.js';
 
 export type Severity = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW' | 'INFO';
 export const SEVERITIES: readonly Severity[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW', 'INFO'];
 
 export type EventKindName = 'exec' | 'mmap_exec';
 
-/** What enrichment learnt about the executed (or mapped) file. */
+/**
+ * What enrichment learnt about the executed (or mapped) file. Only ever read
+ * from the file the kernel saw (device, inode, ctime); when it could not be,
+ * the *Unavailable field says why.
+ */
 export interface FileFacts {
   sha256?: string;
+  sha256Unavailable?: UnreadableReason;
   /** The same path exists in the image's lower layers with identical content (chmod/touch copy-up). */
   sameAsImage?: boolean;
+  sameAsImageUnavailable?: UnreadableReason;
 }
 
 /** For a #! script: the script file (the exec record's file is its interpreter). */

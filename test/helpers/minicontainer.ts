@@ -2,7 +2,7 @@
 // layer, mounted inside a private mount + pid namespace and chroot'ed into.
 // The mounts live only in that namespace, so they vanish with its last
 // process even if a test fails half way.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -102,6 +102,33 @@ export class MiniContainer {
    * mount and pid namespaces; /dev/shm inside is a tmpfs.
    */
   run(script: string, opts: { timeoutMs?: number } = {}): RunResult {
+    const { runDir, args } = this.prepare(script);
+    const r = spawnSync('unshare', args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 20_000 });
+    rmSync(runDir, { recursive: true, force: true });
+    return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  }
+
+  /**
+   * Like run, without waiting: the test can act while the container lives.
+   * `output` holds what the script printed so far.
+   */
+  start(script: string, opts: { timeoutMs?: number } = {}): { output: () => string; done: Promise<RunResult> } {
+    const { runDir, args } = this.prepare(script);
+    const child = spawn('unshare', args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 20_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const done = new Promise<RunResult>((res) =>
+      child.on('close', (status) => {
+        rmSync(runDir, { recursive: true, force: true });
+        res({ status, stdout, stderr });
+      }),
+    );
+    return { output: () => stdout, done };
+  }
+
+  private prepare(script: string): { runDir: string; args: string[] } {
     const runDir = mkdtempSync(join(this.dir, 'run-'));
     const upper = join(runDir, 'upper');
     const work = join(runDir, 'work');
@@ -118,12 +145,7 @@ export class MiniContainer {
       `mount -o remount,bind,ro ${merged}/mnt/ro`,
       `exec chroot ${merged} /bin/sh -c "$1"`,
     ].join('\n');
-    const r = spawnSync('unshare', ['--mount', '--pid', '--fork', '/bin/sh', '-c', setup, 'minicontainer', script], {
-      encoding: 'utf8',
-      timeout: opts.timeoutMs ?? 20_000,
-    });
-    rmSync(runDir, { recursive: true, force: true });
-    return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+    return { runDir, args: ['--mount', '--pid', '--fork', '/bin/sh', '-c', setup, 'minicontainer', script] };
   }
 
   destroy(): void {
