@@ -78,6 +78,28 @@ const closeFd = promisify(closeCb);
 const fstat = (fd: number) =>
   new Promise<BigIntStats>((resolve, reject) => fstatCb(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
 
+/**
+ * Every file system call made here holds one of a few slots. A container
+ * can make a lookup hang (a FUSE mount that never answers); that pins
+ * thread-pool threads, and Node has four. With at most two held here, the
+ * spool and the rest of the sensor keep theirs; lookups queue behind a hung
+ * one and the caller's deadline gives up on them.
+ */
+export const MAX_CONCURRENT_CALLS = 2;
+let busy = 0;
+const waiting: Array<() => void> = [];
+async function inSlot<T>(fn: () => Promise<T>): Promise<T> {
+  if (busy >= MAX_CONCURRENT_CALLS) await new Promise<void>((r) => waiting.push(r));
+  else busy++;
+  try {
+    return await fn();
+  } finally {
+    const next = waiting.shift();
+    if (next) next(); // the slot passes on
+    else busy--;
+  }
+}
+
 let consts: Openat2Constants | undefined;
 function c(): Openat2Constants {
   return (consts ??= loadAddon().openat2Constants);
@@ -122,11 +144,11 @@ function reasonOf(err: unknown, lastComponent: boolean): UnreadableReason {
 async function openat2(dirfd: number, path: string, flags: number, resolve: number): Promise<number> {
   const addon = loadAddon();
   try {
-    return await addon.openat2(dirfd, path, flags, resolve);
+    return await inSlot(() => addon.openat2(dirfd, path, flags, resolve));
   } catch (err) {
     // A rename or mount raced the lookup (RESOLVE_IN_ROOT/BENEATH): once more.
     if ((err as { code?: string }).code !== 'EAGAIN') throw err;
-    return addon.openat2(dirfd, path, flags, resolve);
+    return inSlot(() => addon.openat2(dirfd, path, flags, resolve));
   }
 }
 
@@ -149,7 +171,7 @@ export class VerifiedFile {
     const { O_RDONLY, O_NONBLOCK, O_NOCTTY, O_CLOEXEC } = c();
     let fh;
     try {
-      fh = await openFd(`/proc/self/fd/${this.fd}`, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+      fh = await inSlot(() => openFd(`/proc/self/fd/${this.fd}`, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     } catch (err) {
       return { reason: reasonOf(err, true) };
     }
@@ -158,13 +180,13 @@ export class VerifiedFile {
       const buf = Buffer.allocUnsafe(CHUNK);
       let total = 0;
       for (;;) {
-        const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
+        const { bytesRead } = await inSlot(() => fh!.read(buf, 0, CHUNK, null));
         if (bytesRead === 0) break;
         total += bytesRead;
         if (total > this.maxBytes) return { reason: 'too_large' };
         h.update(buf.subarray(0, bytesRead));
       }
-      const after = await fh.stat({ bigint: true });
+      const after = await inSlot(() => fh!.stat({ bigint: true }));
       if (after.ctimeNs !== this.stat.ctimeNs || after.size !== this.stat.size || BigInt(total) !== after.size || !matches(after, this.expect)) {
         return { reason: 'replaced' };
       }
@@ -172,7 +194,7 @@ export class VerifiedFile {
     } catch (err) {
       return { reason: reasonOf(err, true) };
     } finally {
-      await fh.close().catch(() => undefined);
+      await inSlot(() => fh!.close()).catch(() => undefined);
     }
   }
 
@@ -187,7 +209,7 @@ async function verify(fd: number, opts: SafeOpenOptions): Promise<Opened> {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
   let st: BigIntStats;
   try {
-    st = await fstat(fd);
+    st = await inSlot(() => fstat(fd));
   } catch (err) {
     await closeFd(fd).catch(() => undefined);
     return { ok: false, reason: reasonOf(err, true), error: String(err) };

@@ -7,7 +7,10 @@ import { LRUCache } from 'lru-cache';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import { OverlayFacts } from '../enrich/overlay-facts.js';
 import { UNREADABLE_REASONS, type KernelFileId } from '../enrich/safe-open.js';
-import type { DetectionEvent, ExecDetection, FileFacts } from '../signatures/sdk.js';
+import type { FileFactReason } from '../signatures/sdk.js';
+
+const FILE_FACT_REASONS: readonly FileFactReason[] = [...UNREADABLE_REASONS, 'timeout'];
+import type { DetectionEvent, FileFacts, ScriptFacts } from '../signatures/sdk.js';
 import { isUnlinked } from './classify.js';
 import { containerOf, type HostNamespaces } from './container.js';
 import type { DecodedEvent, ExecEvent } from './decode.js';
@@ -25,6 +28,18 @@ export interface EnricherOptions {
   resolver?: MetadataResolver;
   procRoot?: string;
   overlay?: OverlayFacts;
+  /** How long file facts (hash, image comparison, script layer) may hold an event; default 10 s. */
+  fileFactsTimeoutMs?: number;
+}
+
+/** p's value, or onTimeout's after ms: a container can make a file lookup hang (FUSE). */
+function withDeadline<T>(p: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<T>((res) => {
+    timer = setTimeout(() => res(onTimeout()), ms);
+    timer.unref();
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** Parent pid → executable, briefly: one shell spawning many payloads is read once. */
@@ -44,8 +59,9 @@ export function createEnricher(opts: EnricherOptions): Enricher {
   const procRoot = opts.procRoot ?? '/proc';
   const overlay = opts.overlay ?? new OverlayFacts({ procRoot });
   const { metrics, resolver } = opts;
+  const deadlineMs = opts.fileFactsTimeoutMs ?? 10_000;
   // Zero series per reason, so an alert on a rising reason works from the start.
-  for (const reason of UNREADABLE_REASONS) {
+  for (const reason of FILE_FACT_REASONS) {
     metrics.inc('file_hash_unavailable_total', { reason }, 0);
     metrics.inc('same_as_image_unavailable_total', { reason }, 0);
   }
@@ -71,36 +87,22 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       dirs,
     });
     if (hashed.reason === undefined) facts.sha256 = hashed.sha256;
-    else {
-      facts.sha256Unavailable = hashed.reason;
-      metrics.inc('file_hash_unavailable_total', { reason: hashed.reason });
-    }
+    else facts.sha256Unavailable = hashed.reason;
     if (hashed.sha256 && dirs && rec.layer === 'UPPER_COPIED_UP' && !rec.pathTruncated) {
       const image = await overlay.imageHash(dirs, rec.path);
       if (image.reason === undefined) facts.sameAsImage = image.sha256 === hashed.sha256;
-      else {
-        facts.sameAsImageUnavailable = image.reason;
-        metrics.inc('same_as_image_unavailable_total', { reason: image.reason });
-      }
+      else facts.sameAsImageUnavailable = image.reason;
     }
     return facts;
   }
 
-  async function scriptFacts(exec: ExecEvent, ev: ExecDetection): Promise<void> {
+  async function scriptFacts(exec: ExecEvent): Promise<ScriptFacts> {
     const path = exec.filename;
-    ev.script = { path };
     const seen = exec.scriptLayer; // the kernel saw the script itself: no lookup, no race
-    if (seen) {
-      ev.script.layer = seen;
-      ev.script.source = 'kernel';
-      return;
-    }
+    if (seen) return { path, layer: seen, source: 'kernel' };
     const dirs = await overlay.overlayOf(exec.mntNs, lineage(exec));
     const layer = dirs ? await overlay.layerOf(dirs, path) : undefined;
-    if (layer) {
-      ev.script.layer = layer;
-      ev.script.source = 'overlay';
-    } else metrics.inc('script_layer_unknown_total');
+    return layer ? { path, layer, source: 'overlay' } : { path };
   }
 
   return {
@@ -117,11 +119,26 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       // Image files (only sent when recording everything, or as a script's
       // interpreter) need no file facts: they cannot be drift themselves.
       const drifted = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags);
-      if (drifted) work.push(fileFacts(rec).then((f) => (ev.file = f)));
+      if (drifted) {
+        work.push(
+          withDeadline(fileFacts(rec), deadlineMs, (): FileFacts => ({ sha256Unavailable: 'timeout' })).then((f) => {
+            ev.file = f;
+            if (f.sha256Unavailable) metrics.inc('file_hash_unavailable_total', { reason: f.sha256Unavailable });
+            if (f.sameAsImageUnavailable) metrics.inc('same_as_image_unavailable_total', { reason: f.sameAsImageUnavailable });
+          }),
+        );
+      }
       if (ev.kind === 'exec') {
         const exec = ev.exec;
         if (drifted) work.push(parentExecutable(exec.hostPpid, procRoot).then((p) => p && (ev.parentExecutable = p)));
-        if (exec.fileFlags & FileFlag.SCRIPT) work.push(scriptFacts(exec, ev));
+        if (exec.fileFlags & FileFlag.SCRIPT) {
+          work.push(
+            withDeadline(scriptFacts(exec), deadlineMs, (): ScriptFacts => ({ path: exec.filename })).then((script) => {
+              ev.script = script;
+              if (!script.layer) metrics.inc('script_layer_unknown_total');
+            }),
+          );
+        }
       }
       if (resolver && container.id) {
         work.push(

@@ -11,6 +11,9 @@ export const SEVERITIES: readonly Severity[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'L
 
 export type EventKindName = 'exec' | 'mmap_exec';
 
+/** Why a file fact is missing: safe-open's reasons, or no answer within the enrichment deadline. */
+export type FileFactReason = UnreadableReason | 'timeout';
+
 /**
  * What enrichment learnt about the executed (or mapped) file. Only ever read
  * from the file the kernel saw (device, inode, ctime); when it could not be,
@@ -18,10 +21,10 @@ export type EventKindName = 'exec' | 'mmap_exec';
  */
 export interface FileFacts {
   sha256?: string;
-  sha256Unavailable?: UnreadableReason;
+  sha256Unavailable?: FileFactReason;
   /** The same path exists in the image's lower layers with identical content (chmod/touch copy-up). */
   sameAsImage?: boolean;
-  sameAsImageUnavailable?: UnreadableReason;
+  sameAsImageUnavailable?: FileFactReason;
 }
 
 /** For a #! script: the script file (the exec record's file is its interpreter). */

@@ -197,6 +197,19 @@ describe('the upper dir stands in for a container that is gone (real overlay mou
     assert.deepEqual(await facts.executedHash({ id: id2, path: '/swap2', rootPids: [], upper: true, upperNew: true, dirs: dirsOf() }), { reason: 'replaced' });
   });
 
+  test('#! script layers by name: only regular files inside each layer count', async () => {
+    const d = dirsOf();
+    writeFileSync(join(lower, 'img.sh'), '#!/bin/sh\n');
+    symlinkSync(join(lower, 'img.sh'), join(lower, 'abs.sh')); // an image symlink to a host path (here: the image's own file)
+    writeFileSync(join(ov.merged, 'new.sh'), '#!/bin/sh\n');
+    symlinkSync(join(lower, 'img.sh'), join(ov.merged, 'planted.sh'));
+    assert.equal(await facts.layerOf(d, '/img.sh'), 'LOWER');
+    assert.equal(await facts.layerOf(d, '/new.sh'), 'UPPER_NEW');
+    assert.equal(await facts.layerOf(d, '/abs.sh'), undefined, 'a lower symlink is no answer, wherever it points');
+    assert.equal(await facts.layerOf(d, '/planted.sh'), undefined, 'an upper symlink to a host file is no answer');
+    assert.equal(await facts.layerOf(d, `/../../../..${join(lower, 'img.sh')}`), undefined, '.. stays inside each layer');
+  });
+
   test('a copied-up file keeps its lower inode number in the overlay: its upper file is not taken for it', async () => {
     writeFileSync(join(ov.merged, 'img'), 'changed\n');
     const id = record(join(ov.merged, 'img'));
