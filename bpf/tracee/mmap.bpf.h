@@ -102,6 +102,8 @@ int sys_enter_mmap(struct sys_enter_mmap_args *ctx)
 	e->mmap_flags = ctx->flags;
 	e->start_time_ns = BPF_CORE_READ(task, start_time);
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	inode_ctime(inode, &e->ctime_sec, &e->ctime_nsec);
+	e->pad = 0;
 
 	u32 trunc = 0, off = 0, n;
 	char *data = s->data;

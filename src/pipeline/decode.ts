@@ -235,8 +235,8 @@ export class MmapEvent extends RecordView implements ProcessFileRecord {
   get mode(): number { return this.raw.readUInt32LE(MMAP.mode); }
   get nlink(): number { return this.raw.readUInt32LE(MMAP.nlink); }
   get fsMagic(): number { return this.raw.readUInt32LE(MMAP.fsMagic); }
-  get ctimeSec(): bigint { return 0n; }
-  get ctimeNsec(): number { return 0; }
+  get ctimeSec(): bigint { return this.raw.readBigInt64LE(MMAP.ctimeSec); }
+  get ctimeNsec(): number { return this.raw.readUInt32LE(MMAP.ctimeNsec); }
   get fileFlags(): number { return this.raw.readUInt32LE(MMAP.fileFlags); }
   get prot(): number { return this.raw.readUInt32LE(MMAP.prot); }
   get mmapFlags(): number { return this.raw.readUInt32LE(MMAP.mmapFlags); }

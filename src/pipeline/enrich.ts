@@ -75,8 +75,7 @@ export function createEnricher(opts: EnricherOptions): Enricher {
     const upper = rec.layer === 'UPPER_NEW' || rec.layer === 'UPPER_COPIED_UP';
     const dirs = upper ? await overlay.overlayOf(rec.mntNs, lineage(rec)) : null;
     const unlinked = isUnlinked(rec.fileFlags);
-    // mmap records carry no ctime: device and inode identify the file there.
-    const id: KernelFileId = rec.kind === 'exec' ? { dev: rec.dev, inode: rec.inode, ctimeSec: rec.ctimeSec, ctimeNsec: rec.ctimeNsec } : { dev: rec.dev, inode: rec.inode };
+    const id: KernelFileId = { dev: rec.dev, inode: rec.inode, ctimeSec: rec.ctimeSec, ctimeNsec: rec.ctimeNsec };
     const hashed = await overlay.executedHash({
       id,
       ...(rec.pathTruncated || unlinked ? {} : { path: rec.path }),

@@ -3,7 +3,7 @@
 
 export const EventKind = { EXEC: 1, MMAP_EXEC: 2 } as const;
 export const EXEC_VERSION = 2;
-export const MMAP_VERSION = 1;
+export const MMAP_VERSION = 2;
 
 export const FRAME_HEADER = 8; // [u32 len][u32 0] before each record in a batch
 
@@ -69,7 +69,9 @@ export const MMAP = {
   truncFlags: 92,
   startTimeNs: 96,
   comm: 104,
-  data: 120,
+  ctimeSec: 120,
+  ctimeNsec: 128,
+  data: 136,
 } as const;
 
 export const COMM_LEN = 16;

@@ -3,7 +3,7 @@
 // The mounts live only in that namespace, so they vanish with its last
 // process even if a test fails half way.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -168,12 +168,60 @@ export function mountHostOverlay(lower: string): { merged: string; cleanup: () =
   };
 }
 
-/** BPF programs of ours still loaded (by name), for leak checks. */
-export function loadedDriftwatchPrograms(): string[] {
-  const r = spawnSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' });
-  if (r.status !== 0) return [];
-  const progs = JSON.parse(r.stdout) as Array<{ name?: string; id: number }>;
-  return progs.filter((p) => (p.name ?? '').startsWith('sched_process_e')).map((p) => `${p.id}:${p.name}`);
+/**
+ * The BPF programs and links a process holds (from its fds), by id. Other
+ * sensors may run on the same machine: leak checks look at these ids only,
+ * never at every program with our names.
+ */
+export interface BpfObjects {
+  progs: number[];
+  links: number[];
+}
+
+export function bpfObjectsOf(pid: number): BpfObjects {
+  const progs = new Set<number>();
+  const links = new Set<number>();
+  let fds: string[] = [];
+  try {
+    fds = readdirSync(`/proc/${pid}/fdinfo`);
+  } catch {
+    return { progs: [], links: [] };
+  }
+  for (const fd of fds) {
+    let info: string;
+    try {
+      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const link = /^link_id:\s*(\d+)$/m.exec(info);
+    const prog = /^prog_id:\s*(\d+)$/m.exec(info);
+    if (link) links.add(Number(link[1]));
+    else if (prog) progs.add(Number(prog[1]));
+  }
+  return { progs: [...progs].sort((x, y) => x - y), links: [...links].sort((x, y) => x - y) };
+}
+
+function loadedIds(kind: 'prog' | 'link'): Set<number> {
+  const r = spawnSync('bpftool', [kind, 'show', '--json'], { encoding: 'utf8' });
+  if (r.status !== 0) return new Set();
+  return new Set((JSON.parse(r.stdout || '[]') as Array<{ id: number }>).map((o) => o.id));
+}
+
+/** Which of ids the kernel still has, as "prog:<id>"/"link:<id>"; programs are freed after their last fd closes (RCU): allow it a moment. */
+export async function waitForBpfObjectsGone(ids: BpfObjects, timeoutMs = 5_000): Promise<string[]> {
+  const left = () => {
+    const progs = loadedIds('prog');
+    const links = loadedIds('link');
+    return [...ids.progs.filter((i) => progs.has(i)).map((i) => `prog:${i}`), ...ids.links.filter((i) => links.has(i)).map((i) => `link:${i}`)];
+  };
+  const deadline = Date.now() + timeoutMs;
+  let l = left();
+  while (l.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    l = left();
+  }
+  return l;
 }
 
 /** Overlay mounts left behind by tests in the host namespace. */
@@ -181,15 +229,4 @@ export function leftoverTestMounts(): string[] {
   return readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
     .filter((l) => l.includes('driftwatch-ct-') || l.includes('driftwatch-host-'));
-}
-
-/** Programs are freed by the kernel after their last fd closes (RCU): allow it a moment. */
-export async function waitForNoDriftwatchPrograms(timeoutMs = 5_000): Promise<string[]> {
-  const deadline = Date.now() + timeoutMs;
-  let left = loadedDriftwatchPrograms();
-  while (left.length && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 100));
-    left = loadedDriftwatchPrograms();
-  }
-  return left;
 }

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bpfObjectsOf, type BpfObjects } from './minicontainer.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const cliPath = join(repoRoot, 'bin', 'driftwatch.js');
@@ -18,6 +19,8 @@ export type Finding = Complete<FindingJson>;
 export class SensorProcess {
   readonly findings: Finding[] = [];
   stderr = '';
+  /** The BPF programs and links this sensor holds once attached: leak checks look for these ids. */
+  bpf: BpfObjects = { progs: [], links: [] };
   private child: ChildProcess;
   private buffered = '';
   private waiters: Array<() => void> = [];
@@ -56,6 +59,7 @@ export class SensorProcess {
     const s = new SensorProcess(child, dataDir);
     await s.waitFor(() => /attached/i.test(s.stderr) || child.exitCode !== null, 30_000, 'sensor to attach');
     if (child.exitCode !== null) throw new Error(`sensor exited early (${child.exitCode}): ${s.stderr}`);
+    s.bpf = bpfObjectsOf(child.pid!);
     return s;
   }
 

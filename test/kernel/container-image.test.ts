@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { kernelSkipReason, waitForNoDriftwatchPrograms } from '../helpers/minicontainer.js';
+import { bpfObjectsOf, kernelSkipReason, waitForBpfObjectsGone } from '../helpers/minicontainer.js';
 import { PodmanContainers, ensureTestImage, podmanSkipReason } from '../helpers/podman.js';
 import type { Finding } from '../helpers/sensor-process.js';
 
@@ -132,6 +132,9 @@ describe('the container image: built here, sensor in a privileged host-pid conta
       if (state === 'false') throw new Error(`sensor container exited before attaching:\n${detail()}`);
       return undefined;
     }, 120_000, 'the sensor in the container to attach', detail);
+    // The programs and links the sensor (the container's first process, seen from the host) holds.
+    const bpf = bpfObjectsOf(Number(podmanOk(['inspect', '--format', '{{.State.Pid}}', sensorName]).trim()));
+    assert.notDeepEqual(bpf.progs, [], 'the sensor in the container holds its programs');
 
     const n = randomBytes(4).toString('hex');
     // busybox picks its applet by name: a "busybox" prefix keeps it working.
@@ -156,6 +159,6 @@ describe('the container image: built here, sensor in a privileged host-pid conta
     podmanOk(['stop', '-t', '30', sensorName], 60_000);
     const exit = podmanOk(['inspect', '--format', '{{.State.ExitCode}}', sensorName]);
     assert.equal(exit, '0', `sensor container exit code; log:\n${sensorOutput(sensorName).log.slice(-2000)}`);
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await waitForBpfObjectsGone(bpf), []);
   });
 });

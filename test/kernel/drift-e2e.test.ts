@@ -13,7 +13,7 @@ import {
   kernelSkipReason,
   leftoverTestMounts,
   mountHostOverlay,
-  waitForNoDriftwatchPrograms,
+  waitForBpfObjectsGone,
 } from '../helpers/minicontainer.js';
 import { SensorProcess, argsContain, cliPath, type Finding } from '../helpers/sensor-process.js';
 
@@ -26,7 +26,6 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
   const nonce = () => randomBytes(4).toString('hex');
 
   before(async () => {
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), [], 'no driftwatch program loaded before the tests');
     ct = new MiniContainer();
     sensor = await SensorProcess.start();
   });
@@ -42,7 +41,8 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     assert.ok(sensor.findings.length > 5);
     for (const f of sensor.findings) assert.ok(stored.has(f.id), `finding ${f.id} (${f.signature.id}) stored by the backend`);
     sensor.cleanup();
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), [], 'no program or link left after the sensor stopped');
+    assert.notDeepEqual(sensor.bpf.progs, [], 'the sensor held programs');
+    assert.deepEqual(await waitForBpfObjectsGone(sensor.bpf), [], 'no program or link left after the sensor stopped');
     assert.deepEqual(leftoverTestMounts(), [], 'no test mounts left');
   });
 
@@ -291,10 +291,11 @@ describe('host processes in a private mount namespace (systemd PrivateTmp=)', { 
 describe('sensor lifecycle (real kernel)', { skip: skip ?? false }, () => {
   test('SIGKILL leaves no program or link behind (the kernel reclaims them with the fds)', async () => {
     const sensor = await SensorProcess.start();
-    assert.notDeepEqual(await waitForNoDriftwatchPrograms(0), [], 'loaded while running');
+    assert.notDeepEqual(sensor.bpf.progs, [], 'loaded while running');
+    assert.notDeepEqual(sensor.bpf.links, [], 'attached while running');
     await sensor.stop('SIGKILL');
     sensor.cleanup();
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await waitForBpfObjectsGone(sensor.bpf), []);
   });
 
   test('without privileges: one clear line and a non-zero exit, no stack trace', () => {
@@ -356,6 +357,6 @@ describe('--include-host (real kernel)', { skip: skip ?? false }, () => {
       assert.equal(await sensor.stop('SIGINT'), 0, 'exit 0 on SIGINT');
       sensor.cleanup();
     }
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await waitForBpfObjectsGone(sensor.bpf), []);
   });
 });

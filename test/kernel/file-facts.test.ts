@@ -45,6 +45,8 @@ describe('file facts come only from the executed file (real kernel, swaps after 
     symlinkSync(join(hostDir, 'host-busybox'), join(ct.lower, 'bin', 'tool'));
     cpSync(join(ct.lower, 'bin', 'busybox'), join(ct.lower, 'bin', 'orig'));
     mkdirSync(join(ct.lower, 'srv'), { recursive: true });
+    // A dynamic binary that stays alive, to map a library into (same libc as the image's true-dyn).
+    copyFileSync('/bin/sleep', join(ct.lower, 'bin', 'sleep-dyn'));
     sensor = await SensorProcess.start();
   });
 
@@ -60,7 +62,7 @@ describe('file facts come only from the executed file (real kernel, swaps after 
    * sensor is stopped; resumes it once the swap is done, with the container
    * still alive; returns the finding of the exec tagged with n.
    */
-  async function swapped(n: string, exec: string, swap: string): Promise<Finding> {
+  async function swapped(n: string, exec: string, swap: string, which: (f: Finding) => boolean = argsContain(n)): Promise<Finding> {
     process.kill(sensor.pid, 'SIGSTOP');
     let run: ReturnType<MiniContainer['start']> | undefined;
     try {
@@ -71,7 +73,7 @@ describe('file facts come only from the executed file (real kernel, swaps after 
     } finally {
       process.kill(sensor.pid, 'SIGCONT');
     }
-    const f = await sensor.finding(argsContain(n), `finding ${n}`);
+    const f = await sensor.finding(which, `finding ${n}`);
     const r = await run.done;
     assert.equal(r.status, 0, r.stderr);
     return f;
@@ -135,6 +137,21 @@ describe('file facts come only from the executed file (real kernel, swaps after 
     assert.equal(exe(f).sha256, busyboxSha, 'the executed file is hashed');
     assert.notEqual(exe(f).sameAsImage, true, 'not "same as image" by way of the host file');
     assert.equal(exe(f).sameAsImageUnavailable, 'not_regular');
+  });
+
+  // An mmap record names no ancestors: the mapping process is the way in, so it stays alive here
+  // (busybox sh gives a background job /dev/null, which the image lacks).
+  test('a mapped library (mmap records carry ctime too): hashed while unchanged, refused once rewritten', async () => {
+    const lib = sha(readFileSync(join(ct.dir, 'vol', 'libdwpreload.so')));
+    const mapped = (n: string) => (x: Finding) => x.signature.id === 'drift.exec_mapping' && x.process.executable.path === `/tmp/lib-${n}.so`;
+    const n = nonce();
+    const f = await swapped(n, `cp /mnt/vol/libdwpreload.so /tmp/lib-${n}.so; busybox mknod /dev/null c 1 3; (LD_PRELOAD=/tmp/lib-${n}.so /bin/sleep-dyn 2 &); sleep 0.3`, 'true', mapped(n));
+    assert.notEqual(f.process.executable.ctime, '1970-01-01T00:00:00.000Z', 'the record has the file\'s ctime');
+    assert.equal(exe(f).sha256, lib, `unavailable: ${exe(f).sha256Unavailable} ${JSON.stringify(f.process.executable)}`);
+    const m = nonce();
+    const g = await swapped(m, `cp /mnt/vol/libdwpreload.so /tmp/lib-${m}.so; busybox mknod /dev/null c 1 3; (LD_PRELOAD=/tmp/lib-${m}.so /bin/sleep-dyn 2 &); sleep 0.3`, `echo benign > /tmp/lib-${m}.so`, mapped(m));
+    assert.equal(exe(g).sha256, undefined);
+    assert.equal(exe(g).sha256Unavailable, 'replaced');
   });
 
   test('metrics count each reason; the sensor still answers', async () => {

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MiniContainer, kernelSkipReason, waitForNoDriftwatchPrograms } from '../helpers/minicontainer.js';
+import { MiniContainer, kernelSkipReason, waitForBpfObjectsGone } from '../helpers/minicontainer.js';
 import { SensorProcess, cliPath } from '../helpers/sensor-process.js';
 
 const skip = kernelSkipReason();
@@ -40,7 +40,6 @@ describe('operations (real kernel, config file, falco-json, SIGHUP, SIGTERM)', {
   const dropAndRun = (path: string, n: string) => `mkdir -p /tmp/allowed; cp /bin/busybox ${path}; ${path} true ${n}`;
 
   before(async () => {
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
     ct = new MiniContainer();
     dir = mkdtempSync(join(tmpdir(), 'dw-ops-'));
     policy = join(dir, 'policy.yaml');
@@ -63,7 +62,7 @@ describe('operations (real kernel, config file, falco-json, SIGHUP, SIGTERM)', {
     for (const l of lines()) assert.ok(stored.has(l.uuid), `finding ${l.uuid} (${l.rule}) stored`);
     sensor.cleanup();
     rmSync(dir, { recursive: true, force: true });
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await waitForBpfObjectsGone(sensor.bpf), []);
   });
 
   // falco-json here came from DRIFTWATCH_OUTPUT over the file's jsonl; the file's policy is the

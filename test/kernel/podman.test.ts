@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { kernelSkipReason, waitForNoDriftwatchPrograms } from '../helpers/minicontainer.js';
+import { kernelSkipReason, waitForBpfObjectsGone } from '../helpers/minicontainer.js';
 import { PodmanContainers, TEST_IMAGE, ensureTestImage, podmanSkipReason } from '../helpers/podman.js';
 import { SensorProcess, argsContain } from '../helpers/sensor-process.js';
 
@@ -29,7 +29,7 @@ describe('drift in podman containers (real kernel, real runc)', { skip: skip ?? 
     }
     assert.equal(await sensor.stop(), 0);
     sensor.cleanup();
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await waitForBpfObjectsGone(sensor.bpf), []);
   });
 
   test('drift in the container process tree: id, name, image, runtime, not an exec session', async () => {

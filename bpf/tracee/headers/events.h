@@ -17,7 +17,7 @@ enum dw_event_kind {
 	DW_EVENT_MMAP_EXEC = 2,
 };
 
-#define DW_MMAP_VERSION 1
+#define DW_MMAP_VERSION 2 /* 2: ctime, so a mapped file read later is checked like an exec'd one */
 
 #define DW_EXEC_VERSION 2
 
@@ -167,7 +167,10 @@ struct dw_mmap_event {
 	__u32 trunc_flags;          /* 92 */
 	__u64 start_time_ns;        /* 96 */
 	char comm[16];              /* 104 */
-	char data[];                /* 120 */
+	__s64 ctime_sec;            /* 120 since version 2 */
+	__u32 ctime_nsec;           /* 128 */
+	__u32 pad;                  /* 132 */
+	char data[];                /* 136 */
 };
 
 /* Per-CPU counters in the "stats" map; index names mirrored in TS. */
