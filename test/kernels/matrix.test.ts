@@ -109,6 +109,7 @@ describe('kernel matrix: host kernel', { skip: hostSkip ?? false }, () => {
   test('every scenario is classified correctly on the running kernel', async () => {
     const loader = dwload();
     const work = mkdtempSync(join(tmpdir(), 'driftwatch-matrix-'));
+    let child: ReturnType<typeof spawn> | undefined;
     try {
       const lower = join(work, 'lower');
       for (const d of ['bin', 'tmp', 'dev/shm', 'proc']) mkdirSync(join(lower, d), { recursive: true });
@@ -117,7 +118,7 @@ describe('kernel matrix: host kernel', { skip: hostSkip ?? false }, () => {
       }
       for (const a of ['sh', 'true', 'cp', 'chmod', 'echo']) symlinkSync('busybox', join(lower, 'bin', a));
       const stop = join(work, 'stop');
-      const child = spawn(loader, [stop, 'emit-all'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(loader, [stop, 'emit-all'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       child.stdout!.on('data', (d) => (out += d));
       for (let i = 0; i < 200 && !/DWREADY|DWERROR/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
@@ -136,6 +137,8 @@ describe('kernel matrix: host kernel', { skip: hostSkip ?? false }, () => {
       console.log(`# proved on Linux ${kernel} (host, ${layout}): ${Object.values(EXPECTED).join(' ')}`);
       console.log(`# proved on Linux ${kernel} (host): nested overlays ${Object.entries(NESTED).map(([k, v]) => `${k.slice(7)}=${v}`).join(' ')}`);
     } finally {
+      // A failed step leaves the loader waiting for its stop file: it would hold the test run forever.
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       rmSync(work, { recursive: true, force: true });
     }
   });

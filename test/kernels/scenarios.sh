@@ -47,4 +47,5 @@ chroot "$W/m" /bin/busybox sh -c '
   $b chroot /tmp/n/m /busybox true dwnest-chroot
   $b umount /tmp/i/m /tmp/t/m /tmp/t /tmp/n/m
 '
-umount "$W/m/dev/shm" "$W/m"
+# Busy when another sensor on the machine is reading a file in it right now: detach lazily then.
+for m in "$W/m/dev/shm" "$W/m"; do umount "$m" 2>/dev/null || umount -l "$m"; done
