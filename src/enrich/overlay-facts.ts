@@ -5,8 +5,7 @@
 // trusted only when it is the file the kernel saw (see safe-open.ts). The
 // overlay's dirs come from the container's root mount options (upperdir,
 // lowerdir), cached per mount namespace.
-import { stat } from 'node:fs/promises';
-import { readFile } from 'node:fs/promises';
+import { readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { openInRoot, openProcessExe, type HashResult, type KernelFileId, type Opened, type UnreadableReason } from './safe-open.js';
@@ -57,8 +56,10 @@ export interface ExecutedFile {
   path?: string;
   /** /proc/<pid>/exe is this file (an exec record's process). */
   exePid?: number;
-  /** Processes whose root is the container's: the process, its ancestors. */
+  /** Processes that may still be in the container: the process, its ancestors. */
   rootPids: number[];
+  /** The container's mount namespace: only a process in it sees the container's root. */
+  mntNs: number;
   /** The file lives in the overlay's upper layer (not a tmpfs, volume or memfd). */
   upper: boolean;
   /** Created in the container (not copied up): its upper-dir file is the same inode. */
@@ -168,6 +169,9 @@ export class OverlayFacts {
     if (!f.path?.startsWith('/')) return done(undefined); // memfd, unlinked, or a truncated path
     for (const pid of new Set(f.rootPids)) {
       if (pid <= 0 || this.pidMisses.has(pid)) continue;
+      // An ancestor outside the container (the runtime, a shell on the host) sees another root,
+      // where the same path may name some other file: not a swap, just not the container.
+      if (!(await this.inMountNs(pid, f.mntNs))) continue;
       // A file on the root overlay is on the root's own mount; tmpfs and volumes are mounted below it.
       const opened = await openInRoot(`${this.procRoot}/${pid}/root`, f.path, { ...opts, crossMounts: !f.upper });
       if (!opened.ok && opened.failedAt === 'root') {
@@ -183,6 +187,11 @@ export class OverlayFacts {
       return done(await attempt(opened));
     }
     return done(undefined);
+  }
+
+  private async inMountNs(pid: number, mntNs: number): Promise<boolean> {
+    const ns = await readlink(`${this.procRoot}/${pid}/ns/mnt`).catch(() => '');
+    return ns === `mnt:[${mntNs}]`;
   }
 
   /** Layer of a path inside the container (by name, for #! scripts); undefined when it cannot be told. */

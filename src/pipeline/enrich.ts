@@ -81,6 +81,7 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       ...(rec.pathTruncated || unlinked ? {} : { path: rec.path }),
       ...(rec.kind === 'exec' ? { exePid: rec.hostPid } : {}),
       rootPids: lineage(rec),
+      mntNs: rec.mntNs,
       upper,
       upperNew: rec.layer === 'UPPER_NEW',
       dirs,

@@ -6,7 +6,7 @@
 // carries the executed file's hash or none, and says why.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -197,7 +197,7 @@ describe('the upper dir stands in for a container that is gone (real overlay mou
   test('a file created in the container: the upper file is the same inode and ctime as the overlay inode', async () => {
     writeFileSync(join(ov.merged, 'new'), 'dropped\n');
     const id = record(join(ov.merged, 'new'));
-    const r = await facts.executedHash({ id, path: '/new', rootPids: [], upper: true, upperNew: true, dirs: dirsOf() });
+    const r = await facts.executedHash({ id, path: '/new', rootPids: [], mntNs: 0, upper: true, upperNew: true, dirs: dirsOf() });
     assert.deepEqual(r, { sha256: sha('dropped\n') });
   });
 
@@ -206,12 +206,12 @@ describe('the upper dir stands in for a container that is gone (real overlay mou
     const id = record(join(ov.merged, 'swap'));
     rmSync(join(ov.merged, 'swap'));
     symlinkSync('/etc/hostname', join(ov.merged, 'swap'));
-    assert.deepEqual(await facts.executedHash({ id, path: '/swap', rootPids: [], upper: true, upperNew: true, dirs: dirsOf() }), { reason: 'not_regular' });
+    assert.deepEqual(await facts.executedHash({ id, path: '/swap', rootPids: [], mntNs: 0, upper: true, upperNew: true, dirs: dirsOf() }), { reason: 'not_regular' });
     writeFileSync(join(ov.merged, 'swap2'), 'dropped\n');
     const id2 = record(join(ov.merged, 'swap2'));
     rmSync(join(ov.merged, 'swap2'));
     writeFileSync(join(ov.merged, 'swap2'), 'benign\n');
-    assert.deepEqual(await facts.executedHash({ id: id2, path: '/swap2', rootPids: [], upper: true, upperNew: true, dirs: dirsOf() }), { reason: 'replaced' });
+    assert.deepEqual(await facts.executedHash({ id: id2, path: '/swap2', rootPids: [], mntNs: 0, upper: true, upperNew: true, dirs: dirsOf() }), { reason: 'replaced' });
   });
 
   test('#! script layers by name: only regular files inside each layer count', async () => {
@@ -231,8 +231,13 @@ describe('the upper dir stands in for a container that is gone (real overlay mou
     writeFileSync(join(ov.merged, 'img'), 'changed\n');
     const id = record(join(ov.merged, 'img'));
     assert.equal(id.inode, statSync(join(lower, 'img'), { bigint: true }).ino, 'overlay inode number is the lower one (this kernel)');
-    assert.deepEqual(await facts.executedHash({ id, path: '/img', rootPids: [], upper: true, upperNew: false, dirs: dirsOf() }), { reason: 'gone' });
-    // While a process in the container lives, its root view is the overlay: that answers.
-    assert.deepEqual(await facts.executedHash({ id, path: `${ov.merged}/img`, rootPids: [process.pid], upper: false, upperNew: false, dirs: null }), { sha256: sha('changed\n') });
+    assert.deepEqual(await facts.executedHash({ id, path: '/img', rootPids: [], mntNs: 0, upper: true, upperNew: false, dirs: dirsOf() }), { reason: 'gone' });
+    // While a process in the container lives, its root view is the overlay: that answers
+    // (here the test process, in the mount namespace the overlay is mounted in).
+    const ownMntNs = Number(/\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/mnt'))![1]);
+    const via = (mntNs: number) => ({ id, path: `${ov.merged}/img`, rootPids: [process.pid], mntNs, upper: false, upperNew: false, dirs: null });
+    // A process in another mount namespace is not asked: its root is not the container's.
+    assert.deepEqual(await new OverlayFacts().executedHash(via(ownMntNs + 1)), { reason: 'gone' });
+    assert.deepEqual(await new OverlayFacts().executedHash(via(ownMntNs)), { sha256: sha('changed\n') });
   });
 });
