@@ -44,6 +44,7 @@ static __always_inline void task_lineage(struct task_struct *task, struct dw_exe
 
 	e->session = level == 0 ? DW_SESSION_HOST : DW_SESSION_UNKNOWN;
 	e->ancestors_len = 0;
+	bool classified = level == 0; /* host: nothing to classify */
 	for (int i = 0; i < DW_SESSION_WALK; i++) {
 		struct task_struct *p = BPF_CORE_READ(t, real_parent);
 		if (!p || p == t)
@@ -53,13 +54,16 @@ static __always_inline void task_lineage(struct task_struct *task, struct dw_exe
 			BPF_CORE_READ_STR_INTO(&e->ancestors[i].comm, p, comm);
 			e->ancestors_len = i + 1;
 		}
-		if (level > 0 && !task_in_ns(p, ns, level)) {
+		if (!classified && !task_in_ns(p, ns, level)) {
 			e->session_host_pid = BPF_CORE_READ(t, tgid);
 			e->session = task_ns_pid(t, level) == 1 ? DW_SESSION_INIT : DW_SESSION_EXEC;
-			break;
+			classified = true;
 		}
-		if (level == 0 && i >= DW_MAX_ANCESTORS)
-			break; /* host: nothing to classify, ancestry recorded */
+		/* Past the session boundary the ancestry goes on (runc exec's parent
+		 * is still alive or the process was already reparented to conmon /
+		 * the shim: either way who started the session is recorded). */
+		if (classified && i >= DW_MAX_ANCESTORS - 1)
+			break;
 		t = p;
 	}
 }
