@@ -58,7 +58,7 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --include-host     also report host processes (default: containers only)
   --emit-all         send every exec to user space (debugging; findings unchanged)
   --log-level        default info
-  --dedup-window     fold repeats of a (container, signature, executable) within this window
+  --dedup-window     fold repeats of a (container, signature, executable path, file) within this window
                      into one finding with a count (default 60s, 0s to turn off)
   --backend          export findings over gRPC to this backend; without it an embedded
                      backend on loopback stores them in <data-dir>/findings.db

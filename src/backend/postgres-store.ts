@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
-import { indexedColumns, type FindingQuery, type FindingStore, type InsertResult } from './store.js';
+import { applySummary, indexedColumns, type FindingQuery, type FindingStore, type InsertResult } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS findings (
@@ -16,6 +16,11 @@ CREATE TABLE IF NOT EXISTS findings (
 );
 CREATE INDEX IF NOT EXISTS findings_time ON findings (time);
 CREATE INDEX IF NOT EXISTS findings_signature ON findings (signature_id, time);
+CREATE TABLE IF NOT EXISTS summaries (
+  id TEXT PRIMARY KEY,
+  fold_of TEXT NOT NULL,
+  received_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 `;
 
 export class PostgresStore implements FindingStore {
@@ -34,6 +39,17 @@ export class PostgresStore implements FindingStore {
     try {
       await client.query('BEGIN');
       for (const f of findings) {
+        if (f.foldOf) {
+          const first = await client.query('SELECT body FROM findings WHERE id = $1 FOR UPDATE', [f.foldOf]);
+          if (first.rowCount) {
+            // A summary of a stored finding updates it; stored once like any finding.
+            const s = await client.query('INSERT INTO summaries (id, fold_of) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [f.id ?? '', f.foldOf]);
+            if (!s.rowCount) continue;
+            await client.query('UPDATE findings SET body = $1 WHERE id = $2', [JSON.stringify(applySummary(first.rows[0].body as FindingJson, f)), f.foldOf]);
+            stored++;
+            continue;
+          }
+        }
         const [id, time, sig, sev, cid, cname, host] = indexedColumns(f);
         const r = await client.query(
           `INSERT INTO findings (id, time, signature_id, severity, container_id, container_name, hostname, body)

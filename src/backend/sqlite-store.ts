@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
-import { indexedColumns, type FindingQuery, type FindingStore, type InsertResult } from './store.js';
+import { applySummary, indexedColumns, type FindingQuery, type FindingStore, type InsertResult } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS findings (
@@ -18,6 +18,11 @@ CREATE TABLE IF NOT EXISTS findings (
 );
 CREATE INDEX IF NOT EXISTS findings_time ON findings (time);
 CREATE INDEX IF NOT EXISTS findings_signature ON findings (signature_id, time);
+CREATE TABLE IF NOT EXISTS summaries (
+  id TEXT PRIMARY KEY,
+  fold_of TEXT NOT NULL,
+  received_at TEXT NOT NULL
+);
 `;
 
 export class SqliteStore implements FindingStore {
@@ -36,11 +41,22 @@ export class SqliteStore implements FindingStore {
       `INSERT INTO findings (id, time, signature_id, severity, container_id, container_name, hostname, received_at, body)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
     );
+    const summary = this.db.prepare('INSERT INTO summaries (id, fold_of, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING');
+    const firstOf = this.db.prepare('SELECT body FROM findings WHERE id = ?');
+    const update = this.db.prepare('UPDATE findings SET body = ? WHERE id = ?');
     const now = new Date().toISOString();
     let stored = 0;
     this.db.exec('BEGIN');
     try {
-      for (const f of findings) stored += Number(stmt.run(...indexedColumns(f), now, JSON.stringify(f)).changes);
+      for (const f of findings) {
+        const first = f.foldOf ? (firstOf.get(f.foldOf) as { body: string } | undefined) : undefined;
+        if (first) {
+          // A summary of a stored finding updates it; stored once like any finding.
+          if (Number(summary.run(f.id ?? '', f.foldOf!, now).changes) === 0) continue;
+          update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, f)), f.foldOf!);
+          stored++;
+        } else stored += Number(stmt.run(...indexedColumns(f), now, JSON.stringify(f)).changes);
+      }
       this.db.exec('COMMIT');
     } catch (err) {
       this.db.exec('ROLLBACK');

@@ -1,5 +1,7 @@
 // Where the backend keeps findings: SQLite (a file, the default) or
-// PostgreSQL (a postgres:// URL). Both dedupe on the finding id.
+// PostgreSQL (a postgres:// URL). Both dedupe on the finding id, and both
+// apply a dedup summary (foldOf) to the finding it stands for, so a group of
+// repeats is one stored finding with its count.
 import type { FindingJson } from '#gen/finding-json.js';
 
 export interface InsertResult {
@@ -45,4 +47,13 @@ export function indexedColumns(f: FindingJson): [string, string, string, string,
     f.container?.name ?? '',
     f.host?.hostname ?? '',
   ];
+}
+
+/** The first finding of a dedup group, updated by the group's summary. */
+export function applySummary(first: FindingJson, summary: FindingJson): FindingJson {
+  const out: FindingJson = { ...first, count: Math.max(first.count ?? 1, summary.count ?? 1) };
+  if (summary.lastSeen && (!first.lastSeen || summary.lastSeen > first.lastSeen)) out.lastSeen = summary.lastSeen;
+  if (summary.distinctArgs) out.distinctArgs = summary.distinctArgs;
+  if (summary.argsOmitted) out.argsOmitted = summary.argsOmitted;
+  return out;
 }

@@ -1,8 +1,7 @@
 // Stage 4: findings → what the policy lets through. The policy drops
-// excepted findings, changes severities and folds repeats; a fold is
-// emitted when its window closes, later and on its own, so the stage owns
-// one PolicyStage whose output is wired to the stream. When the stream
-// completes, pending folds are flushed before it completes downstream.
+// excepted findings and changes severities; the stage owns one PolicyStage
+// whose output is wired to the stream. Folding repeats is not done here but
+// when reporting (report-stage.ts), after everything that must see each finding.
 import { Observable, type OperatorFunction, type Subscriber } from 'rxjs';
 import type { Logger } from '../log.js';
 import type { Policy } from '../policy/config.js';
@@ -31,10 +30,7 @@ export function applyPolicy(policy: Policy, metrics: Metrics, log: Logger): Poli
           }
         },
         error: (err) => subscriber.error(err),
-        complete() {
-          stage.flush();
-          subscriber.complete();
-        },
+        complete: () => subscriber.complete(),
       });
     });
   return Object.assign(operator, { stage });

@@ -1,5 +1,5 @@
 // The sensor: opens the kernel side, then runs one RxJS pipeline over it:
-// kernel batches → decode → enrich → signatures → policy → sinks. Each stage
+// kernel batches → decode → enrich → signatures → policy → report → sinks. Each stage
 // is an operator in its own module; the pipe in startSensor is the data flow.
 import { hostname as osHostname } from 'node:os';
 import type { MetadataResolver } from '../enrich/metadata.js';
@@ -17,6 +17,7 @@ import { BootClock } from './finding.js';
 import { Metrics } from './metrics.js';
 import { applyPolicy } from './policy-stage.js';
 import { KERNEL_STATS } from './records.js';
+import { reportFindings } from './report-stage.js';
 import { detect } from './signature-stage.js';
 import { writeToSinks } from './sink-stage.js';
 import type { Sink } from './sinks.js';
@@ -79,6 +80,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   }
   let currentPolicy = opts.policy ?? DEFAULT_POLICY;
   const policy = applyPolicy(currentPolicy, metrics, log);
+  const report = reportFindings(currentPolicy.dedupWindowMs, metrics, log);
   const clock = new BootClock();
   const makeEngine = (sigs: AnySignature[], pol: Policy) =>
     new SignatureEngine(
@@ -161,6 +163,9 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
         enrichEvents(enricher, { metrics, log, includeHost: opts.includeHost ?? false }),
         detect(() => engine, metrics, log),
         policy,
+        // Stream signatures and prevention go here: they must see every
+        // finding, and dedup (report) only shapes what is reported.
+        report,
         writeToSinks(opts.sinks, metrics, log),
       )
       .subscribe({ complete: done, error: (err: unknown) => (log.error(`pipeline stopped: ${String(err)}`), done()) });
@@ -177,6 +182,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       const old = engine;
       engine = makeEngine(next.signatures ?? old.signatures, pol);
       policy.stage.replace(pol);
+      report.dedup.setWindow(pol.dedupWindowMs);
       old.close();
       metrics.inc('reloads_total');
     },

@@ -1,8 +1,7 @@
 // Applies the policy to findings: exceptions drop them (counted per rule),
-// severity overrides and the same-as-image downgrade change them, and
-// repeats of a (container, signature, executable) within the dedup window
-// are folded into one finding with a count.
-import { createHash } from 'node:crypto';
+// severity overrides and the same-as-image downgrade change them. Folding
+// repeats is not done here but in reporting (src/report/dedup.ts), after
+// every consumer that must see each finding.
 import type { Finding } from '../pipeline/finding.js';
 import type { Metrics } from '../pipeline/metrics.js';
 import type { Policy } from './config.js';
@@ -40,7 +39,6 @@ function compile(policy: Policy): CompiledRule[] {
 
 export class PolicyStage {
   private rules: CompiledRule[];
-  private folds = new Map<string, { first: Finding; count: number; firstSeen: string; lastSeen: string; timer: NodeJS.Timeout }>();
 
   constructor(
     private policy: Policy,
@@ -70,47 +68,6 @@ export class PolicyStage {
     const override = this.policy.signatures[sigId]?.severity;
     if (override) f.signature!.severity = override;
     if (this.policy.sameAsImageSeverity && f.process?.executable?.sameAsImage) f.signature!.severity = this.policy.sameAsImageSeverity;
-    this.dedup(f);
-  }
-
-  private dedup(f: Finding): void {
-    const window = this.policy.dedupWindowMs;
-    if (window <= 0) return this.emit(f);
-    const where = f.container?.id || `${f.container?.mntNs}:${f.container?.pidNs}`;
-    const key = `${where}\0${f.signature?.id}\0${f.process?.executable?.path}`;
-    const fold = this.folds.get(key);
-    if (fold) {
-      fold.count++;
-      fold.lastSeen = f.time ?? fold.lastSeen;
-      this.metrics.inc('findings_folded_total', { signature: f.signature?.id ?? '' });
-      return;
-    }
     this.emit(f);
-    const entry = { first: f, count: 0, firstSeen: f.time ?? '', lastSeen: f.time ?? '', timer: setTimeout(() => this.flushFold(key), window) };
-    entry.timer.unref?.();
-    this.folds.set(key, entry);
-  }
-
-  /** At the end of a window: one finding that stands for the repeats. */
-  private flushFold(key: string): void {
-    const fold = this.folds.get(key);
-    if (!fold) return;
-    this.folds.delete(key);
-    clearTimeout(fold.timer);
-    if (fold.count === 0) return;
-    const id = createHash('sha256').update(`${fold.first.id}\0fold\0${fold.lastSeen}\0${fold.count}`).digest('hex');
-    this.emit({
-      ...fold.first,
-      id: `${id.slice(0, 8)}-${id.slice(8, 12)}-${id.slice(12, 16)}-${id.slice(16, 20)}-${id.slice(20, 32)}`,
-      time: fold.lastSeen,
-      count: fold.count,
-      firstSeen: fold.firstSeen,
-      lastSeen: fold.lastSeen,
-    });
-  }
-
-  /** Emits every pending fold now (shutdown). */
-  flush(): void {
-    for (const key of [...this.folds.keys()]) this.flushFold(key);
   }
 }

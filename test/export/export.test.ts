@@ -93,6 +93,37 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       }
     });
 
+    test('a dedup summary sent over gRPC updates the finding it stands for, once', async () => {
+      const backend = await startBackend({ listen: '127.0.0.1:0', db: await freshDb() });
+      const t = new GrpcTransport({ backend: backend.address });
+      try {
+        const [first, other] = makeFindings(2, 'fold');
+        const summary = {
+          ...first!,
+          id: '5a5a5a5a-0000-4000-8000-000000000001',
+          count: 1000,
+          lastSeen: '2030-01-01T00:00:00.000Z',
+          foldOf: first!.id!,
+          distinctArgs: [{ args: ['/tmp/x', 'a'], count: 990 }],
+          argsOmitted: 10,
+        };
+        assert.deepEqual(await t.export([first!, other!]), { kind: 'ok', stored: 2, duplicates: 0, rejected: 0 });
+        assert.deepEqual(await t.export([summary]), { kind: 'ok', stored: 1, duplicates: 0, rejected: 0 });
+        assert.deepEqual(await t.export([summary]), { kind: 'ok', stored: 0, duplicates: 1, rejected: 0 }, 'a retried summary changes nothing');
+        const rows = await backend.store.query({ limit: 10 });
+        assert.equal(rows.length, 2);
+        const row = rows.find((f) => f.id === first!.id)!;
+        assert.equal(row.count, 1000);
+        assert.equal(row.lastSeen, '2030-01-01T00:00:00.000Z');
+        assert.deepEqual(row.distinctArgs, [{ args: ['/tmp/x', 'a'], count: 990 }]);
+        assert.equal(row.argsOmitted, 10);
+        assert.equal(rows.find((f) => f.id === other!.id)!.count ?? 1, 1);
+      } finally {
+        t.close();
+        await backend.stop();
+      }
+    });
+
     test('invalid findings: partial success for a mixed batch, INVALID_ARGUMENT when none is valid', async () => {
       const backend = await startBackend({ listen: '127.0.0.1:0', db: await freshDb() });
       const t = new GrpcTransport({ backend: backend.address });

@@ -85,25 +85,6 @@ signatures:
   assert.equal(s.enabled('drift.volume_exec'), false);
   assert.equal(s.enabled('drift.new_executable'), true);
 });
-
-test('policy: repeats within the window are folded into one finding with a count', () => {
-  const { out, metrics, s } = stage('dedup: { window: 1h }');
-  s.apply(f({ time: '2026-01-01T00:00:00.000Z' }));
-  s.apply(f({ time: '2026-01-01T00:00:01.000Z' }));
-  s.apply(f({ time: '2026-01-01T00:00:02.000Z' }));
-  s.apply(f({ path: '/tmp/other' }));
-  s.apply(f({ cid: 'd'.repeat(64) }));
-  assert.equal(out.length, 3, 'first of each (container, signature, executable) goes out at once');
-  s.flush();
-  assert.equal(out.length, 4);
-  const folded = out[3]!;
-  assert.equal(folded.count, 2);
-  assert.equal(folded.lastSeen, '2026-01-01T00:00:02.000Z');
-  assert.equal(folded.firstSeen, '2026-01-01T00:00:00.000Z');
-  assert.notEqual(folded.id, out[0]!.id);
-  assert.equal(metrics.total('findings_folded_total'), 2);
-});
-
 test('policy: exceptions by container label ("key=value" glob), e.g. Docker-in-Docker for nested overlays', () => {
   const { out, metrics, s } = stage(`
 dedup: { window: 0s }
