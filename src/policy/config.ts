@@ -13,6 +13,17 @@ export interface ExceptionRule {
   label?: string;
   executable?: string;
   args?: string;
+  /** Any ancestor, by command name or (the parent) by executable path. */
+  ancestor?: string;
+  /** The parent, by command name or executable path. */
+  parent?: string;
+  /** Exact content hashes (any of them). */
+  sha256?: string[];
+  /** The image id or digest (with or without "sha256:"). */
+  imageId?: string;
+  /** Every given label must be present and match its glob. */
+  labels?: Record<string, string>;
+  session?: 'init' | 'exec';
   reason?: string;
 }
 
@@ -34,7 +45,9 @@ export class PolicyError extends Error {}
 
 export const DEFAULT_POLICY: Policy = { signatures: {}, exceptions: [], dedupWindowMs: 60_000 };
 
-const EXCEPTION_KEYS = ['signature', 'image', 'container', 'namespace', 'label', 'executable', 'args', 'reason'] as const;
+const GLOB_KEYS = ['signature', 'image', 'container', 'namespace', 'label', 'executable', 'args', 'ancestor', 'parent', 'imageId'] as const;
+const EXCEPTION_KEYS = [...GLOB_KEYS, 'sha256', 'labels', 'session', 'reason'] as const;
+const SHA256 = /^[0-9a-f]{64}$/;
 
 function duration(v: unknown, key: string): number {
   if (typeof v === 'number' && v >= 0) return v * 1000;
@@ -90,12 +103,39 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
       const e = object(v, key);
       unknownKeys(e, EXCEPTION_KEYS, key);
       const rule: ExceptionRule = {};
-      for (const k of EXCEPTION_KEYS) {
+      for (const k of GLOB_KEYS) {
         if (e[k] === undefined) continue;
         if (typeof e[k] !== 'string' || !e[k]) throw new PolicyError(`${key}.${k}: expected a non-empty string`);
         rule[k] = e[k] as string;
       }
-      if (!EXCEPTION_KEYS.some((k) => k !== 'reason' && rule[k])) throw new PolicyError(`${key}: matches everything; give at least one of ${EXCEPTION_KEYS.filter((k) => k !== 'reason').join(', ')}`);
+      if (e['reason'] !== undefined) {
+        if (typeof e['reason'] !== 'string') throw new PolicyError(`${key}.reason: expected a string`);
+        rule.reason = e['reason'];
+      }
+      if (e['sha256'] !== undefined) {
+        const list = typeof e['sha256'] === 'string' ? [e['sha256']] : e['sha256'];
+        if (!Array.isArray(list) || !list.length) throw new PolicyError(`${key}.sha256: expected a list of SHA-256 hashes`);
+        rule.sha256 = list.map((h, j) => {
+          if (typeof h !== 'string' || !SHA256.test(h.toLowerCase())) throw new PolicyError(`${key}.sha256[${j}]: expected 64 hex digits (got ${JSON.stringify(h)})`);
+          return h.toLowerCase();
+        });
+      }
+      if (e['labels'] !== undefined) {
+        const labels = object(e['labels'], `${key}.labels`);
+        if (!Object.keys(labels).length) throw new PolicyError(`${key}.labels: expected at least one label`);
+        rule.labels = {};
+        for (const [name, glob] of Object.entries(labels)) {
+          if (typeof glob !== 'string' || !glob) throw new PolicyError(`${key}.labels.${name}: expected a non-empty glob`);
+          rule.labels[name] = glob;
+        }
+      }
+      if (e['session'] !== undefined) {
+        if (e['session'] !== 'init' && e['session'] !== 'exec') throw new PolicyError(`${key}.session: expected init or exec (got ${JSON.stringify(e['session'])})`);
+        rule.session = e['session'];
+      }
+      if (!EXCEPTION_KEYS.some((k) => k !== 'reason' && rule[k] !== undefined)) {
+        throw new PolicyError(`${key}: matches everything; give at least one of ${EXCEPTION_KEYS.filter((k) => k !== 'reason').join(', ')}`);
+      }
       policy.exceptions.push(rule);
     });
   }

@@ -29,6 +29,49 @@ function compile(policy: Policy): CompiledRule[] {
       checks.push((f) => Object.entries(f.container?.labels ?? {}).some(([k, v]) => re.test(`${k}=${v}`)));
     }
     if (r.executable) g(r.executable, (f) => f.process?.executable?.path);
+    if (r.parent) {
+      const re = globToRegExp(r.parent);
+      checks.push((f) => {
+        const p = f.process?.parent;
+        const comm = p?.comm ?? f.process?.ancestry?.[0]?.comm;
+        return (!!comm && re.test(comm)) || (!!p?.executable && re.test(p.executable));
+      });
+    }
+    if (r.ancestor) {
+      // Names only reach as far as the kernel's ancestry (4 parents); the
+      // parent's executable path is known too.
+      const re = globToRegExp(r.ancestor);
+      checks.push((f) => {
+        const p = f.process?.parent;
+        if (p?.comm && re.test(p.comm)) return true;
+        if (p?.executable && re.test(p.executable)) return true;
+        return (f.process?.ancestry ?? []).some((a) => !!a.comm && re.test(a.comm));
+      });
+    }
+    if (r.sha256) {
+      const set = new Set(r.sha256);
+      checks.push((f) => set.has(f.process?.executable?.sha256 ?? ''));
+    }
+    if (r.imageId) {
+      const re = globToRegExp(r.imageId);
+      checks.push((f) => {
+        const id = f.container?.imageId;
+        if (!id) return false;
+        const bare = id.replace(/^sha256:/, '');
+        return re.test(id) || re.test(bare) || re.test(`sha256:${bare}`);
+      });
+    }
+    if (r.labels) {
+      const want = Object.entries(r.labels).map(([k, g]) => [k, globToRegExp(g)] as const);
+      checks.push((f) => want.every(([k, re]) => {
+        const v = f.container?.labels?.[k];
+        return v !== undefined && re.test(v);
+      }));
+    }
+    if (r.session) {
+      const session = r.session;
+      checks.push((f) => f.process?.session === session);
+    }
     if (r.args) {
       const re = globToRegExp(r.args.replaceAll('/', '\u0000'));
       checks.push((f) => re.test((f.process?.args ?? []).join(' ').replaceAll('/', '\u0000')));

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parsePolicy, PolicyError } from '../../src/policy/config.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadPolicy, parsePolicy, PolicyError } from '../../src/policy/config.js';
 import { PolicyStage } from '../../src/policy/policy.js';
 import { globToRegExp } from '../../src/policy/glob.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
@@ -106,4 +108,90 @@ exceptions:
   assert.deepEqual(out.map((x) => x.process?.executable?.path), ['/drift-in-dind', '/other-role', '/no-labels']);
   assert.equal(metrics.total('policy_excepted_total'), 2);
   assert.throws(() => parsePolicy('exceptions:\n  - label: 3\n', 'p.yaml'), /exceptions\[0\]\.label: expected a non-empty string/);
+});
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const HASH = 'ab'.repeat(32);
+
+/** A finding as the sensor builds it, with process lineage and container facts. */
+const g = (o: { ancestry?: string[]; parentExe?: string; sha?: string; imageId?: string; labels?: Record<string, string>; session?: string; ns?: string } = {}): Finding => ({
+  id: Math.random().toString(16),
+  time: '2026-01-01T00:00:00.000Z',
+  signature: { id: 'drift.new_executable', name: 'n', severity: 'CRITICAL' },
+  process: {
+    args: ['/usr/bin/x'],
+    session: o.session ?? 'init',
+    ancestry: (o.ancestry ?? ['sh']).map((comm, i) => ({ hostPid: 100 + i, comm })),
+    parent: { hostPid: 100, comm: (o.ancestry ?? ['sh'])[0]!, ...(o.parentExe ? { executable: o.parentExe } : {}) },
+    executable: { path: '/usr/bin/x', layer: 'UPPER_NEW', ...(o.sha ? { sha256: o.sha } : {}) },
+  },
+  container: { id: 'c'.repeat(64), ...(o.imageId ? { imageId: o.imageId } : {}), ...(o.labels ? { labels: o.labels } : {}) },
+  ...(o.ns ? { kubernetes: { namespace: o.ns } } : {}),
+  host: { hostname: 'h' },
+});
+
+test('policy: exceptions by ancestor, parent, sha256, imageId, labels and session', () => {
+  const { out, metrics, s } = stage(`
+dedup: { window: 0s }
+exceptions:
+  - ancestor: dpkg
+  - parent: /usr/local/bin/build-*
+  - sha256: [${HASH.toUpperCase()}]
+  - imageId: "sha256:feed*"
+  - labels: { team: "ci-*", tier: build }
+  - session: exec
+    ancestor: kubectl-debug
+`);
+  const kept = [
+    g({ ancestry: ['sh', 'bash'] }),
+    g({ ancestry: ['dpkgx'] }),
+    g({ parentExe: '/usr/bin/build-x' }),
+    g({ sha: 'cd'.repeat(32) }),
+    g({ imageId: 'sha256:beef' }),
+    g({ labels: { team: 'ci-web' } }),
+    g({ labels: { team: 'prod', tier: 'build' } }),
+    g({ session: 'init', ancestry: ['kubectl-debug'] }),
+  ];
+  const excepted = [
+    g({ ancestry: ['sh', 'sh', 'dpkg', 'apt-get'] }),
+    g({ parentExe: '/usr/local/bin/build-42' }),
+    g({ sha: HASH }),
+    g({ imageId: 'sha256:feedface' }),
+    g({ imageId: 'feedface' }),
+    g({ labels: { team: 'ci-web', tier: 'build', other: 'x' } }),
+    g({ session: 'exec', ancestry: ['kubectl-debug'] }),
+  ];
+  for (const x of [...kept, ...excepted]) s.apply(x);
+  assert.deepEqual(out, kept);
+  assert.equal(metrics.total('policy_excepted_total'), excepted.length);
+});
+
+const badFields: Array<[string, string, RegExp]> = [
+  ['sha256 not a hash', 'exceptions:\n  - sha256: [abc]', /exceptions\[0\]\.sha256\[0\]: expected 64 hex digits/],
+  ['empty labels', 'exceptions:\n  - labels: {}', /exceptions\[0\]\.labels: expected at least one label/],
+  ['label not a glob', 'exceptions:\n  - labels: { a: 1 }', /exceptions\[0\]\.labels\.a: expected a non-empty glob/],
+  ['bad session', 'exceptions:\n  - session: shell', /exceptions\[0\]\.session: expected init or exec/],
+  ['ancestor not a string', 'exceptions:\n  - ancestor: [dpkg]', /exceptions\[0\]\.ancestor: expected a non-empty string/],
+];
+for (const [name, text, re] of badFields) {
+  test(`policy: ${name} is rejected naming the key`, () => {
+    assert.throws(() => parsePolicy(text, 'policy.yaml'), (e: unknown) => e instanceof PolicyError && re.test(e.message));
+  });
+}
+
+test('policy: the shipped examples parse, and the package-managers one excepts what runs under apt and dpkg only', () => {
+  for (const file of ['package-managers.yaml', 'ci-build.yaml']) loadPolicy(join(repoRoot, 'examples', 'policy', file));
+  const pol = loadPolicy(join(repoRoot, 'examples', 'policy', 'package-managers.yaml'));
+  const out: Finding[] = [];
+  const s = new PolicyStage(pol, new Metrics(), (x) => out.push(x));
+  const postinst = g({ ancestry: ['hello.postinst', 'dpkg', 'apt-get', 'bash'] });
+  const npmHook = g({ ancestry: ['sh', 'npm install -g '] });
+  const dropped = g({ ancestry: ['sh', 'bash'] });
+  for (const x of [postinst, npmHook, dropped]) s.apply(x);
+  assert.deepEqual(out, [dropped]);
+  const ci = new PolicyStage(loadPolicy(join(repoRoot, 'examples', 'policy', 'ci-build.yaml')), new Metrics(), (x) => out.push(x));
+  ci.apply(g({ ns: 'ci-web' }));
+  ci.apply(g({ labels: { 'driftwatch.io/role': 'build' } }));
+  ci.apply(g({ ns: 'prod' }));
+  assert.equal(out.length, 2);
 });
