@@ -11,6 +11,7 @@ import { detectMetadataResolver } from './enrich/index.js';
 import { Exporter } from './export/exporter.js';
 import { hostname as osHostname } from 'node:os';
 import { DEFAULT_POLICY, loadPolicy, parsePolicy, PolicyError, type Policy } from './policy/config.js';
+import { policyCommand } from './policy/suggest-command.js';
 import { RecordingWriter, readRecording, replayLoader } from './recording.js';
 import { readHostNamespaces } from './pipeline/container.js';
 import { builtinSignatures } from './signatures/index.js';
@@ -39,6 +40,7 @@ Usage:
   driftwatch backend [--listen <host:port>] [--db <file|postgres://...>] [--token T]
                      [--tls-cert F --tls-key F [--tls-client-ca F]]
   driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--signature id] [--container id|name] [--json]
+  driftwatch policy suggest [--db <file|postgres://...>] [--since 7d|<time>] [--min-containers 2] [--min-executions 3]
   driftwatch record --out <file> [--emit-all] [--duration <seconds>]
   driftwatch replay <file> [--signatures <path>]... [--policy <file>] [--jsonl <file>|-]
   driftwatch --version | --help
@@ -66,6 +68,7 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
 
 backend   the reference backend: validates, authenticates, dedupes and stores findings
 findings  lists stored findings
+policy suggest  prints exception rules (YAML) for findings that repeat across containers; review, then apply
 `;
 
 function version(): string {
@@ -307,6 +310,8 @@ export async function main(argv: string[]): Promise<number> {
         return await findingsCommand(rest);
       case 'config':
         return await configCommand(rest);
+      case 'policy':
+        return await policyCommand(rest);
       case 'record':
         return await recordCommand(rest, createLogger('info'));
       case 'replay':
