@@ -9,6 +9,7 @@ import { CliUsageError, DEFAULT_DATA_DIR, backendCommand, defaultDb, findingsCom
 import { startBackend, type Backend } from './backend/server.js';
 import { detectMetadataResolver } from './enrich/index.js';
 import { Exporter } from './export/exporter.js';
+import { startIntegrations } from './export/integrations.js';
 import { hostname as osHostname } from 'node:os';
 import { DEFAULT_POLICY, loadPolicy, parsePolicy, PolicyError, type Policy } from './policy/config.js';
 import { policyCommand } from './policy/suggest-command.js';
@@ -65,6 +66,8 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --backend          export findings over gRPC to this backend; without it an embedded
                      backend on loopback stores them in <data-dir>/findings.db
   --data-dir         default ${DEFAULT_DATA_DIR} (spool/ and the embedded backend's database)
+  --falco-http-url   also POST each finding in Falco's JSON shape to this URL (Falcosidekick)
+  --otlp-endpoint    also export findings as OTLP log records over gRPC (host:port, http://host:port)
 
 backend   the reference backend: validates, authenticates, dedupes and stores findings
 findings  lists stored findings
@@ -105,6 +108,9 @@ async function runCommand(argv: string[]): Promise<number> {
     log: (m) => log.warn(m),
   });
   sinks.push({ write: (f) => exporter.export(f), close: () => exporter.shutdown() });
+  // Integrations: each its own spool and retries, so one being down holds up no other.
+  const integrations = startIntegrations(cfg, log);
+  for (const i of integrations) sinks.push({ write: (f) => i.exporter.export(f), close: () => i.exporter.shutdown() });
 
   const metadata = await detectMetadataResolver(log);
   let sensor;
@@ -122,11 +128,18 @@ async function runCommand(argv: string[]): Promise<number> {
       sensor.metrics.gauge(name, () => exporter.metrics[name as keyof typeof exporter.metrics]);
     }
     sensor.metrics.gauge('export_spool_bytes', () => exporter.queuedBytes);
+    for (const i of integrations) {
+      for (const name of Object.keys(i.exporter.metrics) as Array<keyof typeof i.exporter.metrics>) {
+        sensor.metrics.gauge(name.replace(/^export_/, `${i.name}_`), () => i.exporter.metrics[name]);
+      }
+      sensor.metrics.gauge(`${i.name}_spool_bytes`, () => i.exporter.queuedBytes);
+    }
   } catch (err) {
     const e = err as LoaderError;
     if (e.libbpfLog) log.debug(`libbpf:\n${e.libbpfLog}`);
     metadata.close();
     await exporter.shutdown(0);
+    for (const i of integrations) await i.exporter.shutdown(0);
     await embedded?.stop();
     if (e.libbpfLog === undefined) throw err; // not from the addon
     throw new PreflightError(describeLoaderError(e));

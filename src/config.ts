@@ -23,6 +23,10 @@ export interface SensorConfig {
   policy?: string;
   dedupWindow?: string;
   metricsAddress: string;
+  /** Falco http_output: POST each finding in Falco's JSON shape here (Falcosidekick). */
+  falcoHttpUrl?: string;
+  /** OTLP logs over gRPC: host:port, or http://host:port (plaintext) / https://host:port. */
+  otlpEndpoint?: string;
 }
 
 export class ConfigError extends Error {}
@@ -56,6 +60,8 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   policy: 'string',
   dedupWindow: 'string',
   metricsAddress: 'string',
+  falcoHttpUrl: 'string',
+  otlpEndpoint: 'string',
 };
 
 /** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */
@@ -113,6 +119,8 @@ function validate(c: SensorConfig): SensorConfig {
   if (!isLogLevel(c.logLevel)) throw new ConfigError(`logLevel: must be one of debug, info, warn, error (got ${c.logLevel})`);
   if (!/^(\[[0-9a-f:]+\]|[^:\s]+):\d{1,5}$/i.test(c.metricsAddress)) throw new ConfigError(`metricsAddress: expected host:port (got ${c.metricsAddress})`);
   if (c.backend && !/^[^\s]+:\d{1,5}$/.test(c.backend)) throw new ConfigError(`backend: expected host:port (got ${c.backend})`);
+  if (c.falcoHttpUrl && !/^https?:\/\/[^\s/]+/.test(c.falcoHttpUrl)) throw new ConfigError(`falcoHttpUrl: expected an http:// or https:// URL (got ${c.falcoHttpUrl})`);
+  if (c.otlpEndpoint && !/^(https?:\/\/)?[^\s/:]+:\d{1,5}\/?$/.test(c.otlpEndpoint)) throw new ConfigError(`otlpEndpoint: expected host:port or http(s)://host:port (got ${c.otlpEndpoint})`);
   if (!!c.tlsCert !== !!c.tlsKey) throw new ConfigError('tlsCert and tlsKey: give both or neither');
   return c;
 }

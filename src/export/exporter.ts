@@ -5,8 +5,11 @@
 import type { FindingJson } from '#gen/finding-json.js';
 import { GrpcTransport, type TransportOptions } from './grpc-transport.js';
 import { Spool } from './spool.js';
+import type { FindingTransport } from './transport.js';
 
-export interface ExporterOptions extends TransportOptions {
+export interface ExporterOptions extends Partial<TransportOptions> {
+  /** The destination; by default the gRPC FindingService at `backend`. */
+  transport?: FindingTransport;
   spoolDir: string;
   spoolMaxBytes?: number;
   maxBatch?: number;
@@ -39,7 +42,7 @@ export class Exporter {
     export_spool_corrupt_total: 0,
   };
   private readonly spool: Spool;
-  private readonly transport: GrpcTransport;
+  private readonly transport: FindingTransport;
   private readonly maxBatch: number;
   private readonly flushMs: number;
   private readonly backoffBase: number;
@@ -52,7 +55,8 @@ export class Exporter {
 
   constructor(private readonly opts: ExporterOptions) {
     this.spool = new Spool({ dir: opts.spoolDir, maxBytes: opts.spoolMaxBytes });
-    this.transport = new GrpcTransport(opts);
+    if (!opts.transport && !opts.backend) throw new Error('exporter: a transport or a backend address is needed');
+    this.transport = opts.transport ?? new GrpcTransport(opts as TransportOptions);
     this.maxBatch = opts.maxBatch ?? 512;
     this.flushMs = opts.flushMs ?? 20;
     this.backoffBase = opts.backoffBaseMs ?? 200;

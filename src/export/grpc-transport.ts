@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { driftwatch } from '#gen/finding.js';
 import type { FindingJson } from '#gen/finding-json.js';
+import type { ExportOutcome, FindingTransport } from './transport.js';
 
 export interface TransportOptions {
   backend: string; // host:port
@@ -15,10 +16,7 @@ export interface TransportOptions {
   gzip?: boolean;
 }
 
-export type ExportOutcome =
-  | { kind: 'ok'; stored: number; duplicates: number; rejected: number; rejectReason?: string }
-  | { kind: 'retryable'; code: grpc.status; message: string }
-  | { kind: 'final'; code: grpc.status; message: string };
+export type { ExportOutcome } from './transport.js';
 
 /** Codes after which the same batch may succeed later. */
 const RETRYABLE = new Set([
@@ -37,7 +35,7 @@ const RETRYABLE = new Set([
 
 const { ExportRequest, ExportResponse } = driftwatch.v1;
 
-export class GrpcTransport {
+export class GrpcTransport implements FindingTransport {
   private client: grpc.Client;
   private readonly deadlineMs: number;
 

@@ -40,6 +40,12 @@ test('config: precedence is flags > environment > file > defaults, key by key', 
   assert.equal(resolveConfig({}, { DRIFTWATCH_INCLUDE_HOST: 'false', DRIFTWATCH_CONFIG: cfg }).includeHost, false);
 });
 
+test('config: integrations are settings like any other', () => {
+  const c = resolveConfig({ otlpEndpoint: 'http://collector:4317' }, { DRIFTWATCH_FALCO_HTTP_URL: 'http://falcosidekick:2801/' });
+  assert.equal(c.falcoHttpUrl, 'http://falcosidekick:2801/');
+  assert.equal(c.otlpEndpoint, 'http://collector:4317');
+});
+
 test('config: JSON files are read too', () => {
   const cfg = file('c.json', JSON.stringify({ output: 'falco-json', emitAll: true }));
   const c = resolveConfig({ config: cfg }, {});
@@ -70,6 +76,8 @@ const bad: Array<[string, () => unknown, RegExp]> = [
   ['bad metrics address', () => resolveConfig({ metricsAddress: '9464' }, {}), /^metricsAddress: expected host:port/],
   ['bad backend', () => resolveConfig({ backend: 'http://x' }, {}), /^backend: expected host:port/],
   ['cert without key', () => resolveConfig({ tlsCert: 'c.pem' }, {}), /tlsCert and tlsKey/],
+  ['falco http URL that is not http', () => resolveConfig({}, { DRIFTWATCH_FALCO_HTTP_URL: 'sidekick:2801' }), /^falcoHttpUrl: expected an http:\/\/ or https:\/\/ URL/],
+  ['OTLP endpoint with a path', () => resolveConfig({ otlpEndpoint: 'http://collector:4317/v1/logs' }, {}), /^otlpEndpoint: expected host:port/],
   ['missing file', () => resolveConfig({ config: join(dir, 'absent.yaml') }, {}), /absent\.yaml: ENOENT/],
 ];
 for (const [what, fn, message] of bad) {
