@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
 # Builds the driftwatch sensor image from the Containerfile with podman.
 #
-#   scripts/build-image.sh [--local-base] [--tag IMAGE]
+#   scripts/build-image.sh [--local-base [--base-only]] [--tag IMAGE]
 #
 # By default both stages start from Debian images on docker.io. With
 # --local-base no container registry is needed: a Debian bookworm minbase is
 # made with debootstrap from the Debian mirror and imported into podman as
 # both bases; it is kept and reused (made again only when the image is gone).
+# --base-only makes (or keeps) that base and stops there.
 # RUN steps use the host network (apt and npm reach their mirrors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TAG=localhost/driftwatch:latest
 LOCAL_BASE=0
+BASE_ONLY=0
 # Bump the suffix when make_base changes, so a kept base is made again.
 BASE_IMAGE=localhost/driftwatch-base:bookworm-1
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --local-base) LOCAL_BASE=1 ;;
+    --base-only) BASE_ONLY=1 ;;
     --tag) [ $# -ge 2 ] || { usage >&2; exit 2; }; TAG="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "build-image: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -69,6 +72,11 @@ if command -v runc >/dev/null; then args+=(--runtime=runc); fi
 # included): the bundle is a build secret, used by that step and not stored.
 CA_BUNDLE="${BUILD_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 if [ -s "$CA_BUNDLE" ]; then args+=(--secret "id=ca,src=$CA_BUNDLE"); fi
+if [ "$BASE_ONLY" -eq 1 ]; then
+  [ "$LOCAL_BASE" -eq 1 ] || { echo "build-image: --base-only goes with --local-base" >&2; exit 2; }
+  make_base
+  exit 0
+fi
 if [ "$LOCAL_BASE" -eq 1 ]; then
   make_base
   args+=(--build-arg "BUILD_BASE=$BASE_IMAGE" --build-arg "RUNTIME_BASE=$BASE_IMAGE")

@@ -1,0 +1,162 @@
+// A real-workload corpus on the real kernel: a Debian container (the
+// debootstrap base the image build makes) with the host's network and apt
+// configuration installs a package from Debian's archive and runs it, and a
+// shell drops a binary into /tmp and runs it. Two sensors watch at once: one
+// without a policy reports all of it with the ancestry that shows who did it;
+// one with the shipped package-managers policy excepts (and counts) what ran
+// under apt and dpkg, still reports the dropped binary, and sends it on to
+// Falco http_output and OTLP receivers on loopback.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { kernelSkipReason } from '../helpers/minicontainer.js';
+import { podmanSkipReason } from '../helpers/podman.js';
+import { startFalcoReceiver, startOtlpReceiver, type FalcoReceiver, type OtlpReceiver } from '../helpers/receivers.js';
+import { SensorProcess, type Finding } from '../helpers/sensor-process.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const BASE_IMAGE = 'localhost/driftwatch-base:bookworm-1';
+const RUN_FLAGS = ['--runtime=runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+const PACKAGE = 'less'; // small, and its postinst is a #! script dpkg runs
+
+function baseSkipReason(): string | null {
+  if (spawnSync('podman', ['image', 'exists', BASE_IMAGE]).status === 0) return null;
+  if (spawnSync('debootstrap', ['--version']).error) return 'debootstrap is not installed (scripts/setup.sh installs it)';
+  const r = spawnSync('bash', [join(repoRoot, 'scripts', 'build-image.sh'), '--local-base', '--base-only'], { encoding: 'utf8', timeout: 900_000 });
+  return r.status === 0 ? null : `the Debian base image could not be made: ${(r.stderr || r.stdout).trim().split('\n').pop()}`;
+}
+
+const skip = kernelSkipReason() ?? podmanSkipReason() ?? baseSkipReason();
+if (skip) console.log(`# real-workload corpus skipped: ${skip}`);
+
+/**
+ * Runs a script in a Debian container with the host's network and apt
+ * configuration; resolves with its id. Asynchronous, so the sensors' output
+ * pipes are read meanwhile.
+ */
+async function debian(dir: string, script: string): Promise<{ status: number | null; id: string; out: string }> {
+  const cidfile = join(dir, `cid-${randomBytes(4).toString('hex')}`);
+  const child = spawn('podman', ['run', '--rm', ...RUN_FLAGS, '--network=host', '-v', '/etc/apt:/etc/apt:ro', '--cidfile', cidfile, BASE_IMAGE, 'bash', '-c', script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
+  const [status] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  let id = '';
+  try {
+    id = readFileSync(cidfile, 'utf8').trim();
+  } catch {
+    /* podman did not get as far as creating it */
+  }
+  return { status, id, out };
+}
+
+const ancestry = (f: Finding) => f.process.ancestry.map((a) => a.comm);
+const underPackageManager = (f: Finding) => ancestry(f).some((c) => c === 'dpkg' || c === 'apt-get');
+
+describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ?? false }, () => {
+  let dir: string;
+  let all: SensorProcess;
+  let quiet: SensorProcess;
+  let falco: FalcoReceiver;
+  let otlp: OtlpReceiver;
+  let apt: { status: number | null; id: string; out: string };
+  let dropped: { status: number | null; id: string; out: string };
+  const n = randomBytes(4).toString('hex');
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'driftwatch-corpus-'));
+    falco = await startFalcoReceiver();
+    otlp = await startOtlpReceiver();
+    all = await SensorProcess.start();
+    quiet = await SensorProcess.start([
+      '--policy', join(repoRoot, 'examples', 'policy', 'package-managers.yaml'),
+      '--falco-http-url', falco.url,
+      '--otlp-endpoint', otlp.endpoint,
+    ]);
+    apt = await debian(dir, `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${PACKAGE} >/dev/null && ${PACKAGE} --version`);
+    dropped = await debian(dir, `cp /usr/bin/ls /tmp/fetched-${n} && /tmp/fetched-${n} -d /tmp`);
+  });
+
+  after(async () => {
+    for (const s of [all, quiet]) {
+      if (!s) continue;
+      await s.stop('SIGTERM');
+      s.cleanup();
+    }
+    await falco?.close();
+    await otlp?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('apt-get install: dpkg\'s maintainer script and the installed program are reported, with who ran them', async (t) => {
+    if (apt.status !== 0) {
+      t.skip(`Debian's archive is not reachable from the container: ${apt.out.trim().split('\n').slice(-2).join(' ')}`);
+      return;
+    }
+    assert.ok(apt.id, 'container id');
+    const postinst = await all.finding(
+      (f) => f.container.id === apt.id && f.signature.id === 'drift.new_script' && f.signature.data['script'] === `/var/lib/dpkg/info/${PACKAGE}.postinst`,
+      `${PACKAGE}.postinst finding`,
+      30_000,
+    );
+    assert.ok(ancestry(postinst).includes('dpkg'), `dpkg among the ancestors: ${ancestry(postinst).join(' < ')}`);
+    assert.ok(ancestry(postinst).includes('apt-get'), `apt-get among the ancestors: ${ancestry(postinst).join(' < ')}`);
+    const program = await all.finding(
+      (f) => f.container.id === apt.id && f.signature.id === 'drift.new_executable' && f.process.executable.path === `/usr/bin/${PACKAGE}`,
+      `the installed /usr/bin/${PACKAGE} run`,
+    );
+    assert.equal(program.process.executable.layer, 'UPPER_NEW');
+    assert.ok(ancestry(program).length > 0 && !underPackageManager(program), `started by the container's shell, not by the package manager: ${ancestry(program).join(' < ')}`);
+  });
+
+  test('a binary copied into /tmp and run is reported by both sensors, and reaches Falco http_output and OTLP', async () => {
+    assert.equal(dropped.status, 0, dropped.out);
+    const path = `/tmp/fetched-${n}`;
+    const seen = await all.finding((f) => f.process.executable.path === path, 'dropped binary (no policy)');
+    assert.equal(seen.signature.id, 'drift.new_executable');
+    assert.equal(seen.container.id, dropped.id);
+    assert.ok(ancestry(seen).length > 0 && !underPackageManager(seen), ancestry(seen).join(' < '));
+    const kept = await quiet.finding((f) => f.process.executable.path === path, 'dropped binary (package-managers policy)');
+    await quiet.waitFor(() => falco.alerts.some((a) => a['uuid'] === kept.id), 15_000, 'the Falco alert');
+    await quiet.waitFor(() => otlp.records.some((r) => r.attributes['driftwatch.finding.id'] === kept.id), 30_000, 'the OTLP log record');
+    const alert = falco.alerts.find((a) => a['uuid'] === kept.id)!;
+    assert.equal((alert['output_fields'] as Record<string, unknown>)['proc.exepath'], path);
+    const record = otlp.records.find((r) => r.attributes['driftwatch.finding.id'] === kept.id)!;
+    assert.equal(record.attributes['container.id'], dropped.id);
+    assert.equal(record.attributes['process.executable.path'], path);
+    assert.deepEqual(falco.problems, []);
+  });
+
+  test('with the package-managers policy, what ran under apt and dpkg is excepted and counted; nothing else is', async (t) => {
+    if (apt.status !== 0) {
+      t.skip('Debian\'s archive is not reachable from the container');
+      return;
+    }
+    const fromApt = all.matching((f) => f.container.id === apt.id);
+    const underPm = fromApt.filter(underPackageManager);
+    assert.ok(underPm.length >= 1, 'the unfiltered sensor saw the install');
+    // Both sensors saw the same execs: wait until the quiet one has dealt with them.
+    await quiet.finding((f) => f.process.executable.path === `/tmp/fetched-${n}`, 'the later dropped binary');
+    const quietFromApt = quiet.matching((f) => f.container.id === apt.id);
+    assert.deepEqual(quietFromApt.filter(underPackageManager).map((f) => f.process.executable.path), [], 'nothing under apt or dpkg reported');
+    assert.deepEqual(
+      quietFromApt.map((f) => `${f.signature.id} ${f.process.executable.path}`).sort(),
+      fromApt.filter((f) => !underPackageManager(f)).map((f) => `${f.signature.id} ${f.process.executable.path}`).sort(),
+      'everything else from the container still reported (the installed program run from the shell)',
+    );
+    const metrics = await (await fetch(`http://127.0.0.1:${quiet.metricsPort}/metrics`)).text();
+    const excepted = [...metrics.matchAll(/^driftwatch_policy_excepted_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
+    assert.ok(excepted >= underPm.length, `policy_excepted_total ${excepted} counts the ${underPm.length} excepted finding(s)`);
+    t.diagnostic(`apt-get install ${PACKAGE}: ${fromApt.length} finding(s), ${underPm.length} under apt/dpkg (excepted: ${excepted}); reported with the policy: ${quietFromApt.map((f) => f.process.executable.path).join(', ')}`);
+  });
+});
