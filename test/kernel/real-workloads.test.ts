@@ -1,16 +1,17 @@
 // A real-workload corpus on the real kernel: a Debian container (the
 // debootstrap base the image build makes) with the host's network and apt
-// configuration installs a package from Debian's archive and runs it, and a
-// shell drops a binary into /tmp and runs it. Two sensors watch at once: one
+// configuration installs a package from Debian's archive and runs it, npm
+// installs a CLI from the npm registry (whose install script runs the binary
+// it fetched) and runs it, and a shell drops a binary into /tmp and runs it. Two sensors watch at once: one
 // without a policy reports all of it with the ancestry that shows who did it;
 // one with the shipped package-managers policy excepts (and counts) what ran
-// under apt and dpkg, still reports the dropped binary, and sends it on to
+// under apt, dpkg and npm, still reports the dropped binary, and sends it on to
 // Falco http_output and OTLP receivers on loopback.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +24,7 @@ import { SensorProcess, type Finding } from '../helpers/sensor-process.js';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const BASE_IMAGE = 'localhost/driftwatch-base:bookworm-1';
 const RUN_FLAGS = ['--runtime=runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+const HOST_CA = '/etc/ssl/certs/ca-certificates.crt';
 const PACKAGE = 'less'; // small, and its postinst is a #! script dpkg runs
 
 function baseSkipReason(): string | null {
@@ -30,6 +32,34 @@ function baseSkipReason(): string | null {
   if (spawnSync('debootstrap', ['--version']).error) return 'debootstrap is not installed (scripts/setup.sh installs it)';
   const r = spawnSync('bash', [join(repoRoot, 'scripts', 'build-image.sh'), '--local-base', '--base-only'], { encoding: 'utf8', timeout: 900_000 });
   return r.status === 0 ? null : `the Debian base image could not be made: ${(r.stderr || r.stdout).trim().split('\n').pop()}`;
+}
+
+const NODE_IMAGE = 'localhost/driftwatch-test-node:24-1';
+const NPM_CLI = 'esbuild@0.25.0'; // its install script runs the binary it fetched, as Playwright's and others' do
+
+/** The base plus this Node and npm from the registry, built once and kept; null when it cannot be made. */
+function nodeImageProblem(): string | null {
+  if (spawnSync('podman', ['image', 'exists', NODE_IMAGE]).status === 0) return null;
+  const dir = mkdtempSync(join(tmpdir(), 'driftwatch-nodeimg-'));
+  try {
+    copyFileSync(process.execPath, join(dir, 'node'));
+    const pack = spawnSync('npm', ['pack', 'npm@10', '--silent'], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+    const tgz = pack.stdout?.trim().split('\n').pop();
+    if (pack.status !== 0 || !tgz) return `npm could not be fetched from the registry: ${(pack.stderr || String(pack.error)).trim().split('\n').pop()}`;
+    renameSync(join(dir, tgz), join(dir, 'npm.tgz'));
+    writeFileSync(join(dir, 'Containerfile'), [
+      `FROM ${BASE_IMAGE}`,
+      'COPY node /usr/local/bin/node',
+      'COPY npm.tgz /tmp/npm.tgz',
+      'RUN mkdir -p /usr/local/lib/node_modules/npm && tar -xzf /tmp/npm.tgz -C /usr/local/lib/node_modules/npm --strip-components=1 && rm /tmp/npm.tgz' +
+        ' && ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm',
+      '',
+    ].join('\n'));
+    const b = spawnSync('podman', ['build', ...RUN_FLAGS, '--network=none', '-t', NODE_IMAGE, dir], { encoding: 'utf8', timeout: 600_000 });
+    return b.status === 0 ? null : `the Node image could not be built: ${(b.stderr || '').trim().split('\n').pop()}`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const skip = kernelSkipReason() ?? podmanSkipReason() ?? baseSkipReason();
@@ -40,9 +70,11 @@ if (skip) console.log(`# real-workload corpus skipped: ${skip}`);
  * configuration; resolves with its id. Asynchronous, so the sensors' output
  * pipes are read meanwhile.
  */
-async function debian(dir: string, script: string): Promise<{ status: number | null; id: string; out: string }> {
+async function debian(dir: string, script: string, image = BASE_IMAGE): Promise<{ status: number | null; id: string; out: string }> {
   const cidfile = join(dir, `cid-${randomBytes(4).toString('hex')}`);
-  const child = spawn('podman', ['run', '--rm', ...RUN_FLAGS, '--network=host', '-v', '/etc/apt:/etc/apt:ro', '--cidfile', cidfile, BASE_IMAGE, 'bash', '-c', script], {
+  // npm trusts what the host trusts (a TLS-intercepting proxy's CA included).
+  const ca = existsSync(HOST_CA) ? ['-v', `${HOST_CA}:/etc/ssl/host-ca.crt:ro`, '-e', 'NODE_EXTRA_CA_CERTS=/etc/ssl/host-ca.crt'] : [];
+  const child = spawn('podman', ['run', '--rm', ...RUN_FLAGS, '--network=host', '-v', '/etc/apt:/etc/apt:ro', ...ca, '--cidfile', cidfile, image, 'bash', '-c', script], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -61,7 +93,7 @@ async function debian(dir: string, script: string): Promise<{ status: number | n
 }
 
 const ancestry = (f: Finding) => f.process.ancestry.map((a) => a.comm);
-const underPackageManager = (f: Finding) => ancestry(f).some((c) => c === 'dpkg' || c === 'apt-get');
+const underPackageManager = (f: Finding) => ancestry(f).some((c) => c === 'dpkg' || c === 'apt-get' || c.startsWith('npm'));
 
 describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ?? false }, () => {
   let dir: string;
@@ -71,6 +103,8 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
   let otlp: OtlpReceiver;
   let apt: { status: number | null; id: string; out: string };
   let dropped: { status: number | null; id: string; out: string };
+  let npm: { status: number | null; id: string; out: string } | undefined;
+  let npmProblem: string | null = null;
   const n = randomBytes(4).toString('hex');
 
   before(async () => {
@@ -84,6 +118,11 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
       '--otlp-endpoint', otlp.endpoint,
     ]);
     apt = await debian(dir, `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${PACKAGE} >/dev/null && ${PACKAGE} --version`);
+    npmProblem = nodeImageProblem();
+    if (!npmProblem) {
+      npm = await debian(dir, `npm install -g --no-audit --no-fund --loglevel=error ${NPM_CLI} && esbuild --version`, NODE_IMAGE);
+      if (npm.status !== 0) npmProblem = `npm install -g ${NPM_CLI} failed (registry not reachable?): ${npm.out.trim().split('\n').slice(-3).join(' ')}`;
+    }
     dropped = await debian(dir, `cp /usr/bin/ls /tmp/fetched-${n} && /tmp/fetched-${n} -d /tmp`);
   });
 
@@ -105,7 +144,7 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
     }
     assert.ok(apt.id, 'container id');
     const postinst = await all.finding(
-      (f) => f.container.id === apt.id && f.signature.id === 'drift.new_script' && f.signature.data['script'] === `/var/lib/dpkg/info/${PACKAGE}.postinst`,
+      (f) => f.container.id === apt.id && f.signature.id === 'drift.new_script' && f.signature.data?.['script'] === `/var/lib/dpkg/info/${PACKAGE}.postinst`,
       `${PACKAGE}.postinst finding`,
       30_000,
     );
@@ -117,6 +156,17 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
     );
     assert.equal(program.process.executable.layer, 'UPPER_NEW');
     assert.ok(ancestry(program).length > 0 && !underPackageManager(program), `started by the container's shell, not by the package manager: ${ancestry(program).join(' < ')}`);
+  });
+
+  test(`npm install -g ${NPM_CLI}: what its install script runs is reported under npm, and so is the CLI run afterwards`, async (t) => {
+    if (npmProblem || !npm) {
+      t.skip(npmProblem ?? 'no npm run');
+      return;
+    }
+    const installTime = await all.finding((f) => f.container.id === npm!.id && ancestry(f).some((c) => c.startsWith('npm')), 'an exec under npm', 30_000);
+    assert.match(installTime.process.executable.path + String(installTime.signature.data?.['script'] ?? ''), /esbuild/);
+    const cli = await all.finding((f) => f.container.id === npm!.id && !underPackageManager(f) && /esbuild/.test(f.process.executable.path + String(f.signature.data?.['script'] ?? '')), 'the CLI run from the shell');
+    t.diagnostic(`npm: ${installTime.signature.id} ${installTime.process.executable.path} under ${ancestry(installTime).join(' < ')}; then ${cli.signature.id} ${cli.process.executable.path} under ${ancestry(cli).join(' < ')}`);
   });
 
   test('a binary copied into /tmp and run is reported by both sensors, and reaches Falco http_output and OTLP', async () => {
@@ -154,9 +204,18 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
       fromApt.filter((f) => !underPackageManager(f)).map((f) => `${f.signature.id} ${f.process.executable.path}`).sort(),
       'everything else from the container still reported (the installed program run from the shell)',
     );
+    let npmExcepted = 0;
+    if (npm && !npmProblem) {
+      const fromNpm = all.matching((f) => f.container.id === npm!.id);
+      const quietFromNpm = quiet.matching((f) => f.container.id === npm!.id);
+      npmExcepted = fromNpm.filter(underPackageManager).length;
+      assert.ok(npmExcepted >= 1, 'the unfiltered sensor saw the install script run the fetched binary');
+      assert.deepEqual(quietFromNpm.filter(underPackageManager).map((f) => f.process.executable.path), [], 'nothing under npm reported');
+      assert.ok(quietFromNpm.length >= 1, 'the CLI run from the shell is still reported');
+    }
     const metrics = await (await fetch(`http://127.0.0.1:${quiet.metricsPort}/metrics`)).text();
     const excepted = [...metrics.matchAll(/^driftwatch_policy_excepted_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
-    assert.ok(excepted >= underPm.length, `policy_excepted_total ${excepted} counts the ${underPm.length} excepted finding(s)`);
+    assert.ok(excepted >= underPm.length + npmExcepted, `policy_excepted_total ${excepted} counts the ${underPm.length + npmExcepted} excepted finding(s)`);
     t.diagnostic(`apt-get install ${PACKAGE}: ${fromApt.length} finding(s), ${underPm.length} under apt/dpkg (excepted: ${excepted}); reported with the policy: ${quietFromApt.map((f) => f.process.executable.path).join(', ')}`);
   });
 });
