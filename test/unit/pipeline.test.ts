@@ -200,7 +200,8 @@ test('sensor: stop drains what the kernel still holds, waits for lookups, flushe
   await stopped;
   assert.equal(sensor.metrics.get('events_decoded_total'), 4);
   assert.deepEqual(paths(found), ['/tmp/a', '/tmp/a', '/tmp/b']);
-  assert.deepEqual(found.map((f) => f.count ?? 1).sort(), [1, 1, 2], 'the fold of the two repeats is flushed');
+  assert.deepEqual(found.map((f) => f.count ?? 1).sort(), [1, 1, 3], 'the summary of the three executions is flushed');
+  assert.equal(found.find((f) => f.count === 3)?.foldOf, found.find((f) => f.process?.executable?.path === '/tmp/a' && f.count === 1)?.id);
   assert.ok(found.every((f) => f.container?.name === 'late'), 'enriched with what the lookup answered');
   assert.equal(closedWith, 3, 'sinks close after the last finding');
 });
