@@ -77,7 +77,7 @@ describe('dedup with a window (real kernel, overlay mini-container)', { skip: sk
     assert.equal(summary.count, 1000);
     assert.equal(summary.foldOf, first.id);
     assert.deepEqual(
-      summary.distinctArgs.map((a) => [a.args.join(' '), a.count]),
+      summary.distinctArgs.map((a) => [a.args.join(' '), a.count]).sort(), // in the order enrichment finished them
       [[`${path} true 0`, 334], [`${path} true 1`, 333], [`${path} true 2`, 333]],
     );
     const q = spawnSync(process.execPath, [cliPath, 'findings', '--db', join(sensor.dataDir, 'findings.db'), '--json', '--limit', '10000'], { encoding: 'utf8' });
