@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
+import { createLogger, logFormatFromArgs, type Logger } from './log.js';
 import { addonPath, type LoaderError } from './native/loader.js';
 import { CliUsageError, DEFAULT_DATA_DIR, backendCommand, defaultDb, findingsCommand } from './backend/cli.js';
 import { startBackend, type Backend } from './backend/server.js';
@@ -33,7 +33,7 @@ const HELP = `driftwatch: container drift detection
 
 Usage:
   driftwatch run [--config <file>] [--jsonl <file>|-] [--output jsonl|falco-json] [--include-host] [--emit-all]
-                 [--log-level debug|info|warn|error] [--metrics-address host:port]
+                 [--log-level debug|info|warn|error] [--log-format auto|json|pretty] [--metrics-address host:port]
                  [--backend <host:port> [--token T] [--tls-ca F] [--tls-cert F --tls-key F]] [--data-dir D]
   driftwatch config check <file>
   driftwatch backend [--listen <host:port>] [--db <file|postgres://...>] [--token T]
@@ -58,6 +58,7 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --include-host     also report host processes (default: containers only)
   --emit-all         send every exec to user space (debugging; findings unchanged)
   --log-level        default info
+  --log-format       auto (default): readable lines on a terminal, JSON lines otherwise
   --dedup-window     fold repeats of a (container, signature, executable) within this window
                      into one finding with a count (default 60s, 0s to turn off)
   --backend          export findings over gRPC to this backend; without it an embedded
@@ -75,7 +76,7 @@ function version(): string {
 async function runCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: configFlagOptions(), strict: true, allowPositionals: false });
   const cfg = resolveConfig(flagsToConfig(values));
-  const log = createLogger(cfg.logLevel);
+  const log = createLogger(cfg.logLevel, undefined, cfg.logFormat);
 
   const { signatures, policy } = await signaturesAndPolicy(cfg, log);
   preflight(log);
@@ -296,7 +297,8 @@ async function replayCommand(argv: string[], log: Logger): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  const log: Logger = createLogger('info');
+  const format = logFormatFromArgs(rest);
+  const log: Logger = createLogger('info', undefined, format);
   try {
     switch (cmd) {
       case 'run':
@@ -308,9 +310,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'config':
         return await configCommand(rest);
       case 'record':
-        return await recordCommand(rest, createLogger('info'));
+        return await recordCommand(rest, log);
       case 'replay':
-        return await replayCommand(rest, createLogger('info'));
+        return await replayCommand(rest, log);
       case '--version':
       case 'version':
         process.stdout.write(`${version()}\n`);

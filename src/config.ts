@@ -3,7 +3,7 @@
 // Every error names the key.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { isLogLevel, type LogLevel } from './log.js';
+import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log.js';
 
 export interface SensorConfig {
   jsonl?: string;
@@ -11,6 +11,8 @@ export interface SensorConfig {
   includeHost: boolean;
   emitAll: boolean;
   logLevel: LogLevel;
+  /** auto: readable lines on a terminal, JSON otherwise. */
+  logFormat: LogFormat;
   backend?: string;
   token?: string;
   tlsCa?: string;
@@ -32,6 +34,7 @@ export const CONFIG_DEFAULTS: SensorConfig = {
   includeHost: false,
   emitAll: false,
   logLevel: 'info',
+  logFormat: 'auto',
   dataDir: '/var/lib/driftwatch',
   strict: false,
   metricsAddress: '127.0.0.1:9464',
@@ -45,6 +48,7 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   includeHost: 'boolean',
   emitAll: 'boolean',
   logLevel: 'string',
+  logFormat: 'string',
   backend: 'string',
   token: 'string',
   tlsCa: 'string',
@@ -111,6 +115,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Partial<SensorConfig> {
 function validate(c: SensorConfig): SensorConfig {
   if (c.output !== 'jsonl' && c.output !== 'falco-json') throw new ConfigError(`output: must be jsonl or falco-json (got ${c.output})`);
   if (!isLogLevel(c.logLevel)) throw new ConfigError(`logLevel: must be one of debug, info, warn, error (got ${c.logLevel})`);
+  if (!isLogFormat(c.logFormat)) throw new ConfigError(`logFormat: must be one of auto, json, pretty (got ${c.logFormat})`);
   if (!/^(\[[0-9a-f:]+\]|[^:\s]+):\d{1,5}$/i.test(c.metricsAddress)) throw new ConfigError(`metricsAddress: expected host:port (got ${c.metricsAddress})`);
   if (c.backend && !/^[^\s]+:\d{1,5}$/.test(c.backend)) throw new ConfigError(`backend: expected host:port (got ${c.backend})`);
   if (!!c.tlsCert !== !!c.tlsKey) throw new ConfigError('tlsCert and tlsKey: give both or neither');
