@@ -22,6 +22,9 @@ import { ConfigError, configFlagOptions, flagsToConfig, resolveConfig } from './
 import { startOpsServer } from './ops/http.js';
 import { falcoJsonSink } from './pipeline/falco-sink.js';
 import { startSensor } from './pipeline/sensor.js';
+import { Metrics } from './pipeline/metrics.js';
+import { SelfTest, describeFailure } from './ops/selftest.js';
+import { doctorTable, runDoctor } from './ops/doctor.js';
 import { consoleSink, jsonlSink, type Sink } from './pipeline/sinks.js';
 import { PreflightError, describeLoaderError, preflight } from './preflight.js';
 
@@ -36,6 +39,7 @@ Usage:
                  [--log-level debug|info|warn|error] [--log-format auto|json|pretty] [--metrics-address host:port]
                  [--backend <host:port> [--token T] [--tls-ca F] [--tls-cert F --tls-key F]] [--data-dir D]
   driftwatch config check <file>
+  driftwatch doctor [--json] [--config <file>] [--data-dir D] [--backend host:port] [--cri-socket <path>]
   driftwatch backend [--listen <host:port>] [--db <file|postgres://...>] [--token T]
                      [--tls-cert F --tls-key F [--tls-client-ca F]]
   driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--signature id] [--container id|name] [--json]
@@ -64,6 +68,11 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --backend          export findings over gRPC to this backend; without it an embedded
                      backend on loopback stores them in <data-dir>/findings.db
   --data-dir         default ${DEFAULT_DATA_DIR} (spool/ and the embedded backend's database)
+
+doctor    what this node gives the sensor and what detection follows: kernel, BTF, overlay,
+          LSMs and hooks, tracepoints, cgroups, runtimes, capabilities, data dir, backend,
+          and the self-test run through freshly loaded programs; ok / degraded / missing
+          with what to change; exit 1 when something is missing
 
 backend   the reference backend: validates, authenticates, dedupes and stores findings
 findings  lists stored findings
@@ -105,10 +114,15 @@ async function runCommand(argv: string[]): Promise<number> {
   sinks.push({ write: (f) => exporter.export(f), close: () => exporter.shutdown() });
 
   const metadata = await detectMetadataResolver(log);
+  const metrics = new Metrics();
+  let kernelStats: () => Record<string, number> = () => ({});
+  const selftest = cfg.selftest ? new SelfTest({ dataDir: cfg.dataDir, log, metrics, kernelStats: () => kernelStats() }) : undefined;
   let sensor;
   try {
     sensor = await startSensor({
       log,
+      metrics,
+      ...(selftest ? { claim: (ev) => selftest.claim(ev) } : {}),
       sinks,
       includeHost: cfg.includeHost,
       emitAll: cfg.emitAll,
@@ -130,12 +144,21 @@ async function runCommand(argv: string[]): Promise<number> {
     throw new PreflightError(describeLoaderError(e));
   }
   const running = sensor;
+  kernelStats = () => running.loader.stats();
   let stopping = false;
   const ops = await startOpsServer({
     address: cfg.metricsAddress,
     metrics: running.metrics,
     programStats: () => running.loader.programStats(),
-    ready: () => !stopping && running.attached.length > 0,
+    // Attached is not enough: ready once this node has shown that it detects drift.
+    ready: () => !stopping && running.attached.length > 0 && (!selftest || selftest.passed),
+    notReadyReason: () => {
+      if (stopping) return 'stopping';
+      if (!selftest) return undefined;
+      const last = selftest.last;
+      return last ? `self-test failed: ${describeFailure(last)}` : 'self-test running';
+    },
+    ...(selftest ? { selftest } : {}),
   });
   log.info(`attached ${running.attached.join(', ')}; watching for drift${cfg.includeHost ? ' (including host processes)' : ''}; metrics on http://${cfg.metricsAddress.replace(/:0$/, ':' + ops.port)}/metrics`);
 
@@ -145,6 +168,12 @@ async function runCommand(argv: string[]): Promise<number> {
     log.info(`last totals: events ${m.get('events_decoded_total')}, findings ${m.total('findings_total')}, excepted ${m.total('policy_excepted_total')}, decode errors ${m.get('decode_errors_total')}, signature errors ${m.total('signature_errors_total')}`);
   }, 60_000);
   summary.unref();
+
+  if (selftest) {
+    void selftest.run();
+    // SIGUSR1 (or POST /selftest on the metrics address) runs it again.
+    process.on('SIGUSR1', () => void selftest.run());
+  }
 
   // SIGHUP: new policy and custom signatures, swapped in between two events.
   process.on('SIGHUP', () => {
@@ -184,6 +213,41 @@ async function runCommand(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+async function doctorCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: 'boolean', default: false },
+      config: { type: 'string' },
+      'data-dir': { type: 'string' },
+      backend: { type: 'string' },
+      'cri-socket': { type: 'string', multiple: true },
+    },
+    strict: true,
+  });
+  const cfg = resolveConfig({
+    ...(values.config ? { config: values.config } : {}),
+    ...(values['data-dir'] ? { dataDir: values['data-dir'] } : {}),
+    ...(values.backend ? { backend: values.backend } : {}),
+  });
+  // A failed preflight is a row of the report, not the end of it.
+  let preflightError: string | undefined;
+  try {
+    preflight(createLogger('error', () => undefined));
+  } catch (err) {
+    if (!(err instanceof PreflightError)) throw err;
+    preflightError = err.message;
+  }
+  const report = await runDoctor({
+    dataDir: cfg.dataDir,
+    ...(preflightError ? { preflightError } : {}),
+    ...(cfg.backend ? { backend: cfg.backend } : {}),
+    ...(values['cri-socket'] ? { criSockets: values['cri-socket'] } : {}),
+  });
+  process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : doctorTable(report));
+  return report.rows.some((r) => r.status === 'missing') ? 1 : 0;
 }
 
 async function configCommand(argv: string[]): Promise<number> {
@@ -309,6 +373,8 @@ export async function main(argv: string[]): Promise<number> {
         return await findingsCommand(rest);
       case 'config':
         return await configCommand(rest);
+      case 'doctor':
+        return await doctorCommand(rest);
       case 'record':
         return await recordCommand(rest, log);
       case 'replay':

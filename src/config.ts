@@ -25,6 +25,8 @@ export interface SensorConfig {
   policy?: string;
   dedupWindow?: string;
   metricsAddress: string;
+  /** Run the self-test after attaching (and on SIGUSR1); /readyz waits for it. */
+  selftest: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -38,6 +40,7 @@ export const CONFIG_DEFAULTS: SensorConfig = {
   dataDir: '/var/lib/driftwatch',
   strict: false,
   metricsAddress: '127.0.0.1:9464',
+  selftest: true,
 };
 
 /** A list is repeated as a flag, a YAML sequence (or one string) in the file, and `:`-separated in the environment, like PATH. */
@@ -60,6 +63,7 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   policy: 'string',
   dedupWindow: 'string',
   metricsAddress: 'string',
+  selftest: 'boolean',
 };
 
 /** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */

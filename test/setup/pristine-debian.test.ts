@@ -92,6 +92,7 @@ test('pristine Debian 12: setup.sh, then npx driftwatch run and the unit tests',
   assert.match(out, /setup: done \(v24\./, 'Node 24 from the npm package');
   assert.notEqual(r.status, 92, 'npx driftwatch run failed');
   assert.match(out, /attached .*sched_process_exec.*; watching for drift/, 'the sensor attached');
+  assert.match(out, /self-test passed/);
   assert.match(out, /SIGINT: detaching and flushing/);
   assert.match(out, /stopped; events \d+/);
   assert.match(out, /ℹ fail 0/);
