@@ -18,7 +18,7 @@ import { loadCustomSignatures } from './signatures/load-custom.js';
 import type { AnySignature } from './signatures/sdk.js';
 import { loadWithScriptHook } from './native/loader.js';
 import { kernelBatches } from './pipeline/source.js';
-import { ConfigError, configFlagOptions, flagsToConfig, resolveConfig } from './config.js';
+import { ConfigError, configFlagOptions, flagsToConfig, resolveConfig, scriptHookCandidatesFor } from './config.js';
 import { startOpsServer } from './ops/http.js';
 import { falcoJsonSink } from './pipeline/falco-sink.js';
 import { startSensor } from './pipeline/sensor.js';
@@ -63,6 +63,9 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --emit-all         send every exec to user space (debugging; findings unchanged)
   --log-level        default info
   --log-format       auto (default): readable lines on a terminal, JSON lines otherwise
+  --selftest         prove detection on this node after attaching (default true; selftest: false
+                     in the file or DRIFTWATCH_SELFTEST=false turns it off); SIGUSR1 reruns it
+  --script-hook      auto (BPF-LSM, then fentry), lsm, fentry or none (#! scripts looked up in the overlay)
   --dedup-window     fold repeats of a (container, signature, executable) within this window
                      into one finding with a count (default 60s, 0s to turn off)
   --backend          export findings over gRPC to this backend; without it an embedded
@@ -123,6 +126,7 @@ async function runCommand(argv: string[]): Promise<number> {
       log,
       metrics,
       ...(selftest ? { claim: (ev) => selftest.claim(ev) } : {}),
+      ...(scriptHookCandidatesFor(cfg.scriptHook) ? { scriptHooks: scriptHookCandidatesFor(cfg.scriptHook)! } : {}),
       sinks,
       includeHost: cfg.includeHost,
       emitAll: cfg.emitAll,
@@ -245,6 +249,7 @@ async function doctorCommand(argv: string[]): Promise<number> {
     ...(preflightError ? { preflightError } : {}),
     ...(cfg.backend ? { backend: cfg.backend } : {}),
     ...(values['cri-socket'] ? { criSockets: values['cri-socket'] } : {}),
+    ...(scriptHookCandidatesFor(cfg.scriptHook) ? { scriptHooks: scriptHookCandidatesFor(cfg.scriptHook)! } : {}),
   });
   process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : doctorTable(report));
   return report.rows.some((r) => r.status === 'missing') ? 1 : 0;

@@ -11,7 +11,7 @@ import { DEFAULT_CRI_SOCKETS } from '../enrich/cri-client.js';
 import { DEFAULT_OCI_STATE_ROOTS } from '../enrich/oci-state.js';
 import { PodmanStore } from '../enrich/podman-store.js';
 import { createLogger } from '../log.js';
-import { bpfLsmActive, type LoaderError } from '../native/loader.js';
+import { bpfLsmActive, type LoaderError, type ScriptHook } from '../native/loader.js';
 import { Metrics } from '../pipeline/metrics.js';
 import { startSensor, type Sensor } from '../pipeline/sensor.js';
 import { describeLoaderError } from '../preflight.js';
@@ -34,6 +34,7 @@ export interface DoctorOptions {
   criSockets?: string[];
   podmanStorage?: string;
   sysRoot?: string;
+  scriptHooks?: ScriptHook[];
   /** Why the programs must not even be tried (no Linux, no BPF capability, no BTF). */
   preflightError?: string;
 }
@@ -83,9 +84,12 @@ function cgroupRow(sys: string): DoctorRow {
   try {
     // cgroup2 superblock magic at /sys/fs/cgroup: unified; a v2 tree beside v1 controllers: hybrid.
     const unified = statfsSync(`${sys}/fs/cgroup`).type === 0x63677270;
-    version = unified ? 'v2 (unified)' : existsSync(`${sys}/fs/cgroup/unified/cgroup.controllers`) ? 'hybrid (v1 controllers, v2 at /sys/fs/cgroup/unified)' : 'v1';
+    const v1 = ['memory', 'pids', 'cpu', 'systemd'].some((c) => existsSync(`${sys}/fs/cgroup/${c}`));
+    const v2 = existsSync(`${sys}/fs/cgroup/unified/cgroup.controllers`);
+    if (!unified && !v1 && !v2) throw new Error('no cgroup hierarchy mounted');
+    version = unified ? 'v2 (unified)' : v2 ? 'hybrid (v1 controllers, v2 at /sys/fs/cgroup/unified)' : 'v1';
   } catch {
-    return { check: 'cgroups', status: 'degraded', detail: 'no cgroup filesystem at /sys/fs/cgroup', fix: 'containers are told by namespaces only: no container ids' };
+    return { check: 'cgroups', status: 'degraded', detail: 'no cgroup hierarchy mounted at /sys/fs/cgroup', fix: 'containers are told by namespaces only: no container ids' };
   }
   const driver = existsSync('/run/systemd/system') ? 'systemd' : 'cgroupfs (init is not systemd)';
   return { check: 'cgroups', status: 'ok', detail: `${version}; driver ${driver}` };
@@ -185,8 +189,11 @@ function hookRows(sensor: Sensor | undefined, loadError: string | undefined, lsm
   } else {
     rows.push({
       check: 'LSM / bprm_check', status: 'degraded',
-      detail: `active LSMs: ${lsms}; bpf ${lsmActive ? 'active' : 'not active'}; refused: ${refusedText || 'none tried'}`,
-      fix: `script layers come from a lookup in the container's overlay (a script that deletes itself with its whole process tree gone is missed): ${lsmActive ? 'allow fentry/BPF-LSM programs (kernel lockdown or a sandbox refuses them)' : 'boot with lsm=...,bpf, or allow fentry programs (lockdown refuses them)'}`,
+      detail: `active LSMs: ${lsms}; bpf ${lsmActive ? 'active' : 'not active'}; ${refusedText ? `refused: ${refusedText}` : 'no hook tried (scriptHook: none)'}`,
+      fix: `script layers come from a lookup in the container's overlay (a script that deletes itself with its whole process tree gone is missed): ${
+        refused.length === 0 ? 'set scriptHook: auto'
+          : lsmActive ? 'allow fentry/BPF-LSM programs (kernel lockdown or a sandbox refuses them)'
+            : 'boot with lsm=...,bpf, or allow fentry programs (lockdown refuses them)'}`,
     });
   }
   const mmap = unattached.find((u) => u.program.includes('mmap'));
@@ -224,7 +231,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   const st = new SelfTest({ dataDir: opts.dataDir, log: quiet, metrics, kernelStats: () => sensor?.loader.stats() ?? {} });
   try {
     if (opts.preflightError) loadError = opts.preflightError;
-    else sensor = await startSensor({ log: quiet, sinks: [], metrics, claim: (ev) => st.claim(ev) });
+    else sensor = await startSensor({ log: quiet, sinks: [], metrics, claim: (ev) => st.claim(ev), ...(opts.scriptHooks ? { scriptHooks: opts.scriptHooks } : {}) });
   } catch (err) {
     const e = err as LoaderError;
     loadError = e.libbpfLog !== undefined || e.code ? describeLoaderError(e) : e.message;

@@ -36,6 +36,8 @@ export interface SensorOptions {
   hostname?: string;
   pollIntervalMs?: number;
   metrics?: Metrics;
+  /** bprm_check hooks to try, best first (default: BPF-LSM where active, fentry, none). */
+  scriptHooks?: ScriptHook[];
   /**
    * Sees every enriched event first; true keeps it from signatures, findings
    * and sinks (the self-test's own execs).
@@ -115,7 +117,10 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   const hooks: SensorHooks = { refused: [], unattached: [] };
   if (!loader) {
     // 2 MiB holds ~6,000 full records: 60 ms of a 100k exec/s burst between 10 ms polls.
-    const loaded = loadWithScriptHook({ emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20 });
+    const loaded = loadWithScriptHook(
+      { emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20 },
+      ...(opts.scriptHooks ? [opts.scriptHooks] : []),
+    );
     loader = loaded.loader;
     hooks.scriptHook = loaded.scriptHook;
     hooks.refused = loaded.refused;
