@@ -70,8 +70,6 @@ export interface SelfTestOptions {
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const SELFTEST_PAYLOAD = join(repoRoot, 'native', 'build', 'dw-selftest');
 
-/** Late events of finished runs are still swallowed for this long. */
-const CLAIM_GRACE_MS = 60_000;
 
 interface Run {
   payloadPid: number;
@@ -85,8 +83,11 @@ export class SelfTest {
   private current: Run | undefined;
   private running: Promise<SelfTestResult> | undefined;
   private lastResult: SelfTestResult | undefined;
-  /** payload pid → until when its events are claimed */
-  private claimed = new Map<number, number>();
+  /**
+   * Payload pids of runs under way. Only while the payload lives: its pid
+   * cannot be reused then, so no other process's events can be taken for it.
+   */
+  private claimed = new Set<number>();
   private readonly payload: string;
 
   constructor(private readonly opts: SelfTestOptions) {
@@ -121,7 +122,7 @@ export class SelfTest {
     if (!ours && ev.kind === 'exec') ours = ev.exec.ancestors.some((a) => this.claimed.has(a.hostPid));
     if (!ours) return false;
     this.opts.metrics.inc('selftest_events_total');
-    if (run && ev.kind === 'exec' && this.claimed.get(run.payloadPid) === Infinity) {
+    if (run && ev.kind === 'exec') {
       const check = ev.exec.args.at(-1) as SelfTestCheck;
       const isProbe = ev.exec.args.includes('--probe') && check in EXPECTED;
       if (isProbe && !run.seen.has(check) && ev.exec.ancestors.some((a) => a.hostPid === run.payloadPid)) {
@@ -175,7 +176,7 @@ export class SelfTest {
     if (pid === undefined) throw new Error(`cannot start the self-test payload: ${await new Promise((r) => child.once('error', (e) => r(e.message)))}`);
     const run: Run = { payloadPid: pid, seen: new Map(), probePids: new Set(), onEvent: () => undefined };
     this.current = run;
-    this.claimed.set(pid, Infinity);
+    this.claimed.add(pid);
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -220,8 +221,7 @@ export class SelfTest {
       clearTimeout(t);
       rmSync(dir, { recursive: true, force: true });
       this.current = undefined;
-      this.claimed.set(pid, Date.now() + CLAIM_GRACE_MS);
-      for (const [p, until] of this.claimed) if (until < Date.now()) this.claimed.delete(p);
+      this.claimed.delete(pid);
     }
   }
 
