@@ -40,8 +40,8 @@ if [ ! -x node_modules/.bin/node ] || [ package.json -nt node_modules/.package-l
 else
   run_logged 'build' npm run build
 fi
-# `npx driftwatch` then finds this package's own command at once; without the
-# link, Debian's npx (npm 9) first installs the checkout into its cache as a
-# package, rebuilding it.
+# `npx driftwatch` runs this command from node_modules/.bin, on Node 24. The
+# package declares no "bin" on purpose: for a package's own bin, Debian's npx
+# (npm 9) first installs the whole checkout into its cache, rebuilding it.
 ln -sfn ../../bin/driftwatch.js node_modules/.bin/driftwatch
 echo "setup: done ($(node_modules/.bin/node -v))"
