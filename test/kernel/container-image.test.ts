@@ -15,7 +15,9 @@ import { PodmanContainers, ensureTestImage, podmanSkipReason } from '../helpers/
 import type { Finding } from '../helpers/sensor-process.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const IMAGE = 'localhost/driftwatch:test';
+// One tag per run: another checkout building the same tag at the same time
+// would otherwise swap the image between this build and its run.
+const IMAGE = `localhost/driftwatch:test-${process.pid}`;
 const BASE_IMAGE = 'localhost/driftwatch-base:bookworm-1';
 const RUN_FLAGS = ['--runtime=runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
 
@@ -91,6 +93,7 @@ describe('the container image: built here, sensor in a privileged host-pid conta
     pods.cleanup();
     if (sensorStarted) podman(['rm', '-f', '-t', '0', sensorName]);
     rmSync(dataDir, { recursive: true, force: true });
+    podman(['rmi', IMAGE]); // the tag only: layers stay cached for the next build
   });
 
   test('the image runs the CLI on Node 24 and carries no build toolchain', () => {
