@@ -3,7 +3,7 @@
 // initramfs, under TCG (KVM inside this kind of VM hangs the guest at boot).
 // Overlay not loaded first (broken on purpose: both must name it), then the
 // #! script hook the kernel accepts (BPF-LSM on this guest), then no hook at
-// all (the overlay lookup fallback). About two and a half minutes.
+// all (the overlay lookup fallback). Two to five minutes.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
