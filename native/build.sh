@@ -28,3 +28,5 @@ if [ ! -f "$nodedir/include/node/node_api.h" ]; then
 fi
 cd "$root/native"
 node "$root/node_modules/node-gyp/bin/node-gyp.js" rebuild --nodedir="$nodedir" --loglevel=warn
+# The self-test payload runs chrooted in an overlay with nothing else in it: static.
+cc -static -O2 -Wall -o "$root/native/build/dw-selftest" "$root/native/selftest/dw-selftest.c"

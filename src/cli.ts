@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
+import { createLogger, logFormatFromArgs, type Logger } from './log.js';
 import { addonPath, type LoaderError } from './native/loader.js';
 import { CliUsageError, DEFAULT_DATA_DIR, backendCommand, defaultDb, findingsCommand } from './backend/cli.js';
 import { startBackend, type Backend } from './backend/server.js';
@@ -20,10 +20,13 @@ import { loadCustomSignatures } from './signatures/load-custom.js';
 import type { AnySignature } from './signatures/sdk.js';
 import { loadWithScriptHook } from './native/loader.js';
 import { kernelBatches } from './pipeline/source.js';
-import { ConfigError, configFlagOptions, flagsToConfig, resolveConfig } from './config.js';
+import { ConfigError, configFlagOptions, flagsToConfig, resolveConfig, scriptHookCandidatesFor } from './config.js';
 import { startOpsServer } from './ops/http.js';
 import { falcoJsonSink } from './pipeline/falco-sink.js';
 import { startSensor } from './pipeline/sensor.js';
+import { Metrics } from './pipeline/metrics.js';
+import { SelfTest, describeFailure } from './ops/selftest.js';
+import { doctorTable, runDoctor } from './ops/doctor.js';
 import { consoleSink, jsonlSink, type Sink } from './pipeline/sinks.js';
 import { PreflightError, describeLoaderError, preflight } from './preflight.js';
 
@@ -35,9 +38,10 @@ const HELP = `driftwatch: container drift detection
 
 Usage:
   driftwatch run [--config <file>] [--jsonl <file>|-] [--output jsonl|falco-json] [--include-host] [--emit-all]
-                 [--log-level debug|info|warn|error] [--metrics-address host:port]
+                 [--log-level debug|info|warn|error] [--log-format auto|json|pretty] [--metrics-address host:port]
                  [--backend <host:port> [--token T] [--tls-ca F] [--tls-cert F --tls-key F]] [--data-dir D]
   driftwatch config check <file>
+  driftwatch doctor [--json] [--config <file>] [--data-dir D] [--backend host:port] [--cri-socket <path>]
   driftwatch backend [--listen <host:port>] [--db <file|postgres://...>] [--token T]
                      [--tls-cert F --tls-key F [--tls-client-ca F]]
   driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--signature id] [--container id|name] [--json]
@@ -61,6 +65,10 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --include-host     also report host processes (default: containers only)
   --emit-all         send every exec to user space (debugging; findings unchanged)
   --log-level        default info
+  --log-format       auto (default): readable lines on a terminal, JSON lines otherwise
+  --selftest         prove detection on this node after attaching (default true; selftest: false
+                     in the file or DRIFTWATCH_SELFTEST=false turns it off); SIGUSR1 reruns it
+  --script-hook      auto (BPF-LSM, then fentry), lsm, fentry or none (#! scripts looked up in the overlay)
   --dedup-window     fold repeats of a (container, signature, executable path, file) within this window
                      into one finding with a count (default 60s, 0s to turn off)
   --backend          export findings over gRPC to this backend; without it an embedded
@@ -68,6 +76,11 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --data-dir         default ${DEFAULT_DATA_DIR} (spool/ and the embedded backend's database)
   --falco-http-url   also POST each finding in Falco's JSON shape to this URL (Falcosidekick)
   --otlp-endpoint    also export findings as OTLP log records over gRPC (host:port, http://host:port)
+
+doctor    what this node gives the sensor and what detection follows: kernel, BTF, overlay,
+          LSMs and hooks, tracepoints, cgroups, runtimes, capabilities, data dir, backend,
+          and the self-test run through freshly loaded programs; ok / degraded / missing
+          with what to change; exit 1 when something is missing
 
 backend   the reference backend: validates, authenticates, dedupes and stores findings
 findings  lists stored findings
@@ -81,7 +94,7 @@ function version(): string {
 async function runCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: configFlagOptions(), strict: true, allowPositionals: false });
   const cfg = resolveConfig(flagsToConfig(values));
-  const log = createLogger(cfg.logLevel);
+  const log = createLogger(cfg.logLevel, undefined, cfg.logFormat);
 
   const { signatures, policy } = await signaturesAndPolicy(cfg, log);
   preflight(log);
@@ -113,10 +126,16 @@ async function runCommand(argv: string[]): Promise<number> {
   for (const i of integrations) sinks.push({ write: (f) => i.exporter.export(f), close: () => i.exporter.shutdown() });
 
   const metadata = await detectMetadataResolver(log);
+  const metrics = new Metrics();
+  let kernelStats: () => Record<string, number> = () => ({});
+  const selftest = cfg.selftest ? new SelfTest({ dataDir: cfg.dataDir, log, metrics, kernelStats: () => kernelStats() }) : undefined;
   let sensor;
   try {
     sensor = await startSensor({
       log,
+      metrics,
+      ...(selftest ? { claim: (ev) => selftest.claim(ev) } : {}),
+      ...(scriptHookCandidatesFor(cfg.scriptHook) ? { scriptHooks: scriptHookCandidatesFor(cfg.scriptHook)! } : {}),
       sinks,
       includeHost: cfg.includeHost,
       emitAll: cfg.emitAll,
@@ -145,12 +164,21 @@ async function runCommand(argv: string[]): Promise<number> {
     throw new PreflightError(describeLoaderError(e));
   }
   const running = sensor;
+  kernelStats = () => running.loader.stats();
   let stopping = false;
   const ops = await startOpsServer({
     address: cfg.metricsAddress,
     metrics: running.metrics,
     programStats: () => running.loader.programStats(),
-    ready: () => !stopping && running.attached.length > 0,
+    // Attached is not enough: ready once this node has shown that it detects drift.
+    ready: () => !stopping && running.attached.length > 0 && (!selftest || selftest.passed),
+    notReadyReason: () => {
+      if (stopping) return 'stopping';
+      if (!selftest) return undefined;
+      const last = selftest.last;
+      return last ? `self-test failed: ${describeFailure(last)}` : 'self-test running';
+    },
+    ...(selftest ? { selftest } : {}),
   });
   log.info(`attached ${running.attached.join(', ')}; watching for drift${cfg.includeHost ? ' (including host processes)' : ''}; metrics on http://${cfg.metricsAddress.replace(/:0$/, ':' + ops.port)}/metrics`);
 
@@ -160,6 +188,12 @@ async function runCommand(argv: string[]): Promise<number> {
     log.info(`last totals: events ${m.get('events_decoded_total')}, findings ${m.total('findings_total')}, excepted ${m.total('policy_excepted_total')}, decode errors ${m.get('decode_errors_total')}, signature errors ${m.total('signature_errors_total')}`);
   }, 60_000);
   summary.unref();
+
+  if (selftest) {
+    void selftest.run();
+    // SIGUSR1 (or POST /selftest on the metrics address) runs it again.
+    process.on('SIGUSR1', () => void selftest.run());
+  }
 
   // SIGHUP: new policy and custom signatures, swapped in between two events.
   process.on('SIGHUP', () => {
@@ -199,6 +233,42 @@ async function runCommand(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+async function doctorCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: 'boolean', default: false },
+      config: { type: 'string' },
+      'data-dir': { type: 'string' },
+      backend: { type: 'string' },
+      'cri-socket': { type: 'string', multiple: true },
+    },
+    strict: true,
+  });
+  const cfg = resolveConfig({
+    ...(values.config ? { config: values.config } : {}),
+    ...(values['data-dir'] ? { dataDir: values['data-dir'] } : {}),
+    ...(values.backend ? { backend: values.backend } : {}),
+  });
+  // A failed preflight is a row of the report, not the end of it.
+  let preflightError: string | undefined;
+  try {
+    preflight(createLogger('error', () => undefined));
+  } catch (err) {
+    if (!(err instanceof PreflightError)) throw err;
+    preflightError = err.message;
+  }
+  const report = await runDoctor({
+    dataDir: cfg.dataDir,
+    ...(preflightError ? { preflightError } : {}),
+    ...(cfg.backend ? { backend: cfg.backend } : {}),
+    ...(values['cri-socket'] ? { criSockets: values['cri-socket'] } : {}),
+    ...(scriptHookCandidatesFor(cfg.scriptHook) ? { scriptHooks: scriptHookCandidatesFor(cfg.scriptHook)! } : {}),
+  });
+  process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : doctorTable(report));
+  return report.rows.some((r) => r.status === 'missing') ? 1 : 0;
 }
 
 async function configCommand(argv: string[]): Promise<number> {
@@ -312,7 +382,8 @@ async function replayCommand(argv: string[], log: Logger): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  const log: Logger = createLogger('info');
+  const format = logFormatFromArgs(rest);
+  const log: Logger = createLogger('info', undefined, format);
   try {
     switch (cmd) {
       case 'run':
@@ -325,10 +396,12 @@ export async function main(argv: string[]): Promise<number> {
         return await configCommand(rest);
       case 'policy':
         return await policyCommand(rest);
+      case 'doctor':
+        return await doctorCommand(rest);
       case 'record':
-        return await recordCommand(rest, createLogger('info'));
+        return await recordCommand(rest, log);
       case 'replay':
-        return await replayCommand(rest, createLogger('info'));
+        return await replayCommand(rest, log);
       case '--version':
       case 'version':
         process.stdout.write(`${version()}\n`);

@@ -3,7 +3,8 @@
 // Every error names the key.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { isLogLevel, type LogLevel } from './log.js';
+import type { ScriptHook } from './native/loader.js';
+import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log.js';
 
 export interface SensorConfig {
   jsonl?: string;
@@ -11,6 +12,8 @@ export interface SensorConfig {
   includeHost: boolean;
   emitAll: boolean;
   logLevel: LogLevel;
+  /** auto: readable lines on a terminal, JSON otherwise. */
+  logFormat: LogFormat;
   backend?: string;
   token?: string;
   tlsCa?: string;
@@ -27,6 +30,10 @@ export interface SensorConfig {
   falcoHttpUrl?: string;
   /** OTLP logs over gRPC: host:port, or http://host:port (plaintext) / https://host:port. */
   otlpEndpoint?: string;
+  /** Run the self-test after attaching (and on SIGUSR1); /readyz waits for it. */
+  selftest: boolean;
+  /** Which bprm_check hook to try for #! scripts: auto (BPF-LSM, then fentry), one of them, or none (overlay lookup). */
+  scriptHook: 'auto' | 'lsm' | 'fentry' | 'none';
 }
 
 export class ConfigError extends Error {}
@@ -36,9 +43,12 @@ export const CONFIG_DEFAULTS: SensorConfig = {
   includeHost: false,
   emitAll: false,
   logLevel: 'info',
+  logFormat: 'auto',
   dataDir: '/var/lib/driftwatch',
   strict: false,
   metricsAddress: '127.0.0.1:9464',
+  selftest: true,
+  scriptHook: 'auto',
 };
 
 /** A list is repeated as a flag, a YAML sequence (or one string) in the file, and `:`-separated in the environment, like PATH. */
@@ -49,6 +59,7 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   includeHost: 'boolean',
   emitAll: 'boolean',
   logLevel: 'string',
+  logFormat: 'string',
   backend: 'string',
   token: 'string',
   tlsCa: 'string',
@@ -62,6 +73,8 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   metricsAddress: 'string',
   falcoHttpUrl: 'string',
   otlpEndpoint: 'string',
+  selftest: 'boolean',
+  scriptHook: 'string',
 };
 
 /** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */
@@ -117,6 +130,8 @@ function fromEnv(env: NodeJS.ProcessEnv): Partial<SensorConfig> {
 function validate(c: SensorConfig): SensorConfig {
   if (c.output !== 'jsonl' && c.output !== 'falco-json') throw new ConfigError(`output: must be jsonl or falco-json (got ${c.output})`);
   if (!isLogLevel(c.logLevel)) throw new ConfigError(`logLevel: must be one of debug, info, warn, error (got ${c.logLevel})`);
+  if (!['auto', 'lsm', 'fentry', 'none'].includes(c.scriptHook)) throw new ConfigError(`scriptHook: must be one of auto, lsm, fentry, none (got ${c.scriptHook})`);
+  if (!isLogFormat(c.logFormat)) throw new ConfigError(`logFormat: must be one of auto, json, pretty (got ${c.logFormat})`);
   if (!/^(\[[0-9a-f:]+\]|[^:\s]+):\d{1,5}$/i.test(c.metricsAddress)) throw new ConfigError(`metricsAddress: expected host:port (got ${c.metricsAddress})`);
   if (c.backend && !/^[^\s]+:\d{1,5}$/.test(c.backend)) throw new ConfigError(`backend: expected host:port (got ${c.backend})`);
   if (c.falcoHttpUrl && !/^https?:\/\/[^\s/]+/.test(c.falcoHttpUrl)) throw new ConfigError(`falcoHttpUrl: expected an http:// or https:// URL (got ${c.falcoHttpUrl})`);
@@ -157,4 +172,9 @@ export function flagsToConfig(values: Record<string, unknown>): Partial<SensorCo
     if (v !== undefined) out[k] = v;
   }
   return out;
+}
+
+/** The bprm_check hooks to try, best first, for a scriptHook setting (undefined: the loader's own order). */
+export function scriptHookCandidatesFor(setting: SensorConfig['scriptHook']): ScriptHook[] | undefined {
+  return setting === 'auto' ? undefined : setting === 'none' ? ['none'] : [setting, 'none'];
 }

@@ -11,6 +11,10 @@ export interface OpsServerOptions {
   metrics: Metrics;
   programStats?: () => ProgramStats[];
   ready: () => boolean;
+  /** Why /readyz says 503, when there is more to say than "not ready". */
+  notReadyReason?: () => string | undefined;
+  /** GET /selftest: the last result; POST /selftest: run it again and answer with the result. */
+  selftest?: { run(): Promise<unknown>; readonly last: unknown };
 }
 
 const sanitize = (name: string) => `driftwatch_${name.replace(/[^a-zA-Z0-9_]/g, '_')}`;
@@ -63,7 +67,14 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<{ server: 
       res.writeHead(200).end('ok\n');
     } else if (url === '/readyz') {
       const ready = opts.ready();
-      res.writeHead(ready ? 200 : 503).end(ready ? 'ready\n' : 'not ready\n');
+      const why = ready ? undefined : opts.notReadyReason?.();
+      res.writeHead(ready ? 200 : 503).end(ready ? 'ready\n' : `not ready${why ? `: ${why}` : ''}\n`);
+    } else if (url === '/selftest' && opts.selftest) {
+      const json = (code: number, body: unknown) => res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(body) + '\n');
+      if (req.method === 'POST') {
+        opts.selftest.run().then((r) => json(200, r), (err: unknown) => json(500, { error: String(err) }));
+      } else if (opts.selftest.last) json(200, opts.selftest.last);
+      else json(404, { error: 'the self-test has not finished yet' });
     } else {
       res.writeHead(404).end('not found\n');
     }

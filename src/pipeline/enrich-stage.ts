@@ -16,6 +16,8 @@ export interface EnrichStageOptions {
   metrics: Metrics;
   log: Logger;
   includeHost?: boolean;
+  /** Sees every event first; true takes it out of the stream (the self-test's own execs). */
+  claim?: (ev: DetectionEvent) => boolean;
 }
 
 export function enrichEvents(enricher: Enricher, opts: EnrichStageOptions): OperatorFunction<DecodedEvent[], DetectionEvent[]> {
@@ -24,6 +26,7 @@ export function enrichEvents(enricher: Enricher, opts: EnrichStageOptions): Oper
   let inflight = 0;
   metrics.gauge('enrichment_inflight', () => inflight);
   const wanted = (ev: DetectionEvent): boolean => {
+    if (opts.claim?.(ev)) return false;
     if (ev.container.inContainer || includeHost) return true;
     metrics.inc('host_events_dropped_total');
     return false;

@@ -5,7 +5,7 @@ export type Labels = Record<string, string>;
 
 export class Metrics {
   private counters = new Map<string, { name: string; labels: Labels; value: number }>();
-  private gauges = new Map<string, () => number>();
+  private gauges = new Map<string, { name: string; labels: Labels; read: () => number }>();
 
   inc(name: string, labels: Labels = {}, by = 1): void {
     const key = name + JSON.stringify(labels);
@@ -15,8 +15,8 @@ export class Metrics {
   }
 
   /** A value read when metrics are collected (queue depths, kernel counters). */
-  gauge(name: string, read: () => number): void {
-    this.gauges.set(name, read);
+  gauge(name: string, read: () => number, labels: Labels = {}): void {
+    this.gauges.set(name + JSON.stringify(labels), { name, labels, read });
   }
 
   get(name: string, labels: Labels = {}): number {
@@ -33,14 +33,14 @@ export class Metrics {
   snapshot(): Array<{ name: string; labels: Labels; value: number; type: 'counter' | 'gauge' }> {
     const out: Array<{ name: string; labels: Labels; value: number; type: 'counter' | 'gauge' }> = [];
     for (const c of this.counters.values()) out.push({ ...c, type: 'counter' });
-    for (const [name, read] of this.gauges) {
+    for (const { name, labels, read } of this.gauges.values()) {
       let value = NaN;
       try {
         value = read();
       } catch {
         /* a gauge that cannot be read is reported as NaN */
       }
-      out.push({ name, labels: {}, value, type: 'gauge' });
+      out.push({ name, labels, value, type: 'gauge' });
     }
     return out;
   }

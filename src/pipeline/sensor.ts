@@ -4,9 +4,9 @@
 import { hostname as osHostname } from 'node:os';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import type { Logger } from '../log.js';
-import { loadWithScriptHook, type NativeLoader } from '../native/loader.js';
+import { loadWithScriptHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
 import { builtinSignatures } from '../signatures/index.js';
-import type { AnySignature } from '../signatures/sdk.js';
+import type { AnySignature, DetectionEvent } from '../signatures/sdk.js';
 import { DEFAULT_POLICY, type Policy } from '../policy/config.js';
 import { readHostNamespaces, type HostNamespaces } from './container.js';
 import { decodeRecords } from './decode-stage.js';
@@ -37,12 +37,29 @@ export interface SensorOptions {
   hostname?: string;
   pollIntervalMs?: number;
   metrics?: Metrics;
+  /** bprm_check hooks to try, best first (default: BPF-LSM where active, fentry, none). */
+  scriptHooks?: ScriptHook[];
+  /**
+   * Sees every enriched event first; true keeps it from signatures, findings
+   * and sinks (the self-test's own execs).
+   */
+  claim?: (ev: DetectionEvent) => boolean;
   /** How often kernel counters are checked for conditions worth a log line. */
   kernelCheckMs?: number;
 }
 
+/** What the kernel accepted at start: for doctor and the logs. */
+export interface SensorHooks {
+  /** Which bprm_check program sees #! scripts (none: the overlay lookup); undefined with an injected loader. */
+  scriptHook?: ScriptHook;
+  refused: Array<{ hook: ScriptHook; reason: string }>;
+  /** Optional programs that did not attach, and why. */
+  unattached: Array<{ program: string; reason: string }>;
+}
+
 export interface Sensor {
   attached: string[];
+  hooks: SensorHooks;
   readonly signatures: AnySignature[];
   /** Swaps signatures and/or policy between two events; nothing in flight is lost. */
   reload(next: { signatures?: AnySignature[]; policy?: Policy }): void;
@@ -54,7 +71,7 @@ export interface Sensor {
 /** The exec hook is required; the others degrade detection, loudly, when they cannot attach. */
 const REQUIRED_PROGRAMS = new Set(['sched_process_exec']);
 
-function attachPrograms(loader: NativeLoader, log: Logger, metrics: Metrics): string[] {
+function attachPrograms(loader: NativeLoader, log: Logger, metrics: Metrics, hooks: SensorHooks): string[] {
   const attached: string[] = [];
   for (const name of loader.programs()) {
     try {
@@ -62,6 +79,7 @@ function attachPrograms(loader: NativeLoader, log: Logger, metrics: Metrics): st
     } catch (err) {
       if (REQUIRED_PROGRAMS.has(name)) throw err;
       metrics.inc('hooks_unavailable_total', { program: name });
+      hooks.unattached.push({ program: name, reason: (err as Error).message });
       log.warn(`optional hook ${name} not attached (${(err as Error).message}); its detections are off`);
     }
   }
@@ -98,10 +116,16 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
 
   let loader = opts.loader;
   let attached: string[] = [];
+  const hooks: SensorHooks = { refused: [], unattached: [] };
   if (!loader) {
     // 2 MiB holds ~6,000 full records: 60 ms of a 100k exec/s burst between 10 ms polls.
-    const loaded = loadWithScriptHook({ emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20 });
+    const loaded = loadWithScriptHook(
+      { emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20 },
+      ...(opts.scriptHooks ? [opts.scriptHooks] : []),
+    );
     loader = loaded.loader;
+    hooks.scriptHook = loaded.scriptHook;
+    hooks.refused = loaded.refused;
     for (const r of loaded.refused) metrics.inc('hooks_unavailable_total', { program: `${r.hook}_bprm_check` });
     log.info(
       loaded.scriptHook === 'none'
@@ -109,7 +133,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
         : `script layers: from the kernel (${loaded.scriptHook} bprm_check)`,
     );
     try {
-      attached = attachPrograms(loader, log, metrics);
+      attached = attachPrograms(loader, log, metrics, hooks);
     } catch (err) {
       loader.close();
       throw err;
@@ -160,7 +184,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       .pipe(
         restartAfterDrainErrors(stopping.signal, metrics, log),
         decodeRecords(metrics, log),
-        enrichEvents(enricher, { metrics, log, includeHost: opts.includeHost ?? false }),
+        enrichEvents(enricher, { metrics, log, includeHost: opts.includeHost ?? false, ...(opts.claim ? { claim: opts.claim } : {}) }),
         detect(() => engine, metrics, log),
         policy,
         // Stream signatures and prevention go here: they must see every
@@ -174,6 +198,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   let stopped = false;
   return {
     attached,
+    hooks,
     get signatures() {
       return engine.signatures;
     },

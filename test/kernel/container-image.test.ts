@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -15,7 +15,9 @@ import { PodmanContainers, ensureTestImage, podmanSkipReason } from '../helpers/
 import type { Finding } from '../helpers/sensor-process.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const IMAGE = 'localhost/driftwatch:test';
+// One tag per run: another checkout building the same tag at the same time
+// would otherwise swap the image between this build and its run.
+const IMAGE = `localhost/driftwatch:test-${process.pid}`;
 const BASE_IMAGE = 'localhost/driftwatch-base:bookworm-1';
 const RUN_FLAGS = ['--runtime=runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
 
@@ -86,9 +88,12 @@ describe('the container image: built here, sensor in a privileged host-pid conta
     console.log(`# image ${IMAGE} ready in ${Math.round((Date.now() - t0) / 1000)}s`);
   }, { timeout: 35 * 60_000 });
 
+  const dataDir = mkdtempSync(join(tmpdir(), 'driftwatch-image-data-'));
   after(async () => {
     pods.cleanup();
     if (sensorStarted) podman(['rm', '-f', '-t', '0', sensorName]);
+    rmSync(dataDir, { recursive: true, force: true });
+    podman(['rmi', IMAGE]); // the tag only: layers stay cached for the next build
   });
 
   test('the image runs the CLI on Node 24 and carries no build toolchain', () => {
@@ -110,6 +115,8 @@ describe('the container image: built here, sensor in a privileged host-pid conta
     ];
     // runc's state (OCI annotations), when this host has any.
     if (existsSync('/run/runc')) mounts.push('-v', '/run/runc:/run/runc:ro');
+    // the data dir on the node's disk, as in the DaemonSet (the self-test's overlay needs one)
+    mounts.push('-v', `${dataDir}:/var/lib/driftwatch`);
     podmanOk([
       'run', '-d', '--name', sensorName, ...RUN_FLAGS,
       // host pid (the sensor reads /proc/<pid> of every process), host uts
@@ -154,6 +161,8 @@ describe('the container image: built here, sensor in a privileged host-pid conta
     assert.equal(f.container['name'], sibling.name, 'podman metadata read through the mounted storage');
     assert.equal(f.host.hostname, hostname(), 'the node\'s hostname');
     assert.match(f.process.executable.sha256, /^[0-9a-f]{64}$/, 'executable hashed through /proc of a host pid');
+    await waitFor(() => /self-test (passed|FAILED)/.test(sensorOutput(sensorName).log) || undefined, 60_000, 'the self-test', detail);
+    assert.match(sensorOutput(sensorName).log, /self-test passed/, 'the image carries the self-test payload and it passes');
 
     pods.cleanup();
     podmanOk(['stop', '-t', '30', sensorName], 60_000);
