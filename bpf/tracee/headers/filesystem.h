@@ -111,31 +111,28 @@ static __always_inline struct dentry *ovl_real_dentry(struct dentry *dentry, str
 }
 
 /* The filesystem the process's root is on: its container's root overlay,
- * unless it chroot'ed or pivot_root'ed into another. */
-struct dw_root_fs {
-	struct super_block *sb;
-	int stack_depth;  /* 1: its layers are on plain filesystems or tmpfs */
-	int userns_level; /* 0: mounted in the initial user namespace (a rootful runtime) */
-};
-
-static __always_inline struct dw_root_fs current_root_fs(void)
+ * unless it chroot'ed or pivot_root'ed into another. Out-parameters, not a
+ * struct: a local struct would get CO-RE relocations of its own, and libbpf
+ * then searches module BTF for it, which needs CAP_SYS_ADMIN.
+ *   stack_depth 1: its layers are on plain filesystems or tmpfs
+ *   userns_level 0: mounted in the initial user namespace (a rootful runtime) */
+static __always_inline struct super_block *current_root_sb(int *stack_depth, int *userns_level)
 {
-	struct dw_root_fs r;
+	struct super_block *sb;
 	/* Direct, BTF-checked loads where the kernel has the helper (5.11+):
 	 * this runs for every image exec from an overlay. */
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
 		struct task_struct *task = bpf_get_current_task_btf();
-		struct super_block *sb = task->fs->root.mnt->mnt_sb;
-		r.sb = sb;
-		r.stack_depth = sb->s_stack_depth;
-		r.userns_level = sb->s_user_ns->level;
+		sb = task->fs->root.mnt->mnt_sb;
+		*stack_depth = sb->s_stack_depth;
+		*userns_level = sb->s_user_ns->level;
 	} else {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-		r.sb = BPF_CORE_READ(task, fs, root.mnt, mnt_sb);
-		r.stack_depth = BPF_CORE_READ(r.sb, s_stack_depth);
-		r.userns_level = BPF_CORE_READ(r.sb, s_user_ns, level);
+		sb = BPF_CORE_READ(task, fs, root.mnt, mnt_sb);
+		*stack_depth = BPF_CORE_READ(sb, s_stack_depth);
+		*userns_level = BPF_CORE_READ(sb, s_user_ns, level);
 	}
-	return r;
+	return sb;
 }
 
 static __always_inline u32 overlay_stack_flags(struct dentry *dentry, struct inode *inode, struct super_block *sb)
@@ -143,12 +140,12 @@ static __always_inline u32 overlay_stack_flags(struct dentry *dentry, struct ino
 	u32 flags = overlay_file_flags(dentry, inode);
 	if (flags & DW_FILE_OVL_UNRESOLVED)
 		return flags;
-	struct dw_root_fs root = current_root_fs();
-	struct super_block *root_sb = root.sb;
+	int root_stack_depth = 0, root_userns_level = 0;
+	struct super_block *root_sb = current_root_sb(&root_stack_depth, &root_userns_level);
 	u32 nested = 0;
 	if (sb != root_sb)
 		nested = DW_FILE_OVL_NESTED;
-	else if (root.stack_depth <= 1 && root.userns_level == 0)
+	else if (root_stack_depth <= 1 && root_userns_level == 0)
 		return flags; /* the runtime's root overlay on its own storage: the common case stops here */
 	/* Unrolled: the verifier of Linux 6.1 refused this loop (a back-edge through a fall-through). */
 #pragma unroll
