@@ -63,6 +63,9 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --backend          export findings over gRPC to this backend; without it an embedded
                      backend on loopback stores them in <data-dir>/findings.db
   --data-dir         default ${DEFAULT_DATA_DIR} (spool/ and the embedded backend's database)
+  --cri-socket       CRI runtime socket for container metadata (default: the first of containerd's,
+                     CRI-O's, k3s's that exists)
+  --docker-socket    Docker Engine socket (default /var/run/docker.sock when it exists)
 
 backend   the reference backend: validates, authenticates, dedupes and stores findings
 findings  lists stored findings
@@ -103,7 +106,10 @@ async function runCommand(argv: string[]): Promise<number> {
   });
   sinks.push({ write: (f) => exporter.export(f), close: () => exporter.shutdown() });
 
-  const metadata = await detectMetadataResolver(log);
+  const metadata = await detectMetadataResolver(log, {
+    ...(cfg.criSocket ? { criSocket: cfg.criSocket } : {}),
+    ...(cfg.dockerSocket ? { dockerSocket: cfg.dockerSocket } : {}),
+  });
   let sensor;
   try {
     sensor = await startSensor({

@@ -23,6 +23,8 @@ export interface SensorConfig {
   policy?: string;
   dedupWindow?: string;
   metricsAddress: string;
+  criSocket?: string;
+  dockerSocket?: string;
 }
 
 export class ConfigError extends Error {}
@@ -56,6 +58,8 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   policy: 'string',
   dedupWindow: 'string',
   metricsAddress: 'string',
+  criSocket: 'string',
+  dockerSocket: 'string',
 };
 
 /** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */

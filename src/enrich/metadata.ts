@@ -20,6 +20,12 @@ export interface ContainerMetadata {
   imageId?: string;
   labels?: Record<string, string>;
   kubernetes?: KubernetesMetadata;
+  /**
+   * The container's overlay directories (host paths) as its runtime's
+   * storage keeps them: they outlive the container's processes until the
+   * container is removed. Only from the runtime, never from the container.
+   */
+  rootfs?: { upper: string; lowers: string[] };
 }
 
 export interface MetadataSource {

@@ -4,8 +4,11 @@
 // cache or gives up after its wait and the event goes on (counted).
 import { readlink } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
-import type { MetadataResolver } from '../enrich/metadata.js';
-import { OverlayFacts } from '../enrich/overlay-facts.js';
+import { join } from 'node:path';
+import { ContainerStorage } from '../enrich/container-storage.js';
+import type { ContainerMetadata, MetadataResolver } from '../enrich/metadata.js';
+import { OverlayFacts, type OverlayDirs } from '../enrich/overlay-facts.js';
+import { hashIfSame, type Refusal } from '../enrich/verified-file.js';
 import type { DetectionEvent, ExecDetection, FileFacts } from '../signatures/sdk.js';
 import { isUnlinked } from './classify.js';
 import { containerOf, type HostNamespaces } from './container.js';
@@ -24,6 +27,7 @@ export interface EnricherOptions {
   resolver?: MetadataResolver;
   procRoot?: string;
   overlay?: OverlayFacts;
+  storage?: ContainerStorage;
 }
 
 /** Parent pid → executable, briefly: one shell spawning many payloads is read once. */
@@ -42,31 +46,79 @@ async function parentExecutable(hostPpid: number, procRoot: string): Promise<str
 export function createEnricher(opts: EnricherOptions): Enricher {
   const procRoot = opts.procRoot ?? '/proc';
   const overlay = opts.overlay ?? new OverlayFacts({ procRoot });
+  const storage = opts.storage ?? new ContainerStorage({ procRoot });
   const { metrics, resolver } = opts;
+  /** Content hashes by the kernel's identity of the file (dev, inode, ctime). */
+  const hashes = new LRUCache<string, { sha256: string; source: NonNullable<FileFacts['source']> }>({ max: 4096 });
 
   /** The process, then its ancestors up to the container's init: whoever is still alive. */
   const lineage = (rec: DecodedEvent): number[] =>
     rec.kind === 'exec' ? [rec.hostPid, ...rec.ancestors.map((a) => a.hostPid), rec.sessionHostPid] : [rec.hostPid];
 
-  async function fileFacts(rec: DecodedEvent): Promise<FileFacts> {
+  /** Live processes of the container in the mount namespace the exec saw: an exec session's too. */
+  const livePids = (rec: DecodedEvent): Promise<number[]> => storage.livePids(rec, lineage(rec));
+
+  /** The overlay dirs: from a live process's mounts, else from the runtime's storage. */
+  async function overlayDirs(rec: DecodedEvent, pids: number[], meta: Promise<ContainerMetadata | undefined>): Promise<OverlayDirs | null> {
+    return (await overlay.overlayOf(rec.mntNs, pids)) ?? (await meta)?.rootfs ?? null;
+  }
+
+  async function fileFacts(rec: DecodedEvent, meta: Promise<ContainerMetadata | undefined>): Promise<FileFacts> {
     const facts: FileFacts = {};
     const key = `${rec.dev}:${rec.inode}:${rec.ctimeSec}:${rec.ctimeNsec}`;
-    const dirs = rec.layer.startsWith('UPPER') ? await overlay.overlayOf(rec.mntNs, lineage(rec)) : null;
-    // An exec'd file is readable through /proc/<pid>/exe even when unlinked or a memfd;
-    // once the process is gone, an upper-layer file is still in the upper dir.
-    let sha = rec.kind === 'exec' ? await overlay.hash(key, `${procRoot}/${rec.hostPid}/exe`) : undefined;
-    if (!sha && dirs && !rec.pathTruncated) sha = await overlay.hash(key, `${dirs.upper}${rec.path}`);
-    if (!sha && rec.kind === 'mmap_exec') sha = await overlay.hash(key, `${procRoot}/${rec.hostPid}/root${rec.path}`);
-    if (sha) facts.sha256 = sha;
-    else metrics.inc('file_hash_unavailable_total');
-    if (sha && dirs && rec.layer === 'UPPER_COPIED_UP') {
-      const image = await overlay.imageHash(dirs, rec.path);
-      if (image) facts.sameAsImage = image === sha;
+    const want = { device: rec.device, inode: rec.inode, ctimeSec: rec.ctimeSec, ctimeNsec: rec.ctimeNsec };
+    const refusals: Refusal[] = [];
+    let places = 0; // live container processes and upper dirs looked into
+    const attempt = async (path: string, source: NonNullable<FileFacts['source']>, sameDevice: boolean, followLink = false): Promise<boolean> => {
+      if (source !== 'process') places++;
+      const r = await hashIfSame(path, want, { sameDevice, followLink });
+      if ('sha256' in r) {
+        hashes.set(key, { sha256: r.sha256, source });
+        return true;
+      }
+      refusals.push(r.refused);
+      return false;
+    };
+    const upper = rec.layer.startsWith('UPPER');
+    const reachable = !rec.pathTruncated && rec.path.startsWith('/');
+    let pids: number[] = [];
+    if (!hashes.has(key)) {
+      // The exec'd file itself, even unlinked or a memfd, while its process lives.
+      let found = rec.kind === 'exec' && (await attempt(`${procRoot}/${rec.hostPid}/exe`, 'process', true, true));
+      // Any live process of the container sees the same files (exec sessions, a process that exited).
+      if (!found && reachable) {
+        pids = await livePids(rec);
+        for (const pid of pids) if ((found = await attempt(`${procRoot}/${pid}/root${rec.path}`, 'container_process', true))) break;
+      }
+      // Nobody left: the upper dir the runtime keeps until the container is removed.
+      if (!found && reachable && upper) {
+        const dirs = await overlayDirs(rec, pids, meta);
+        if (dirs) await attempt(join(dirs.upper, rec.path), 'runtime_storage', false);
+      }
+    }
+    const hit = hashes.get(key);
+    if (hit) {
+      facts.sha256 = hit.sha256;
+      facts.source = hit.source;
+    } else {
+      metrics.inc('file_hash_unavailable_total');
+      facts.unavailable = rec.pathTruncated
+        ? 'path_truncated'
+        : isUnlinked(rec.fileFlags)
+          ? 'process_exited'
+          : (['changed', 'too_large', 'unreadable'] as const).find((r) => refusals.includes(r)) ?? (places > 0 ? 'gone' : 'container_gone');
+      metrics.inc('file_facts_unavailable_total', { reason: facts.unavailable });
+    }
+    if (facts.sha256 && rec.layer === 'UPPER_COPIED_UP') {
+      if (!pids.length && reachable) pids = await livePids(rec);
+      const dirs = await overlayDirs(rec, pids, meta);
+      const image = dirs ? await overlay.imageHash(dirs, rec.path) : undefined;
+      if (image) facts.sameAsImage = image === facts.sha256;
     }
     return facts;
   }
 
-  async function scriptFacts(exec: ExecEvent, ev: ExecDetection): Promise<void> {
+  async function scriptFacts(exec: ExecEvent, ev: ExecDetection, meta: Promise<ContainerMetadata | undefined>): Promise<void> {
     const path = exec.filename;
     ev.script = { path };
     const seen = exec.scriptLayer; // the kernel saw the script itself: no lookup, no race
@@ -75,7 +127,8 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       ev.script.source = 'kernel';
       return;
     }
-    const dirs = await overlay.overlayOf(exec.mntNs, lineage(exec));
+    const pids = await livePids(exec);
+    const dirs = await overlayDirs(exec, [...pids, ...lineage(exec)], meta);
     const layer = dirs ? await overlay.layerOf(dirs, path) : undefined;
     if (layer) {
       ev.script.layer = layer;
@@ -94,25 +147,26 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       // Anything looked up asynchronously outlives the batch buffer: own the bytes first.
       const needsWork = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags) || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || (!!resolver && !!container.id);
       if (needsWork) rec.detach();
+      const meta: Promise<ContainerMetadata | undefined> = resolver && container.id ? resolver.resolve(container.id) : Promise.resolve(undefined);
       // Image files (only sent when recording everything, or as a script's
       // interpreter) need no file facts: they cannot be drift themselves.
       const drifted = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags);
-      if (drifted) work.push(fileFacts(rec).then((f) => (ev.file = f)));
+      if (drifted) work.push(fileFacts(rec, meta).then((f) => (ev.file = f)));
       if (ev.kind === 'exec') {
         const exec = ev.exec;
         if (drifted) work.push(parentExecutable(exec.hostPpid, procRoot).then((p) => p && (ev.parentExecutable = p)));
-        if (exec.fileFlags & FileFlag.SCRIPT) work.push(scriptFacts(exec, ev));
+        if (exec.fileFlags & FileFlag.SCRIPT) work.push(scriptFacts(exec, ev, meta));
       }
       if (resolver && container.id) {
         work.push(
-          resolver.resolve(container.id).then((meta) => {
-            if (!meta) return metrics.inc('enrichment_incomplete_total');
-            if (meta.runtime !== 'unknown') container.runtime = meta.runtime;
-            if (meta.name) container.name = meta.name;
-            if (meta.image) container.image = meta.image;
-            if (meta.imageId) container.imageId = meta.imageId;
-            if (meta.labels) container.labels = meta.labels;
-            if (meta.kubernetes) container.kubernetes = { ...(container.podUid ? { podUid: container.podUid } : {}), ...meta.kubernetes };
+          meta.then((m) => {
+            if (!m) return metrics.inc('enrichment_incomplete_total');
+            if (m.runtime !== 'unknown') container.runtime = m.runtime;
+            if (m.name) container.name = m.name;
+            if (m.image) container.image = m.image;
+            if (m.imageId) container.imageId = m.imageId;
+            if (m.labels) container.labels = m.labels;
+            if (m.kubernetes) container.kubernetes = { ...(container.podUid ? { podUid: container.podUid } : {}), ...m.kubernetes };
           }),
         );
       }

@@ -103,6 +103,8 @@ export function buildFinding(
   const x = f.process!.executable!;
   if (ev.file?.sha256) x.sha256 = ev.file.sha256;
   if (ev.file?.sameAsImage !== undefined) x.sameAsImage = ev.file.sameAsImage;
+  if (ev.file?.source) x.factsSource = ev.file.source;
+  if (ev.file?.unavailable) x.factsUnavailable = ev.file.unavailable;
   const ct = f.container!;
   if (c.runtime) ct.runtime = c.runtime;
   if (c.name) ct.name = c.name;

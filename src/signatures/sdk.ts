@@ -15,6 +15,10 @@ export interface FileFacts {
   sha256?: string;
   /** The same path exists in the image's lower layers with identical content (chmod/touch copy-up). */
   sameAsImage?: boolean;
+  /** Where the content was read, when it was. */
+  source?: 'process' | 'container_process' | 'runtime_storage';
+  /** Why sha256 is missing, when it is. */
+  unavailable?: 'path_truncated' | 'process_exited' | 'gone' | 'changed' | 'container_gone' | 'too_large' | 'unreadable';
 }
 
 /** For a #! script: the script file (the exec record's file is its interpreter). */
