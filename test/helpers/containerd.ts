@@ -139,7 +139,6 @@ export class PrivateContainerd {
     const uid = randomUUID();
     const config = {
       metadata: { name, uid, namespace, attempt: 0 },
-      hostname: name,
       labels: { 'io.kubernetes.pod.name': name, 'io.kubernetes.pod.namespace': namespace, 'io.kubernetes.pod.uid': uid, app: name },
       annotations: { 'kubernetes.io/config.source': 'api' },
       linux: {
