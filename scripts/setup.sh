@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   clang-16 llvm-16 libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3
   busybox-static util-linux kmod podman runc postgresql openssl bpftrace libbpf-tools qemu-system-x86 cpio debootstrap
+  docker.io containerd
 )
 
 missing=()

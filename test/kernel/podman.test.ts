@@ -1,11 +1,14 @@
 // Drift in real podman containers: identity, metadata and exec sessions.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { kernelSkipReason, waitForNoDriftwatchPrograms } from '../helpers/minicontainer.js';
+import { programIdsOf, programsStillLoaded } from '../helpers/bpf-programs.js';
+import { kernelSkipReason } from '../helpers/minicontainer.js';
 import { PodmanContainers, TEST_IMAGE, ensureTestImage, podmanSkipReason } from '../helpers/podman.js';
 import { SensorProcess, argsContain } from '../helpers/sensor-process.js';
+import { runtimeScenarios } from './runtime-scenarios.js';
 
 const skip = kernelSkipReason() ?? podmanSkipReason();
 if (skip) console.log(`# podman tests skipped: ${skip}`);
@@ -15,9 +18,12 @@ describe('drift in podman containers (real kernel, real runc)', { skip: skip ?? 
   const pods = new PodmanContainers();
   const nonce = () => randomBytes(4).toString('hex');
 
+  let programs: number[] = [];
+
   before(async () => {
     ensureTestImage();
     sensor = await SensorProcess.start();
+    programs = programIdsOf(sensor.pid);
   });
 
   after(async () => {
@@ -29,7 +35,7 @@ describe('drift in podman containers (real kernel, real runc)', { skip: skip ?? 
     }
     assert.equal(await sensor.stop(), 0);
     sensor.cleanup();
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await programsStillLoaded(programs), [], 'no program of this sensor left');
   });
 
   test('drift in the container process tree: id, name, image, runtime, not an exec session', async () => {
@@ -90,6 +96,34 @@ describe('drift in podman containers (real kernel, real runc)', { skip: skip ?? 
     await sensor.finding(argsContain(b), 'barrier finding');
     const unexpected = sensor.findings.slice(before).filter((f) => !argsContain(b)(f));
     assert.deepEqual(unexpected.map((f) => `${f.signature.id} ${f.process.executable.path} ${f.process.comm}`), []);
+  });
+});
+
+describe('field scenarios on podman (real kernel, real runc)', { skip: skip ?? false }, () => {
+  let sensor: SensorProcess;
+  const pods = new PodmanContainers();
+
+  before(async () => {
+    ensureTestImage();
+    sensor = await SensorProcess.start();
+  });
+
+  after(async () => {
+    pods.cleanup();
+    assert.equal(await sensor.stop(), 0);
+    sensor.cleanup();
+  });
+
+  runtimeScenarios<{ id: string; name: string }>('podman', () => sensor, {
+    run: async (script) => pods.run(script),
+    exec: async (c, script) => pods.exec(c.name, script).status ?? -1,
+    waitExited: async (c) => void spawnSync('podman', ['wait', c.name], { timeout: 60_000 }),
+    expectIdentity(f, c) {
+      assert.equal(f.container['runtime'], 'podman');
+      assert.equal(f.container['name'], c.name);
+      assert.equal(f.container['image'], TEST_IMAGE);
+      assert.match(String(f.container['imageId']), /^sha256:[0-9a-f]{64}$/);
+    },
   });
 });
 
