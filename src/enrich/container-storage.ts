@@ -26,8 +26,14 @@ export interface ContainerStorageOptions {
   maxDepth?: number;
 }
 
+/**
+ * The host's cgroup2 tree. Through PID 1's root first: in a pod (host pid
+ * namespace, private cgroup namespace) /sys/fs/cgroup shows only the pod's
+ * own subtree, /proc/1/root/sys/fs/cgroup the node's.
+ */
 export function defaultCgroupRoot(): string {
-  return existsSync('/sys/fs/cgroup/unified/cgroup.procs') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
+  const candidates = ['/proc/1/root/sys/fs/cgroup/unified', '/proc/1/root/sys/fs/cgroup', '/sys/fs/cgroup/unified', '/sys/fs/cgroup'];
+  return candidates.find((d) => existsSync(join(d, 'cgroup.procs'))) ?? '/sys/fs/cgroup';
 }
 
 const nsOf = async (procRoot: string, pid: number): Promise<number | undefined> => {
