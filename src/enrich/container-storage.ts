@@ -96,7 +96,7 @@ export class ContainerStorage {
    * filesystem the exec saw. The cgroup's members first, then the given
    * pids (the process and its ancestors).
    */
-  async livePids(ref: CgroupRef, also: number[] = [], max = 4): Promise<number[]> {
+  async livePids(ref: CgroupRef, also: number[] = [], max = 4, examine = 64): Promise<number[]> {
     const out: number[] = [];
     const seen = new Set<number>();
     const consider = async (pid: number): Promise<void> => {
@@ -108,7 +108,9 @@ export class ContainerStorage {
     const dir = await this.cgroupDir(ref);
     if (dir && out.length < max) {
       const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
-      for (const line of procs.split('\n')) {
+      // A cgroup holding many processes that are not in the container's mount
+      // namespace (not a container's) is not scanned to the end.
+      for (const line of procs.split('\n').slice(0, examine)) {
         if (out.length >= max) break;
         const pid = Number(line);
         if (Number.isInteger(pid)) await consider(pid);
