@@ -70,13 +70,16 @@ export function createEnricher(opts: EnricherOptions): Enricher {
     const refusals: Refusal[] = [];
     let places = 0; // live container processes and upper dirs looked into
     const attempt = async (path: string, source: NonNullable<FileFacts['source']>, sameDevice: boolean, followLink = false): Promise<boolean> => {
-      if (source !== 'process') places++;
       const r = await hashIfSame(path, want, { sameDevice, followLink });
       if ('sha256' in r) {
         hashes.set(key, { sha256: r.sha256, source });
         return true;
       }
-      refusals.push(r.refused);
+      // The pid may be gone or reused: only the container's places explain a miss.
+      if (source !== 'process') {
+        places++;
+        refusals.push(r.refused);
+      }
       return false;
     };
     const upper = rec.layer.startsWith('UPPER');
