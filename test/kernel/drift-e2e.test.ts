@@ -13,8 +13,8 @@ import {
   kernelSkipReason,
   leftoverTestMounts,
   mountHostOverlay,
-  waitForNoDriftwatchPrograms,
 } from '../helpers/minicontainer.js';
+import { programIdsOf, programsStillLoaded } from '../helpers/bpf-programs.js';
 import { SensorProcess, argsContain, cliPath, type Finding } from '../helpers/sensor-process.js';
 
 const skip = kernelSkipReason();
@@ -25,10 +25,13 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
   let sensor: SensorProcess;
   const nonce = () => randomBytes(4).toString('hex');
 
+  let programs: number[] = [];
+
   before(async () => {
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), [], 'no driftwatch program loaded before the tests');
     ct = new MiniContainer();
     sensor = await SensorProcess.start();
+    programs = programIdsOf(sensor.pid);
+    assert.ok(programs.length > 0, 'the sensor holds its programs');
   });
 
   after(async () => {
@@ -42,7 +45,7 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     assert.ok(sensor.findings.length > 5);
     for (const f of sensor.findings) assert.ok(stored.has(f.id), `finding ${f.id} (${f.signature.id}) stored by the backend`);
     sensor.cleanup();
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), [], 'no program or link left after the sensor stopped');
+    assert.deepEqual(await programsStillLoaded(programs), [], 'no program or link of this sensor left after it stopped');
     assert.deepEqual(leftoverTestMounts(), [], 'no test mounts left');
   });
 
@@ -300,10 +303,11 @@ describe('host processes in a private mount namespace (systemd PrivateTmp=)', { 
 describe('sensor lifecycle (real kernel)', { skip: skip ?? false }, () => {
   test('SIGKILL leaves no program or link behind (the kernel reclaims them with the fds)', async () => {
     const sensor = await SensorProcess.start();
-    assert.notDeepEqual(await waitForNoDriftwatchPrograms(0), [], 'loaded while running');
+    const ids = programIdsOf(sensor.pid);
+    assert.notDeepEqual(ids, [], 'loaded while running');
     await sensor.stop('SIGKILL');
     sensor.cleanup();
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await programsStillLoaded(ids), []);
   });
 
   test('without privileges: one clear line and a non-zero exit, no stack trace', () => {
@@ -351,6 +355,7 @@ describe('--include-host (real kernel)', { skip: skip ?? false }, () => {
   test('reports the host-process upper-layer exec', async () => {
     const ct = new MiniContainer();
     const sensor = await SensorProcess.start(['--include-host']);
+    const ids = programIdsOf(sensor.pid);
     const host = mountHostOverlay(ct.lower);
     try {
       const n = randomBytes(4).toString('hex');
@@ -365,6 +370,6 @@ describe('--include-host (real kernel)', { skip: skip ?? false }, () => {
       assert.equal(await sensor.stop('SIGINT'), 0, 'exit 0 on SIGINT');
       sensor.cleanup();
     }
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await programsStillLoaded(ids), []);
   });
 });
