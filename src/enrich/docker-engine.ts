@@ -2,7 +2,7 @@
 // image, image id, labels (compose's, and the io.kubernetes.* labels that
 // cri-dockerd sets), and the overlay directories of its overlay2 storage,
 // which outlive the container's processes until the container is removed.
-import { request } from 'node:http';
+import { request, type ClientRequest } from 'node:http';
 import { existsSync } from 'node:fs';
 import type { ContainerMetadata, KubernetesMetadata, MetadataSource } from './metadata.js';
 
@@ -102,5 +102,59 @@ export class DockerEngine implements MetadataSource {
 
   async exists(id: string): Promise<boolean> {
     return (await this.inspect(id)) !== null;
+  }
+
+  /**
+   * Calls onStart with the id of every container the daemon starts (the
+   * Engine's event stream), so its metadata can be fetched while it runs:
+   * dockerd answers inspect only after its exit handling, which outlasts a
+   * lookup's wait for a container that exits at once. Reconnects after a
+   * second when the stream ends; the returned function stops it.
+   */
+  watchStarts(onStart: (id: string) => void): () => void {
+    let stopped = false;
+    let current: ClientRequest | undefined;
+    const filters = encodeURIComponent(JSON.stringify({ type: ['container'], event: ['start'] }));
+    const connect = (): void => {
+      if (stopped) return;
+      let buf = '';
+      current = request({ socketPath: this.socketPath, method: 'GET', path: `/events?filters=${filters}`, headers: { Host: 'docker' } }, (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            try {
+              const ev = JSON.parse(line) as { id?: string; Actor?: { ID?: string } };
+              const id = ev.Actor?.ID ?? ev.id;
+              if (id) onStart(id);
+            } catch {
+              /* not an event line */
+            }
+          }
+        });
+        res.on('end', retry);
+        res.on('error', retry);
+      });
+      current.on('error', retry);
+      current.end();
+    };
+    let timer: NodeJS.Timeout | undefined;
+    function retry(): void {
+      if (stopped || timer) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        connect();
+      }, 1_000);
+      timer.unref();
+    }
+    connect();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      current?.destroy();
+    };
   }
 }

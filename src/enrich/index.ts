@@ -23,7 +23,8 @@ export async function detectMetadataResolver(log: Logger, opts: DetectOptions = 
     closers.push(() => cri.close());
   }
   const dockerSocket = opts.dockerSocket ?? findDockerSocket();
-  if (dockerSocket) sources.push(new DockerEngine(dockerSocket));
+  const docker = dockerSocket ? new DockerEngine(dockerSocket) : undefined;
+  if (docker) sources.push(docker);
   const podman = new PodmanStore(opts.podmanStorage);
   if (await podman.available()) sources.push(podman);
   // Last: the OCI runtime's state has annotations even where no daemon answers.
@@ -31,6 +32,7 @@ export async function detectMetadataResolver(log: Logger, opts: DetectOptions = 
   const describe = (s: MetadataSource) => (s instanceof CriClient || s instanceof DockerEngine ? `${s.name} (${s.socketPath})` : s.name);
   log.info(`container metadata from: ${sources.map(describe).join(', ') || 'none (ids only)'}`);
   const resolver = new MetadataResolver(sources, opts);
+  if (docker) closers.push(docker.watchStarts((id) => resolver.prefetch(id, 'docker')));
   const sweep = setInterval(() => void resolver.sweep(), 60_000);
   sweep.unref();
   return {

@@ -127,6 +127,16 @@ export class OverlayFacts {
     return h;
   }
 
+  /** Inode numbers of the image's copies of path (every lower layer that has it). */
+  async lowerInodes(dirs: OverlayDirs, path: string): Promise<bigint[]> {
+    const out: bigint[] = [];
+    for (const l of dirs.lowers) {
+      const st = await stat(this.host(join(l, normalize(path))), { bigint: true }).catch(() => null);
+      if (st?.isFile()) out.push(st.ino);
+    }
+    return out;
+  }
+
   /** Content hash of the image's copy of path (first lower layer that has it). */
   async imageHash(dirs: OverlayDirs, path: string): Promise<string | undefined> {
     for (const l of dirs.lowers) {

@@ -39,6 +39,12 @@ export interface VerifyOptions {
   sameDevice: boolean;
   /** Follow a final symlink: only for /proc/<pid>/exe, a magic link to the very file. */
   followLink?: boolean;
+  /**
+   * Inode numbers of the image copies at the same path: overlay keeps a
+   * copied-up file's original inode number, so the kernel recorded one of
+   * these rather than the upper file's own (the ctime is the upper file's).
+   */
+  origins?: bigint[];
 }
 
 export async function hashIfSame(path: string, want: FileIdentity, opts: VerifyOptions): Promise<VerifiedHash> {
@@ -52,7 +58,10 @@ export async function hashIfSame(path: string, want: FileIdentity, opts: VerifyO
   try {
     const st = await fh.stat({ bigint: true });
     const ctimeNs = want.ctimeSec * 1_000_000_000n + BigInt(want.ctimeNsec);
-    const sameInode = opts.sameDevice ? st.ino === want.inode : (st.ino & 0xffffffffn) === (want.inode & 0xffffffffn);
+    const low = (n: bigint) => n & 0xffffffffn;
+    const sameInode = opts.sameDevice
+      ? st.ino === want.inode
+      : low(st.ino) === low(want.inode) || (opts.origins ?? []).some((o) => low(o) === low(want.inode));
     if (!st.isFile() || !sameInode || st.ctimeNs !== ctimeNs || (opts.sameDevice && deviceString(st.dev) !== want.device)) {
       return { refused: 'changed' };
     }

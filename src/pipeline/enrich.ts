@@ -30,6 +30,9 @@ export interface EnricherOptions {
   storage?: ContainerStorage;
 }
 
+/** How long file facts wait for the runtime's storage of a container whose processes are all gone. */
+const STORAGE_WAIT_MS = 2_000;
+
 /** Parent pid → executable, briefly: one shell spawning many payloads is read once. */
 const parents = new LRUCache<number, { exe: string | undefined }>({ max: 4096, ttl: 2_000 });
 
@@ -63,14 +66,14 @@ export function createEnricher(opts: EnricherOptions): Enricher {
     return (await overlay.overlayOf(rec.mntNs, pids)) ?? (await meta)?.rootfs ?? null;
   }
 
-  async function fileFacts(rec: DecodedEvent, meta: Promise<ContainerMetadata | undefined>): Promise<FileFacts> {
+  async function fileFacts(rec: DecodedEvent, meta: Promise<ContainerMetadata | undefined>, slowMeta: () => Promise<ContainerMetadata | undefined>): Promise<FileFacts> {
     const facts: FileFacts = {};
     const key = `${rec.dev}:${rec.inode}:${rec.ctimeSec}:${rec.ctimeNsec}`;
     const want = { device: rec.device, inode: rec.inode, ctimeSec: rec.ctimeSec, ctimeNsec: rec.ctimeNsec };
     const refusals: Refusal[] = [];
     let places = 0; // live container processes and upper dirs looked into
-    const attempt = async (path: string, source: NonNullable<FileFacts['source']>, sameDevice: boolean, followLink = false): Promise<boolean> => {
-      const r = await hashIfSame(path, want, { sameDevice, followLink });
+    const attempt = async (path: string, source: NonNullable<FileFacts['source']>, sameDevice: boolean, followLink = false, origins: bigint[] = []): Promise<boolean> => {
+      const r = await hashIfSame(path, want, { sameDevice, followLink, origins });
       if ('sha256' in r) {
         hashes.set(key, { sha256: r.sha256, source });
         return true;
@@ -95,8 +98,12 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       }
       // Nobody left: the upper dir the runtime keeps until the container is removed.
       if (!found && reachable && upper) {
-        const dirs = await overlayDirs(rec, pids, meta);
-        if (dirs) await attempt(join(dirs.upper, rec.path), 'runtime_storage', false);
+        // The upper dir outlives the container's processes: worth a longer wait for the runtime's answer.
+        const dirs = await overlayDirs(rec, pids, slowMeta());
+        // A copied-up file keeps its image copy's inode number in the overlay (the
+        // kernel recorded that one): the upper file matches through its origin.
+        const origins = dirs && rec.layer === 'UPPER_COPIED_UP' ? await overlay.lowerInodes(dirs, rec.path) : [];
+        if (dirs) await attempt(join(dirs.upper, rec.path), 'runtime_storage', false, false, origins);
       }
     }
     const hit = hashes.get(key);
@@ -150,31 +157,37 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       // Anything looked up asynchronously outlives the batch buffer: own the bytes first.
       const needsWork = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags) || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || (!!resolver && !!container.id);
       if (needsWork) rec.detach();
-      const meta: Promise<ContainerMetadata | undefined> = resolver && container.id ? resolver.resolve(container.id) : Promise.resolve(undefined);
+      const meta: Promise<ContainerMetadata | undefined> = resolver && container.id ? resolver.resolve(container.id, container.runtime) : Promise.resolve(undefined);
+      // Only where the file is reachable nowhere else (the container's processes are all gone).
+      let slow: Promise<ContainerMetadata | undefined> | undefined;
+      const slowMeta = () =>
+        (slow ??= meta.then((m) => m ?? (resolver && container.id ? resolver.resolve(container.id, container.runtime, STORAGE_WAIT_MS) : undefined)));
       // Image files (only sent when recording everything, or as a script's
       // interpreter) need no file facts: they cannot be drift themselves.
       const drifted = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags);
-      if (drifted) work.push(fileFacts(rec, meta).then((f) => (ev.file = f)));
+      if (drifted) work.push(fileFacts(rec, meta, slowMeta).then((f) => (ev.file = f)));
       if (ev.kind === 'exec') {
         const exec = ev.exec;
         if (drifted) work.push(parentExecutable(exec.hostPpid, procRoot).then((p) => p && (ev.parentExecutable = p)));
         if (exec.fileFlags & FileFlag.SCRIPT) work.push(scriptFacts(exec, ev, meta));
       }
-      if (resolver && container.id) {
-        work.push(
-          meta.then((m) => {
-            if (!m) return metrics.inc('enrichment_incomplete_total');
-            if (m.runtime !== 'unknown') container.runtime = m.runtime;
-            if (m.name) container.name = m.name;
-            if (m.image) container.image = m.image;
-            if (m.imageId) container.imageId = m.imageId;
-            if (m.labels) container.labels = m.labels;
-            if (m.kubernetes) container.kubernetes = { ...(container.podUid ? { podUid: container.podUid } : {}), ...m.kubernetes };
-          }),
-        );
-      }
-      if (work.length === 0) return ev;
-      return Promise.all(work).then(() => ev);
+      const fill = (m: ContainerMetadata): void => {
+        if (m.runtime !== 'unknown') container.runtime = m.runtime;
+        if (m.name) container.name = m.name;
+        if (m.image) container.image = m.image;
+        if (m.imageId) container.imageId = m.imageId;
+        if (m.labels) container.labels = m.labels;
+        if (m.kubernetes) container.kubernetes = { ...(container.podUid ? { podUid: container.podUid } : {}), ...m.kubernetes };
+      };
+      if (work.length === 0 && !(resolver && container.id)) return ev;
+      return Promise.all(work).then(async () => {
+        if (!resolver || !container.id) return ev;
+        // The longer wait, if file facts needed it, answers for the metadata too.
+        const m = (await meta) ?? (slow ? await slow : undefined);
+        if (m) fill(m);
+        else metrics.inc('enrichment_incomplete_total');
+        return ev;
+      });
     },
   };
 }

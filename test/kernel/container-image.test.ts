@@ -10,7 +10,8 @@ import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { kernelSkipReason, waitForNoDriftwatchPrograms } from '../helpers/minicontainer.js';
+import { programIdsOf, programsStillLoaded } from '../helpers/bpf-programs.js';
+import { kernelSkipReason } from '../helpers/minicontainer.js';
 import { PodmanContainers, ensureTestImage, podmanSkipReason } from '../helpers/podman.js';
 import type { Finding } from '../helpers/sensor-process.js';
 
@@ -133,6 +134,11 @@ describe('the container image: built here, sensor in a privileged host-pid conta
       return undefined;
     }, 120_000, 'the sensor in the container to attach', detail);
 
+    // the programs this sensor holds (others may run on the same machine)
+    const sensorPid = Number(podmanOk(['inspect', '--format', '{{.State.Pid}}', sensorName]));
+    const programs = programIdsOf(sensorPid);
+    assert.notDeepEqual(programs, [], 'the sensor in the container holds its programs');
+
     const n = randomBytes(4).toString('hex');
     // busybox picks its applet by name: a "busybox" prefix keeps it working.
     const path = `/tmp/busybox-x-${n}`;
@@ -156,6 +162,6 @@ describe('the container image: built here, sensor in a privileged host-pid conta
     podmanOk(['stop', '-t', '30', sensorName], 60_000);
     const exit = podmanOk(['inspect', '--format', '{{.State.ExitCode}}', sensorName]);
     assert.equal(exit, '0', `sensor container exit code; log:\n${sensorOutput(sensorName).log.slice(-2000)}`);
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await programsStillLoaded(programs), []);
   });
 });

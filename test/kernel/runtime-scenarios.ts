@@ -92,6 +92,18 @@ export function runtimeScenarios<C extends RuntimeContainer>(name: string, senso
     assert.equal(f.process.executable['sha256'], sha, `facts: ${f.process.executable['factsUnavailable']}`);
   });
 
+  test(`${name}: a chmod-only copy-up run as a container exits says its content is the image's (sameAsImage)`, async () => {
+    const n = nonce();
+    const c = await driver.run(`chmod 0755 /bin/busybox; exec /bin/busybox true ${n}`);
+    const f = await sensor().finding(argsContain(n), `${name} copy-up`);
+    await driver.waitExited(c);
+    assert.equal(f.signature.id, 'drift.modified_executable');
+    assert.equal(f.container.id, c.id);
+    assert.equal(f.process.executable.layer, 'UPPER_COPIED_UP');
+    assert.equal(f.process.executable['sha256'], sha, `facts: ${f.process.executable['factsUnavailable']}`);
+    assert.equal(f.process.executable['sameAsImage'], true);
+  });
+
   test(`${name}: a container whose whole tree exits right after a dropped script still reports it`, async () => {
     const n = nonce();
     const c = await driver.run(`printf '#!/bin/sh\\ntrue\\n' > /tmp/qs-${n}.sh; chmod +x /tmp/qs-${n}.sh; exec /tmp/qs-${n}.sh ${n}`);
