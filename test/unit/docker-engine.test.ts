@@ -54,6 +54,13 @@ before(async () => {
       });
     }
     if (id === BROKEN) return send(500, { message: 'boom' });
+    if (req.url?.startsWith('/events?')) {
+      // one start event now, one a moment later, then the stream stays open like dockerd's
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.write(JSON.stringify({ status: 'start', id: COMPOSE, Type: 'container', Action: 'start', Actor: { ID: COMPOSE } }) + '\n');
+      setTimeout(() => res.write(JSON.stringify({ Type: 'container', Action: 'start', Actor: { ID: K8S } }) + '\n'), 50);
+      return;
+    }
     return send(404, { message: 'No such container' });
   });
   await new Promise<void>((res) => server.listen(socket, res));
@@ -92,6 +99,28 @@ test('unknown id is null (cached as a miss); a daemon error is an error, counted
   const resolver = new MetadataResolver([engine]);
   assert.equal(await resolver.resolve(BROKEN), undefined);
   assert.equal(resolver.metrics.lookup_errors, 1);
+});
+
+test('start events prefetch metadata: the answer is cached before any event of the container', async () => {
+  const engine = new DockerEngine(socket);
+  const resolver = new MetadataResolver([engine]);
+  const started: string[] = [];
+  const stop = engine.watchStarts((id) => {
+    started.push(id);
+    resolver.prefetch(id, 'docker');
+  });
+  try {
+    const deadline = Date.now() + 5_000;
+    while (started.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(started, [COMPOSE, K8S]);
+    assert.ok(paths.some((p) => p.startsWith('GET /events?filters=')));
+    while (resolver.size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const before = resolver.metrics.lookups;
+    assert.equal((await resolver.resolve(K8S))?.kubernetes?.pod, 'web-0');
+    assert.equal(resolver.metrics.lookups, before, 'answered from the cache');
+  } finally {
+    stop();
+  }
 });
 
 test('no daemon on the socket: a transport error, not a hang', async () => {
