@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MiniContainer, kernelSkipReason, waitForNoDriftwatchPrograms } from '../helpers/minicontainer.js';
+import { programIdsOf, programsStillLoaded } from '../helpers/bpf-programs.js';
+import { MiniContainer, kernelSkipReason } from '../helpers/minicontainer.js';
 import { SensorProcess, cliPath } from '../helpers/sensor-process.js';
 
 const skip = kernelSkipReason();
@@ -39,8 +40,9 @@ describe('operations (real kernel, config file, falco-json, SIGHUP, SIGTERM)', {
   };
   const dropAndRun = (path: string, n: string) => `mkdir -p /tmp/allowed; cp /bin/busybox ${path}; ${path} true ${n}`;
 
+  let programs: number[] = [];
+
   before(async () => {
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
     ct = new MiniContainer();
     dir = mkdtempSync(join(tmpdir(), 'dw-ops-'));
     policy = join(dir, 'policy.yaml');
@@ -49,6 +51,8 @@ describe('operations (real kernel, config file, falco-json, SIGHUP, SIGTERM)', {
     // The file names the policy and asks for jsonl; the environment overrides that with falco-json.
     writeFileSync(config, `output: jsonl\npolicy: ${policy}\n`);
     sensor = await SensorProcess.start(['--config', config], { env: { DRIFTWATCH_OUTPUT: 'falco-json' } });
+    programs = programIdsOf(sensor.pid);
+    assert.notDeepEqual(programs, [], 'the sensor holds its programs');
   });
 
   after(async () => {
@@ -63,7 +67,7 @@ describe('operations (real kernel, config file, falco-json, SIGHUP, SIGTERM)', {
     for (const l of lines()) assert.ok(stored.has(l.uuid), `finding ${l.uuid} (${l.rule}) stored`);
     sensor.cleanup();
     rmSync(dir, { recursive: true, force: true });
-    assert.deepEqual(await waitForNoDriftwatchPrograms(), []);
+    assert.deepEqual(await programsStillLoaded(programs), [], 'no program of this sensor left');
   });
 
   // falco-json here came from DRIFTWATCH_OUTPUT over the file's jsonl; the file's policy is the

@@ -113,6 +113,7 @@ describe('kernel matrix: host kernel', { skip: hostSkip ?? false }, () => {
   test('every scenario is classified correctly on the running kernel', async () => {
     const loader = dwload();
     const work = mkdtempSync(join(tmpdir(), 'driftwatch-matrix-'));
+    let child: ReturnType<typeof spawn> | undefined;
     try {
       const lower = join(work, 'lower');
       for (const d of ['bin', 'tmp', 'dev/shm', 'proc']) mkdirSync(join(lower, d), { recursive: true });
@@ -121,7 +122,7 @@ describe('kernel matrix: host kernel', { skip: hostSkip ?? false }, () => {
       }
       for (const a of ['sh', 'true', 'cp', 'chmod', 'echo']) symlinkSync('busybox', join(lower, 'bin', a));
       const stop = join(work, 'stop');
-      const child = spawn(loader, [stop, 'emit-all'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(loader, [stop, 'emit-all'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       child.stdout!.on('data', (d) => (out += d));
       for (let i = 0; i < 200 && !/DWREADY|DWERROR/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
@@ -142,6 +143,8 @@ describe('kernel matrix: host kernel', { skip: hostSkip ?? false }, () => {
       console.log(`# proved on Linux ${kernel} (host): nested overlays ${Object.entries(NESTED).map(([k, v]) => `${k.slice(7)}=${v}`).join(' ')}`);
       console.log(`# proved on Linux ${kernel} (host): #! script layers without a bprm_check hook, from the deferred fput (${Object.values(SCRIPTS).join(' ')})`);
     } finally {
+      // a failed assertion must not leave the loader attached
+      if (child && child.exitCode === null && !child.signalCode) child.kill('SIGKILL');
       rmSync(work, { recursive: true, force: true });
     }
   });
