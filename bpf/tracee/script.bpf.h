@@ -120,8 +120,9 @@ static __always_inline u16 script_flags_deferred(struct task_struct *task)
 	if ((BPF_CORE_READ(inode, i_mode) & DW_S_IFMT) != DW_S_IFREG)
 		return 0;
 	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	u32 magic = (u32)BPF_CORE_READ(inode, i_sb, s_magic);
-	u32 flags = file_flags(dentry, inode, magic, BPF_CORE_READ(inode, i_nlink));
+	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	u32 magic = (u32)BPF_CORE_READ(sb, s_magic);
+	u32 flags = file_flags(dentry, inode, sb, magic, BPF_CORE_READ(inode, i_nlink));
 	return (u16)(DW_SCRIPT_KNOWN | DW_SCRIPT_DEFERRED | (flags & DW_SCRIPT_FILE_MASK));
 }
 

@@ -125,6 +125,22 @@ export class MetadataResolver {
   }
 
   /**
+   * The answer of a lookup already under way, waiting up to waitMs for it;
+   * what is cached otherwise. Starts no lookup of its own.
+   */
+  async settle(id: string, waitMs: number): Promise<ContainerMetadata | undefined> {
+    const pending = this.inflight.get(id);
+    if (!pending) return this.cache.get(id)?.meta ?? undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<null>((res) => {
+      timer = setTimeout(() => res(null), waitMs);
+    });
+    const result = await Promise.race([pending.catch(() => null), timeout]);
+    clearTimeout(timer);
+    return result ?? undefined;
+  }
+
+  /**
    * Starts a lookup now (a runtime announced the container), so an event
    * from a container that is gone a moment later finds its answer cached.
    */

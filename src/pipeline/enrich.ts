@@ -161,7 +161,7 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       // Only where the file is reachable nowhere else (the container's processes are all gone).
       let slow: Promise<ContainerMetadata | undefined> | undefined;
       const slowMeta = () =>
-        (slow ??= meta.then((m) => m ?? (resolver && container.id ? resolver.resolve(container.id, container.runtime, STORAGE_WAIT_MS) : undefined)));
+        (slow ??= meta.then((m) => m ?? (resolver && container.id ? resolver.settle?.(container.id, STORAGE_WAIT_MS) : undefined)).catch(() => undefined));
       // Image files (only sent when recording everything, or as a script's
       // interpreter) need no file facts: they cannot be drift themselves.
       const drifted = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags);
