@@ -98,8 +98,12 @@ static __always_inline s64 file_task_work_offset(void)
 	return -1;
 }
 
-static __always_inline u16 script_flags_deferred(struct task_struct *task)
+/* A global function: the verifier checks it once on its own instead of
+ * inside every path of sched_process_exec (the walk times the overlay
+ * checks would otherwise exceed the complexity limit). */
+__noinline int script_flags_deferred(u64 task_addr)
 {
+	struct task_struct *task = (struct task_struct *)task_addr;
 	unsigned long fput_fn = (unsigned long)&____fput;
 	s64 off = file_task_work_offset();
 	if (!fput_fn || off < 0)
@@ -123,7 +127,7 @@ static __always_inline u16 script_flags_deferred(struct task_struct *task)
 	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
 	u32 magic = (u32)BPF_CORE_READ(sb, s_magic);
 	u32 flags = file_flags(dentry, inode, sb, magic, BPF_CORE_READ(inode, i_nlink));
-	return (u16)(DW_SCRIPT_KNOWN | DW_SCRIPT_DEFERRED | (flags & DW_SCRIPT_FILE_MASK));
+	return DW_SCRIPT_KNOWN | DW_SCRIPT_DEFERRED | (flags & DW_SCRIPT_FILE_MASK);
 }
 
 SEC("lsm/bprm_check_security")

@@ -182,8 +182,10 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       if (work.length === 0 && !(resolver && container.id)) return ev;
       return Promise.all(work).then(async () => {
         if (!resolver || !container.id) return ev;
-        // The longer wait, if file facts needed it, answers for the metadata too.
-        const m = (await meta) ?? (slow ? await slow : undefined);
+        // A drift candidate (a file or a script) waits for a lookup already under way, up to
+        // the storage wait: a container that exited at once is often the one being looked up.
+        const candidate = drifted || (rec.fileFlags & FileFlag.SCRIPT) !== 0;
+        const m = (await meta) ?? (candidate ? await slowMeta() : undefined);
         if (m) fill(m);
         else metrics.inc('enrichment_incomplete_total');
         return ev;
