@@ -85,7 +85,8 @@ export async function kernelCost(execs = 500): Promise<CostRow[]> {
   const ct = new MiniContainer();
   const rows: CostRow[] = [];
   try {
-    const { Loader } = require(join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node'));
+    // DRIFTWATCH_BENCH_ADDON: another build of the addon (e.g. the previous commit's) for before/after rows.
+    const { Loader } = require(process.env['DRIFTWATCH_BENCH_ADDON'] ?? join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node'));
     const loader = new Loader({});
     loader.load();
     loader.attach();
@@ -100,6 +101,19 @@ export async function kernelCost(execs = 500): Promise<CostRow[]> {
     b = ours();
     while (loader.consume(drain) > 0);
     rows.push({ tool: 'driftwatch', workload: 'drift candidate (full record)', execs: b.runCount - a.runCount, nsPerRun: (b.runTimeNs - a.runTimeNs) / (b.runCount - a.runCount), note: 'count includes the loop shell and cp (image binaries)' });
+    // #! scripts: the script's own file is looked up at exec time (deferred-fput walk) where no
+    // bprm_check hook loads; an image script is then dropped in the kernel, a dropped one recorded.
+    writeFileSync(join(ct.lower, 'bin', 'img-script.sh'), '#!/bin/sh\n', { mode: 0o755 });
+    a = ours();
+    loop(ct, execs, '/bin/img-script.sh');
+    b = ours();
+    while (loader.consume(drain) > 0);
+    rows.push({ tool: 'driftwatch', workload: '#! image script', execs: b.runCount - a.runCount, nsPerRun: (b.runTimeNs - a.runTimeNs) / (b.runCount - a.runCount) });
+    a = ours();
+    loop(ct, execs, '/tmp/dropped.sh', "printf '#!/bin/sh\\n' > /tmp/dropped.sh; chmod 0755 /tmp/dropped.sh;");
+    b = ours();
+    while (loader.consume(drain) > 0);
+    rows.push({ tool: 'driftwatch', workload: '#! dropped script (full record)', execs: b.runCount - a.runCount, nsPerRun: (b.runTimeNs - a.runTimeNs) / (b.runCount - a.runCount), note: 'the shell, printf and chmod before the loop are image binaries' });
     loader.close();
 
     rows.push(await peer('bpftrace', ['bpftrace', '-e', 'tracepoint:sched:sched_process_exec { printf("%d %s\\n", pid, comm); }'], ct, execs));

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   clang-16 llvm-16 libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3
   busybox-static util-linux kmod podman runc postgresql openssl bpftrace libbpf-tools qemu-system-x86 cpio debootstrap
+  docker.io containerd
 )
 # Debian's own Node 18 and npm are only the bootstrap: `npm install` below
 # brings Node 24 into node_modules, which runs everything after that.

@@ -76,6 +76,9 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --data-dir         default ${DEFAULT_DATA_DIR} (spool/ and the embedded backend's database)
   --falco-http-url   also POST each finding in Falco's JSON shape to this URL (Falcosidekick)
   --otlp-endpoint    also export findings as OTLP log records over gRPC (host:port, http://host:port)
+  --cri-socket       CRI runtime socket for container metadata (default: the first of containerd's,
+                     CRI-O's, k3s's that exists)
+  --docker-socket    Docker Engine socket (default /var/run/docker.sock when it exists)
 
 doctor    what this node gives the sensor and what detection follows: kernel, BTF, overlay,
           LSMs and hooks, tracepoints, cgroups, runtimes, capabilities, data dir, backend,
@@ -125,7 +128,10 @@ async function runCommand(argv: string[]): Promise<number> {
   const integrations = startIntegrations(cfg, log);
   for (const i of integrations) sinks.push({ write: (f) => i.exporter.export(f), close: () => i.exporter.shutdown() });
 
-  const metadata = await detectMetadataResolver(log);
+  const metadata = await detectMetadataResolver(log, {
+    ...(cfg.criSocket ? { criSocket: cfg.criSocket } : {}),
+    ...(cfg.dockerSocket ? { dockerSocket: cfg.dockerSocket } : {}),
+  });
   const metrics = new Metrics();
   let kernelStats: () => Record<string, number> = () => ({});
   const selftest = cfg.selftest ? new SelfTest({ dataDir: cfg.dataDir, log, metrics, kernelStats: () => kernelStats() }) : undefined;

@@ -34,6 +34,8 @@ export interface SensorConfig {
   selftest: boolean;
   /** Which bprm_check hook to try for #! scripts: auto (BPF-LSM, then fentry), one of them, or none (overlay lookup). */
   scriptHook: 'auto' | 'lsm' | 'fentry' | 'none';
+  criSocket?: string;
+  dockerSocket?: string;
 }
 
 export class ConfigError extends Error {}
@@ -75,6 +77,8 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   otlpEndpoint: 'string',
   selftest: 'boolean',
   scriptHook: 'string',
+  criSocket: 'string',
+  dockerSocket: 'string',
 };
 
 /** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */

@@ -98,6 +98,10 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (script) {
 		flags |= DW_FILE_SCRIPT;
 		script_flags = script_flags_of(bprm, bpf_get_current_pid_tgid() >> 32);
+		if (!(script_flags & DW_SCRIPT_KNOWN))
+			script_flags = (u16)script_flags_deferred((u64)task);
+		if (!(script_flags & DW_SCRIPT_KNOWN))
+			stat_inc(DW_STAT_SCRIPT_UNSEEN);
 	}
 	/* A script whose own layer the bprm_check hook saw needs user space only
 	 * when that layer is drift; otherwise user space must look it up. */

@@ -44,7 +44,8 @@ const char *const kStatNames[DW_STAT_MAX] = {"exec_seen",      "exec_emitted",  
                                              "ringbuf_full",   "scratch_miss",   "ovl_unresolved",
                                              "path_truncated", "cgroup_v1_fallback",
                                              "mmap_exec_seen", "mmap_exec_emitted",
-                                             "ovl_nested",     "ovl_unfollowed"};
+                                             "ovl_nested",     "ovl_unfollowed",
+                                             "script_unseen"};
 
 uint32_t OptU32(const Napi::Object &o, const char *key) {
   return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().Uint32Value() : 0;

@@ -20,6 +20,12 @@ export interface ContainerMetadata {
   imageId?: string;
   labels?: Record<string, string>;
   kubernetes?: KubernetesMetadata;
+  /**
+   * The container's overlay directories (host paths) as its runtime's
+   * storage keeps them: they outlive the container's processes until the
+   * container is removed. Only from the runtime, never from the container.
+   */
+  rootfs?: { upper: string; lowers: string[] };
 }
 
 export interface MetadataSource {
@@ -49,6 +55,14 @@ export interface ResolverMetrics {
 }
 
 type Entry = { meta: ContainerMetadata | null; source?: string };
+
+/** Which source knows a runtime's containers best. */
+const SOURCE_OF_RUNTIME: Partial<Record<ContainerMetadata['runtime'], string>> = {
+  docker: 'docker',
+  podman: 'podman',
+  containerd: 'cri',
+  'cri-o': 'cri',
+};
 
 export class MetadataResolver {
   readonly metrics: ResolverMetrics = {
@@ -81,8 +95,13 @@ export class MetadataResolver {
     return this.cache.size;
   }
 
-  /** Metadata for a container id, or undefined when not known within waitMs. */
-  async resolve(id: string): Promise<ContainerMetadata | undefined> {
+  /**
+   * Metadata for a container id, or undefined when not known within waitMs.
+   * hint: the runtime the cgroup names; its source is asked first, so a
+   * container that is gone a moment later is not kept waiting behind
+   * runtimes that do not know it.
+   */
+  async resolve(id: string, hint?: ContainerMetadata['runtime'], waitMs = this.waitMs): Promise<ContainerMetadata | undefined> {
     const cached = this.cache.get(id);
     if (cached) {
       if (cached.meta) this.metrics.cache_hits++;
@@ -90,11 +109,11 @@ export class MetadataResolver {
       return cached.meta ?? undefined;
     }
     this.metrics.cache_misses++;
-    const pending = this.lookup(id);
+    const pending = this.lookup(id, hint);
     if (!pending) return undefined;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((res) => {
-      timer = setTimeout(() => res('timeout'), this.waitMs);
+      timer = setTimeout(() => res('timeout'), waitMs);
     });
     const result = await Promise.race([pending, timeout]);
     clearTimeout(timer);
@@ -103,6 +122,31 @@ export class MetadataResolver {
       return undefined;
     }
     return result ?? undefined;
+  }
+
+  /**
+   * The answer of a lookup already under way, waiting up to waitMs for it;
+   * what is cached otherwise. Starts no lookup of its own.
+   */
+  async settle(id: string, waitMs: number): Promise<ContainerMetadata | undefined> {
+    const pending = this.inflight.get(id);
+    if (!pending) return this.cache.get(id)?.meta ?? undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<null>((res) => {
+      timer = setTimeout(() => res(null), waitMs);
+    });
+    const result = await Promise.race([pending.catch(() => null), timeout]);
+    clearTimeout(timer);
+    return result ?? undefined;
+  }
+
+  /**
+   * Starts a lookup now (a runtime announced the container), so an event
+   * from a container that is gone a moment later finds its answer cached.
+   */
+  prefetch(id: string, hint?: ContainerMetadata['runtime']): void {
+    if (this.cache.has(id)) return;
+    void this.lookup(id, hint)?.catch(() => undefined);
   }
 
   /** Evicts cached containers that their runtime no longer knows. */
@@ -127,7 +171,7 @@ export class MetadataResolver {
     this.cache.delete(id);
   }
 
-  private lookup(id: string): Promise<ContainerMetadata | null> | undefined {
+  private lookup(id: string, hint?: ContainerMetadata['runtime']): Promise<ContainerMetadata | null> | undefined {
     const existing = this.inflight.get(id);
     if (existing) return existing;
     if (this.inflight.size >= this.maxConcurrent) {
@@ -135,14 +179,16 @@ export class MetadataResolver {
       return undefined;
     }
     this.metrics.lookups++;
-    const p = this.askSources(id).finally(() => this.inflight.delete(id));
+    const p = this.askSources(id, hint).finally(() => this.inflight.delete(id));
     this.inflight.set(id, p);
     return p;
   }
 
-  private async askSources(id: string): Promise<ContainerMetadata | null> {
+  private async askSources(id: string, hint?: ContainerMetadata['runtime']): Promise<ContainerMetadata | null> {
     let failed = false;
-    for (const source of this.sources) {
+    const first = hint ? SOURCE_OF_RUNTIME[hint] : undefined;
+    const ordered = first ? [...this.sources.filter((s) => s.name === first), ...this.sources.filter((s) => s.name !== first)] : this.sources;
+    for (const source of ordered) {
       try {
         const meta = await source.lookup(id);
         if (meta) {

@@ -8,6 +8,7 @@
 import { readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
+import type { FactsSource } from '../signatures/sdk.js';
 import { openInRoot, openProcessExe, type HashResult, type KernelFileId, type Opened, type UnreadableReason } from './safe-open.js';
 
 export interface OverlayDirs {
@@ -56,7 +57,10 @@ export interface ExecutedFile {
   path?: string;
   /** /proc/<pid>/exe is this file (an exec record's process). */
   exePid?: number;
-  /** Processes that may still be in the container: the process, its ancestors. */
+  /**
+   * Processes that may still be in the container: the process, its ancestors,
+   * other live members of its cgroup (only those in mntNs are used).
+   */
   rootPids: number[];
   /** The container's mount namespace: only a process in it sees the container's root. */
   mntNs: number;
@@ -64,8 +68,18 @@ export interface ExecutedFile {
   upper: boolean;
   /** Created in the container (not copied up): its upper-dir file is the same inode. */
   upperNew: boolean;
+  /** From a live process's mounts, or the runtime's storage once the container's processes are gone. */
   dirs: OverlayDirs | null;
 }
+
+/**
+ * An executed file's hash and where it was read, or why it was not:
+ * container_gone when no process of the container was alive in its mount
+ * namespace and there was no upper dir to look in.
+ */
+export type ExecutedHash =
+  | { sha256: string; source: FactsSource; reason?: undefined }
+  | { sha256?: undefined; reason: UnreadableReason | 'container_gone' };
 
 /** Which failure says most about the file: evidence of a swap first. */
 const REASON_RANK: Record<UnreadableReason, number> = { too_large: 4, replaced: 3, not_regular: 2, unavailable: 1, gone: 0 };
@@ -78,7 +92,9 @@ export class OverlayFacts {
   /** Hashes by file identity only (the kernel's, or a lower file's own): never served for another file. */
   private hashes = new LRUCache<string, string>({ max: 4096 });
   /** Recent failures, so a respawning payload does not cost failed opens each time. */
-  private misses = new LRUCache<string, UnreadableReason>({ max: 4096, ttl: 5_000 });
+  private misses = new LRUCache<string, UnreadableReason | 'container_gone'>({ max: 4096, ttl: 5_000 });
+  /** Where an executed file's cached hash was read. */
+  private sources = new LRUCache<string, FactsSource>({ max: 4096 });
   private pidMisses = new LRUCache<number, true>({ max: 4096, ttl: 5_000 });
   private readonly procRoot: string;
   private readonly hostRoot: string;
@@ -139,34 +155,44 @@ export class OverlayFacts {
    * Hash of the file the kernel executed (or mapped), or why there is none.
    * Tried in order: /proc/<pid>/exe while the process lives; the path in the
    * container's root through a process still in it; the overlay's upper dir
-   * (files created in the container). Each answer must be the recorded file.
+   * (files created in the container, and copied-up files through their image
+   * copies' inode numbers). Each answer must be the recorded file.
    */
-  async executedHash(f: ExecutedFile): Promise<HashResult> {
+  async executedHash(f: ExecutedFile): Promise<ExecutedHash> {
     const key = `exec:${idKey(f.id)}`;
     const hit = this.hashes.get(key);
-    if (hit) return { sha256: hit };
+    if (hit) return { sha256: hit, source: this.sources.get(key) ?? 'process' };
     // A miss is remembered for these processes only: the next exec of the same file may be readable.
     const missKey = `${key}\0${f.exePid ?? ''}\0${f.rootPids.join(',')}`;
     const missed = this.misses.get(missKey);
     if (missed) return { reason: missed };
     const opts = { expect: { kind: 'same' as const, file: f.id }, ...(this.maxBytes ? { maxBytes: this.maxBytes } : {}) };
     let reason: UnreadableReason | undefined;
-    const attempt = async (opened: Opened): Promise<string | undefined> => {
+    let source: FactsSource = 'process';
+    let places = 0; // container roots and upper dirs looked into: the exec'd pid may be gone or reused
+    const attempt = async (opened: Opened, from: FactsSource): Promise<string | undefined> => {
+      source = from;
       const r = await this.hashOpened(opened, key);
       if (r.reason === undefined) return r.sha256;
       reason = worse(reason, r.reason);
       return undefined;
     };
-    const done = (sha256: string | undefined): HashResult => {
-      if (sha256) return { sha256 };
-      this.misses.set(missKey, reason ?? 'gone');
-      return { reason: reason ?? 'gone' };
+    const done = (sha256: string | undefined): ExecutedHash => {
+      if (sha256) {
+        this.sources.set(key, source);
+        return { sha256, source };
+      }
+      const why = reason ?? (places === 0 && f.path?.startsWith('/') ? 'container_gone' : 'gone');
+      this.misses.set(missKey, why);
+      return { reason: why };
     };
     if (f.exePid) {
-      const sha = await attempt(await openProcessExe(this.procRoot, f.exePid, opts));
+      const sha = await attempt(await openProcessExe(this.procRoot, f.exePid, opts), 'process');
       if (sha || reason === 'too_large') return done(sha);
     }
     if (!f.path?.startsWith('/')) return done(undefined); // memfd, unlinked, or a truncated path
+    // From here the container's places explain a miss: the exec'd pid may be gone or reused.
+    reason = undefined;
     for (const pid of new Set(f.rootPids)) {
       if (pid <= 0 || this.pidMisses.has(pid)) continue;
       // An ancestor outside the container (the runtime, a shell on the host) sees another root,
@@ -179,14 +205,30 @@ export class OverlayFacts {
         else reason = worse(reason, opened.reason);
         continue;
       }
-      const sha = await attempt(opened);
+      places++;
+      const sha = await attempt(opened, 'container_process');
       if (sha || reason === 'too_large' || reason === 'replaced' || reason === 'not_regular') return done(sha);
     }
-    if (f.upperNew && f.dirs) {
-      const opened = await openInRoot(this.host(f.dirs.upper), f.path, { ...opts, expect: { kind: 'upper', file: f.id } });
-      return done(await attempt(opened));
+    if (f.upper && f.dirs) {
+      // Overlay shows a copied-up file with its image copy's inode number (and the upper file's ctime).
+      const origins = f.upperNew ? [] : await this.lowerInodes(f.dirs, f.path);
+      const opened = await openInRoot(this.host(f.dirs.upper), f.path, { ...opts, expect: { kind: 'upper', file: f.id, origins } });
+      if (opened.ok || opened.failedAt !== 'root') places++;
+      return done(await attempt(opened, 'runtime_storage'));
     }
     return done(undefined);
+  }
+
+  /** Inode numbers of the image's copies of path (every lower layer that has it as a regular file). */
+  async lowerInodes(dirs: OverlayDirs, path: string): Promise<bigint[]> {
+    const out: bigint[] = [];
+    for (const l of dirs.lowers) {
+      const opened = await openInRoot(this.host(l), path, { expect: { kind: 'any' } });
+      if (!opened.ok) continue;
+      out.push(opened.file.stat.ino);
+      await opened.file.close();
+    }
+    return out;
   }
 
   private async inMountNs(pid: number, mntNs: number): Promise<boolean> {

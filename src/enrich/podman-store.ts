@@ -5,10 +5,12 @@
 import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { containersStorageDirs } from './container-storage.js';
 import type { ContainerMetadata } from './metadata.js';
 
 interface StoredContainer {
   id: string;
+  layer?: string;
   names?: string[];
   image?: string;
   metadata?: string;
@@ -69,6 +71,8 @@ export class PodmanStore {
       image: meta['image-name'] ?? image?.names?.[0],
       imageId: image?.digest ?? (c.image ? `sha256:${c.image}` : undefined),
     };
+    const rootfs = c.layer ? await containersStorageDirs(this.root, c.layer) : undefined;
+    if (rootfs) result.rootfs = rootfs;
     // Labels need a podman call: fill them in when it answers, without
     // holding this lookup (the resolver caches this very object).
     void this.fillLabels(id, result);

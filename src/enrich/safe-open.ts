@@ -29,7 +29,9 @@
 //                            upper file's inode number and ctime, on the upper
 //                            filesystem's device (implied: no mount crossing).
 //                            A copied-up file keeps its lower file's inode
-//                            number in the overlay, so it never matches here;
+//                            number in the overlay: it matches only through
+//                            origins, the inode numbers of the image's copies
+//                            at the same path (read-only layers);
 //   { kind: 'any' }          no record of the file (image layers, #! scripts
 //                            by name): it stays inside root and is regular.
 //
@@ -56,7 +58,7 @@ export interface KernelFileId {
   ctimeNsec?: number;
 }
 
-export type Expect = { kind: 'same'; file: KernelFileId } | { kind: 'upper'; file: KernelFileId } | { kind: 'any' };
+export type Expect = { kind: 'same'; file: KernelFileId } | { kind: 'upper'; file: KernelFileId; origins?: bigint[] } | { kind: 'any' };
 
 export interface SafeOpenOptions {
   expect: Expect;
@@ -119,7 +121,8 @@ const ctimeNs = (f: KernelFileId): bigint | undefined =>
 export function matches(st: BigIntStats, expect: Expect): boolean {
   if (expect.kind === 'any') return true;
   const f = expect.file;
-  if (st.ino !== f.inode) return false;
+  const origin = expect.kind === 'upper' && (expect.origins ?? []).includes(f.inode);
+  if (st.ino !== f.inode && !origin) return false;
   const ct = ctimeNs(f);
   if (ct !== undefined && st.ctimeNs !== ct) return false;
   // 'upper': the device is the upper filesystem's, fixed by the lookup not crossing mounts.

@@ -4,12 +4,13 @@
 // cache or gives up after its wait and the event goes on (counted).
 import { readlink } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
-import type { MetadataResolver } from '../enrich/metadata.js';
-import { OverlayFacts } from '../enrich/overlay-facts.js';
+import { ContainerStorage } from '../enrich/container-storage.js';
+import type { ContainerMetadata, MetadataResolver } from '../enrich/metadata.js';
+import { OverlayFacts, type OverlayDirs } from '../enrich/overlay-facts.js';
 import { UNREADABLE_REASONS, type KernelFileId } from '../enrich/safe-open.js';
 import type { FileFactReason } from '../signatures/sdk.js';
 
-const FILE_FACT_REASONS: readonly FileFactReason[] = [...UNREADABLE_REASONS, 'timeout'];
+const FILE_FACT_REASONS: readonly FileFactReason[] = [...UNREADABLE_REASONS, 'container_gone', 'timeout'];
 import type { DetectionEvent, FileFacts, ScriptFacts } from '../signatures/sdk.js';
 import { isUnlinked } from './classify.js';
 import { containerOf, type HostNamespaces } from './container.js';
@@ -28,9 +29,13 @@ export interface EnricherOptions {
   resolver?: MetadataResolver;
   procRoot?: string;
   overlay?: OverlayFacts;
+  storage?: ContainerStorage;
   /** How long file facts (hash, image comparison, script layer) may hold an event; default 10 s. */
   fileFactsTimeoutMs?: number;
 }
+
+/** How long file facts wait for the runtime's storage of a container whose processes are all gone. */
+const STORAGE_WAIT_MS = 2_000;
 
 /** p's value, or onTimeout's after ms: a container can make a file lookup hang (FUSE). */
 function withDeadline<T>(p: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
@@ -58,6 +63,7 @@ async function parentExecutable(hostPpid: number, procRoot: string): Promise<str
 export function createEnricher(opts: EnricherOptions): Enricher {
   const procRoot = opts.procRoot ?? '/proc';
   const overlay = opts.overlay ?? new OverlayFacts({ procRoot });
+  const storage = opts.storage ?? new ContainerStorage({ procRoot });
   const { metrics, resolver } = opts;
   const deadlineMs = opts.fileFactsTimeoutMs ?? 10_000;
   // Zero series per reason, so an alert on a rising reason works from the start.
@@ -70,24 +76,40 @@ export function createEnricher(opts: EnricherOptions): Enricher {
   const lineage = (rec: DecodedEvent): number[] =>
     rec.kind === 'exec' ? [rec.hostPid, ...rec.ancestors.map((a) => a.hostPid), rec.sessionHostPid] : [rec.hostPid];
 
-  async function fileFacts(rec: DecodedEvent): Promise<FileFacts> {
+  /** The lineage, then other live processes of the container in the mount namespace the exec saw (an exec session's too). */
+  const livePids = async (rec: DecodedEvent): Promise<number[]> => {
+    const own = lineage(rec);
+    return [...new Set([...own, ...(await storage.livePids(rec, own))])];
+  };
+
+  /** The overlay dirs: from a live process's mounts, else from the runtime's storage. */
+  async function overlayDirs(rec: DecodedEvent, pids: number[], meta: () => Promise<ContainerMetadata | undefined>): Promise<OverlayDirs | null> {
+    return (await overlay.overlayOf(rec.mntNs, pids)) ?? (await meta())?.rootfs ?? null;
+  }
+
+  async function fileFacts(rec: DecodedEvent, slowMeta: () => Promise<ContainerMetadata | undefined>): Promise<FileFacts> {
     const facts: FileFacts = {};
     const upper = rec.layer === 'UPPER_NEW' || rec.layer === 'UPPER_COPIED_UP';
-    const dirs = upper ? await overlay.overlayOf(rec.mntNs, lineage(rec)) : null;
+    const reachable = !rec.pathTruncated && rec.path.startsWith('/');
+    const pids = reachable ? await livePids(rec) : lineage(rec);
+    // The upper dir outlives the container's processes: only there is a longer wait for the runtime's answer worth it.
+    const dirs = upper ? await overlayDirs(rec, pids, slowMeta) : null;
     const unlinked = isUnlinked(rec.fileFlags);
     const id: KernelFileId = { dev: rec.dev, inode: rec.inode, ctimeSec: rec.ctimeSec, ctimeNsec: rec.ctimeNsec };
     const hashed = await overlay.executedHash({
       id,
       ...(rec.pathTruncated || unlinked ? {} : { path: rec.path }),
       ...(rec.kind === 'exec' ? { exePid: rec.hostPid } : {}),
-      rootPids: lineage(rec),
+      rootPids: pids,
       mntNs: rec.mntNs,
       upper,
       upperNew: rec.layer === 'UPPER_NEW',
       dirs,
     });
-    if (hashed.reason === undefined) facts.sha256 = hashed.sha256;
-    else facts.sha256Unavailable = hashed.reason;
+    if (hashed.reason === undefined) {
+      facts.sha256 = hashed.sha256;
+      facts.source = hashed.source;
+    } else facts.sha256Unavailable = hashed.reason;
     if (hashed.sha256 && dirs && rec.layer === 'UPPER_COPIED_UP' && !rec.pathTruncated) {
       const image = await overlay.imageHash(dirs, rec.path);
       if (image.reason === undefined) facts.sameAsImage = image.sha256 === hashed.sha256;
@@ -96,11 +118,11 @@ export function createEnricher(opts: EnricherOptions): Enricher {
     return facts;
   }
 
-  async function scriptFacts(exec: ExecEvent): Promise<ScriptFacts> {
+  async function scriptFacts(exec: ExecEvent, meta: () => Promise<ContainerMetadata | undefined>): Promise<ScriptFacts> {
     const path = exec.filename;
     const seen = exec.scriptLayer; // the kernel saw the script itself: no lookup, no race
     if (seen) return { path, layer: seen, source: 'kernel' };
-    const dirs = await overlay.overlayOf(exec.mntNs, lineage(exec));
+    const dirs = await overlayDirs(exec, await livePids(exec), meta);
     const layer = dirs ? await overlay.layerOf(dirs, path) : undefined;
     return layer ? { path, layer, source: 'overlay' } : { path };
   }
@@ -116,12 +138,17 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       // Anything looked up asynchronously outlives the batch buffer: own the bytes first.
       const needsWork = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags) || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || (!!resolver && !!container.id);
       if (needsWork) rec.detach();
+      const meta: Promise<ContainerMetadata | undefined> = resolver && container.id ? resolver.resolve(container.id, container.runtime) : Promise.resolve(undefined);
+      // Only where the file is reachable nowhere else (the container's processes are all gone).
+      let slow: Promise<ContainerMetadata | undefined> | undefined;
+      const slowMeta = () =>
+        (slow ??= meta.then((m) => m ?? (resolver && container.id ? resolver.settle?.(container.id, STORAGE_WAIT_MS) : undefined)).catch(() => undefined));
       // Image files (only sent when recording everything, or as a script's
       // interpreter) need no file facts: they cannot be drift themselves.
       const drifted = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags);
       if (drifted) {
         work.push(
-          withDeadline(fileFacts(rec), deadlineMs, (): FileFacts => ({ sha256Unavailable: 'timeout' })).then((f) => {
+          withDeadline(fileFacts(rec, slowMeta), deadlineMs, (): FileFacts => ({ sha256Unavailable: 'timeout' })).then((f) => {
             ev.file = f;
             if (f.sha256Unavailable) metrics.inc('file_hash_unavailable_total', { reason: f.sha256Unavailable });
             if (f.sameAsImageUnavailable) metrics.inc('same_as_image_unavailable_total', { reason: f.sameAsImageUnavailable });
@@ -133,28 +160,32 @@ export function createEnricher(opts: EnricherOptions): Enricher {
         if (drifted) work.push(parentExecutable(exec.hostPpid, procRoot).then((p) => p && (ev.parentExecutable = p)));
         if (exec.fileFlags & FileFlag.SCRIPT) {
           work.push(
-            withDeadline(scriptFacts(exec), deadlineMs, (): ScriptFacts => ({ path: exec.filename })).then((script) => {
+            withDeadline(scriptFacts(exec, () => meta), deadlineMs, (): ScriptFacts => ({ path: exec.filename })).then((script) => {
               ev.script = script;
               if (!script.layer) metrics.inc('script_layer_unknown_total');
             }),
           );
         }
       }
-      if (resolver && container.id) {
-        work.push(
-          resolver.resolve(container.id).then((meta) => {
-            if (!meta) return metrics.inc('enrichment_incomplete_total');
-            if (meta.runtime !== 'unknown') container.runtime = meta.runtime;
-            if (meta.name) container.name = meta.name;
-            if (meta.image) container.image = meta.image;
-            if (meta.imageId) container.imageId = meta.imageId;
-            if (meta.labels) container.labels = meta.labels;
-            if (meta.kubernetes) container.kubernetes = { ...(container.podUid ? { podUid: container.podUid } : {}), ...meta.kubernetes };
-          }),
-        );
-      }
-      if (work.length === 0) return ev;
-      return Promise.all(work).then(() => ev);
+      const fill = (m: ContainerMetadata): void => {
+        if (m.runtime !== 'unknown') container.runtime = m.runtime;
+        if (m.name) container.name = m.name;
+        if (m.image) container.image = m.image;
+        if (m.imageId) container.imageId = m.imageId;
+        if (m.labels) container.labels = m.labels;
+        if (m.kubernetes) container.kubernetes = { ...(container.podUid ? { podUid: container.podUid } : {}), ...m.kubernetes };
+      };
+      if (work.length === 0 && !(resolver && container.id)) return ev;
+      return Promise.all(work).then(async () => {
+        if (!resolver || !container.id) return ev;
+        // A drift candidate (a file or a script) waits for a lookup already under way, up to
+        // the storage wait: a container that exited at once is often the one being looked up.
+        const candidate = drifted || (rec.fileFlags & FileFlag.SCRIPT) !== 0;
+        const m = (await meta) ?? (candidate ? await slowMeta() : undefined);
+        if (m) fill(m);
+        else metrics.inc('enrichment_incomplete_total');
+        return ev;
+      });
     },
   };
 }

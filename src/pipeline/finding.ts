@@ -105,6 +105,7 @@ export function buildFinding(
   if (ev.file?.sameAsImage !== undefined) x.sameAsImage = ev.file.sameAsImage;
   if (ev.file?.sha256Unavailable) x.sha256Unavailable = ev.file.sha256Unavailable;
   if (ev.file?.sameAsImageUnavailable) x.sameAsImageUnavailable = ev.file.sameAsImageUnavailable;
+  if (ev.file?.source) x.factsSource = ev.file.source;
   const ct = f.container!;
   if (c.runtime) ct.runtime = c.runtime;
   if (c.name) ct.name = c.name;

@@ -102,6 +102,8 @@ export const FileFlag = {
 /** script_flags (u16): the #! script's own FileFlag bits 0-9, valid with KNOWN (set by a bprm_check hook). */
 export const ScriptFlag = {
   KNOWN: 1 << 15,
+  /** Found on the exec's deferred-release list at sched_process_exec (no bprm_check hook needed). */
+  DEFERRED: 1 << 14,
   FILE_MASK: 0x3ff,
 } as const;
 
@@ -127,4 +129,5 @@ export const KERNEL_STATS = [
   'mmap_exec_emitted',
   'ovl_nested',
   'ovl_unfollowed',
+  'script_unseen',
 ] as const;

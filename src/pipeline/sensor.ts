@@ -129,7 +129,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     for (const r of loaded.refused) metrics.inc('hooks_unavailable_total', { program: `${r.hook}_bprm_check` });
     log.info(
       loaded.scriptHook === 'none'
-        ? `script layers: looked up in the container's overlay (no bprm_check hook here: ${loaded.refused.map((r) => `${r.hook} ${r.reason}`).join(', ')})`
+        ? `script layers: from the kernel at exec (the deferred fput of the script; no bprm_check hook here: ${loaded.refused.map((r) => `${r.hook} ${r.reason}`).join(', ')})`
         : `script layers: from the kernel (${loaded.scriptHook} bprm_check)`,
     );
     try {

@@ -14,6 +14,8 @@ export interface RecordSpec {
   cgroupId?: bigint;
   inode?: bigint;
   dev?: number;
+  ctimeSec?: bigint;
+  ctimeNsec?: number;
   mode?: number;
   nlink?: number;
   fsMagic?: number;
@@ -68,8 +70,8 @@ export function encodeExec(s: RecordSpec = {}): Buffer {
   b.writeUInt32LE(s.mode ?? 0o100755, EXEC.mode);
   b.writeUInt32LE(s.nlink ?? 1, EXEC.nlink);
   b.writeUInt32LE(s.fsMagic ?? 0x794c7630, EXEC.fsMagic);
-  b.writeBigInt64LE(1_795_000_000n, EXEC.ctimeSec);
-  b.writeUInt32LE(0, EXEC.ctimeNsec);
+  b.writeBigInt64LE(s.ctimeSec ?? 1_795_000_000n, EXEC.ctimeSec);
+  b.writeUInt32LE(s.ctimeNsec ?? 0, EXEC.ctimeNsec);
   b.writeUInt32LE(s.fileFlags ?? 0, EXEC.fileFlags);
   b.writeUInt32LE(s.truncFlags ?? 0, EXEC.truncFlags);
   b.writeUInt16LE(s.scriptFlags ?? 0, EXEC.scriptFlags);

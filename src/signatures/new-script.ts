@@ -1,9 +1,10 @@
 // A #! script created or changed in the container is executed. The exec
 // record's file is the interpreter (an image binary, so no other signature
 // fires); enrichment knows the script's own layer.
-// Where a bprm_check hook loads (BPF-LSM or fentry), the kernel recorded the
-// script's own layer and there is no lookup. Otherwise, race: a script
-// deleted before the lookup has no known layer; it is counted
+// The kernel records the script's own layer (a bprm_check hook, or the
+// exec's deferred fput of the script file at sched_process_exec), so there
+// is no lookup. Only where neither finds it does user space look it up; a
+// script deleted before that has no known layer and is counted
 // (script_layer_unknown_total), not reported.
 import { defineSignature } from './sdk.js';
 

@@ -11,8 +11,19 @@ export const SEVERITIES: readonly Severity[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'L
 
 export type EventKindName = 'exec' | 'mmap_exec';
 
-/** Why a file fact is missing: safe-open's reasons, or no answer within the enrichment deadline. */
-export type FileFactReason = UnreadableReason | 'timeout';
+/**
+ * Why a file fact is missing: safe-open's reasons, container_gone (no live
+ * process of the container and no runtime storage left to look in), or no
+ * answer within the enrichment deadline.
+ */
+export type FileFactReason = UnreadableReason | 'container_gone' | 'timeout';
+
+/**
+ * Where a file's content was read: process (/proc/<pid>/exe), container_process
+ * (another live process of the container, in the exec's mount namespace),
+ * runtime_storage (the upper directory its runtime keeps).
+ */
+export type FactsSource = 'process' | 'container_process' | 'runtime_storage';
 
 /**
  * What enrichment learnt about the executed (or mapped) file. Only ever read
@@ -25,6 +36,8 @@ export interface FileFacts {
   /** The same path exists in the image's lower layers with identical content (chmod/touch copy-up). */
   sameAsImage?: boolean;
   sameAsImageUnavailable?: FileFactReason;
+  /** Where the content was read, when it was. */
+  source?: FactsSource;
 }
 
 /** For a #! script: the script file (the exec record's file is its interpreter). */

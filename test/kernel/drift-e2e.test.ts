@@ -28,6 +28,7 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
   before(async () => {
     ct = new MiniContainer();
     sensor = await SensorProcess.start();
+    assert.notDeepEqual(sensor.bpf.progs, [], 'the sensor holds its programs');
   });
 
   after(async () => {
@@ -185,7 +186,16 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     const f = await sensor.finding((x) => argsContain(n)(x) && x.signature.id === 'drift.new_script', 'new script finding');
     assert.equal(f.signature.data['script'], `/tmp/s-${n}.sh`);
     assert.equal(f.signature.data['scriptLayer'], 'UPPER_NEW');
+    assert.equal(f.signature.data['scriptLayerSource'], 'kernel', 'the kernel found the script file itself (hook or deferred fput)');
     assert.equal(f.process.executable.layer, 'LOWER', 'the exec record is the interpreter, an image binary');
+  });
+
+  test('a script that deletes itself in a container whose tree exits at once is still drift.new_script', async () => {
+    const n = nonce();
+    run(`printf '#!/bin/sh\nrm -f "$0"\n' > /tmp/gone-${n}.sh; chmod +x /tmp/gone-${n}.sh; exec /tmp/gone-${n}.sh ${n}`);
+    const f = await sensor.finding((x) => argsContain(n)(x) && x.signature.id === 'drift.new_script', 'self-deleting script finding');
+    assert.equal(f.signature.data['scriptLayer'], 'UPPER_NEW');
+    assert.equal(f.signature.data['scriptLayerSource'], 'kernel');
   });
 
   test('an image script is not drift', async () => {

@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { decodeBatch, type ExecEvent } from '../../src/pipeline/decode.js';
-import { FileFlag } from '../../src/pipeline/records.js';
+import { FileFlag, ScriptFlag } from '../../src/pipeline/records.js';
 import { dwexecBinary, kernelSkipReason } from '../helpers/minicontainer.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -95,6 +95,10 @@ function scriptLayers(events: ExecEvent[]): Record<string, string | undefined> {
   return out;
 }
 
+function scriptEvents(events: ExecEvent[]): ExecEvent[] {
+  return events.filter((e) => e.fileFlags & FileFlag.SCRIPT && e.args.some((a) => a in SCRIPTS));
+}
+
 function layersByScenario(events: ExecEvent[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const e of events) {
@@ -131,11 +135,13 @@ describe('kernel matrix: host kernel', { skip: hostSkip ?? false }, () => {
       const events = recordsFrom(out, '');
       assert.deepEqual(layersByScenario(events), EXPECTED);
       assert.deepEqual(nestedLayers(events), NESTED);
-      // No script hook loaded here: every script is sent, its layer left to user space.
-      assert.deepEqual(scriptLayers(events), Object.fromEntries(Object.keys(SCRIPTS).map((k) => [k, undefined])));
+      // No bprm_check hook loaded here: each script's own file is found on its exec's deferred-fput list.
+      assert.deepEqual(scriptLayers(events), SCRIPTS);
+      assert.ok(scriptEvents(events).every((e) => e.scriptFlags & ScriptFlag.DEFERRED), 'found without a hook');
       const layout = events.find((e) => e.fileFlags & FileFlag.OVL_UPPER_DENTRY)!.fileFlags & FileFlag.OVL_LAYOUT_FSDATA ? 'd_fsdata flags (>= 6.5 layout)' : 'struct ovl_entry (< 6.5 layout)';
       console.log(`# proved on Linux ${kernel} (host, ${layout}): ${Object.values(EXPECTED).join(' ')}`);
       console.log(`# proved on Linux ${kernel} (host): nested overlays ${Object.entries(NESTED).map(([k, v]) => `${k.slice(7)}=${v}`).join(' ')}`);
+      console.log(`# proved on Linux ${kernel} (host): #! script layers without a bprm_check hook, from the deferred fput (${Object.values(SCRIPTS).join(' ')})`);
     } finally {
       // A failed step leaves the loader waiting for its stop file: it would hold the test run forever.
       if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -213,6 +219,9 @@ describe('kernel matrix: Linux 6.1 under qemu', { skip: guestSkip ?? false }, ()
       const upperRecs = p2.filter((e) => e.fileFlags & FileFlag.OVL_UPPER_DENTRY);
       assert.ok(upperRecs.length >= 3);
       assert.ok(upperRecs.every((e) => e.fileFlags & FileFlag.OVL_LAYOUT_ENTRY && !(e.fileFlags & FileFlag.OVL_LAYOUT_FSDATA)));
+      // No bprm_check hook in phase 2: the scripts' own files come from their execs' deferred-fput lists.
+      assert.deepEqual(scriptLayers(p2), SCRIPTS);
+      assert.ok(scriptEvents(p2).every((e) => e.scriptFlags & ScriptFlag.DEFERRED), 'found without a hook on 6.1');
       // Phase 3: the script hook as BPF-LSM, kernel-side filtering: the image script never leaves the kernel.
       assert.match(out, /DWLSM .*\bbpf\b/, 'bpf is an active LSM on the guest');
       assert.match(out, /P3 DWREADY raw_tp\/sched_process_exec lsm\/bprm_check_security/, out.slice(-3000));
@@ -230,6 +239,7 @@ describe('kernel matrix: Linux 6.1 under qemu', { skip: guestSkip ?? false }, ()
       assert.equal(p5.filter((e) => e.fileFlags & FileFlag.OVL_UNRESOLVED).length, 0, 'overlay types resolved without CAP_SYS_ADMIN');
       console.log(`# proved on Linux ${k.version} (qemu TCG, struct ovl_entry layout, ${Math.round((Date.now() - started) / 1000)} s): ${Object.values(EXPECTED).join(' ')}`);
       console.log(`# proved on Linux ${k.version}: #! script layers from BPF-LSM and from fentry bprm_check (${Object.values(SCRIPTS).join(' ')}), a self-deleting script included`);
+      console.log(`# proved on Linux ${k.version}: #! script layers without any hook, from the exec's deferred fput (${Object.values(SCRIPTS).join(' ')})`);
       console.log('# proved on Linux ' + k.version + ': the object loads before overlay.ko and flags overlay execs unresolved');
       console.log(`# proved on Linux ${k.version}: overlay (a module) resolved without CAP_SYS_ADMIN (CAP_BPF + CAP_PERFMON)`);
       console.log(`# proved on Linux ${k.version}: nested overlays followed on the pre-6.5 layout (${Object.entries(NESTED_ON_TMPFS_STORAGE).map(([k2, v]) => `${k2.slice(7)}=${v}`).join(' ')})`);

@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { consoleSink, jsonlSink } from '../../src/pipeline/sinks.js';
+import { spawn } from 'node:child_process';
+import { consoleSink, jsonlSink, writeFully } from '../../src/pipeline/sinks.js';
 import type { Finding } from '../../src/pipeline/finding.js';
 
 const finding = (id: string) =>
@@ -70,4 +71,17 @@ test('falco-json sink: Falco\'s output shape with the fields falcosidekick reads
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a full non-blocking pipe is waited out: every line arrives whole (EAGAIN is not a lost finding)', async () => {
+  // a child that starts reading only after the pipe has filled up
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => process.stdin.pipe(process.stdout), 300)'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const fd = (child.stdin as unknown as { _handle: { fd: number } })._handle.fd;
+  let got = 0;
+  child.stdout.on('data', (d: Buffer) => (got += d.length));
+  const line = Buffer.from('x'.repeat(4095) + '\n');
+  for (let i = 0; i < 64; i++) writeFully(fd, line); // 256 KiB: four times a pipe's default capacity
+  child.stdin.end();
+  await new Promise((r) => child.on('exit', r));
+  assert.equal(got, 64 * 4096);
 });

@@ -59,6 +59,7 @@ struct dw_event_header {
  * Without DW_SCRIPT_KNOWN user space looks the script up in the overlay.
  */
 #define DW_SCRIPT_KNOWN      (1U << 15)
+#define DW_SCRIPT_DEFERRED   (1U << 14) /* found on the exec's deferred fput list, not by a bprm_check hook */
 #define DW_SCRIPT_FILE_MASK  0x3ffU
 
 /* trunc_flags: which variable-length fields were cut short. */
@@ -187,6 +188,7 @@ enum dw_stat {
 	DW_STAT_MMAP_EXEC_EMITTED,
 	DW_STAT_OVL_NESTED,     /* execs through an overlay mounted inside a container */
 	DW_STAT_OVL_UNFOLLOWED, /* of those, whose backing file could not be followed */
+	DW_STAT_SCRIPT_UNSEEN, /* a #! exec whose script file the kernel side could not find */
 	DW_STAT_MAX,
 };
 
