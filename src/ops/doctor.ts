@@ -190,7 +190,7 @@ function hookRows(sensor: Sensor | undefined, loadError: string | undefined, lsm
     rows.push({
       check: 'LSM / bprm_check', status: 'degraded',
       detail: `active LSMs: ${lsms}; bpf ${lsmActive ? 'active' : 'not active'}; ${refusedText ? `refused: ${refusedText}` : 'no hook tried (scriptHook: none)'}`,
-      fix: `script layers come from a lookup in the container's overlay (a script that deletes itself with its whole process tree gone is missed): ${
+      fix: `script layers come from the exec's deferred fput in the kernel where it is found, else from a lookup in the container's overlay (a script that deletes itself with its whole process tree gone is missed there; kernel_script_unseen counts those execs): ${
         refused.length === 0 ? 'set scriptHook: auto'
           : lsmActive ? 'allow fentry/BPF-LSM programs (kernel lockdown or a sandbox refuses them)'
             : 'boot with lsm=...,bpf, or allow fentry programs (lockdown refuses them)'}`,

@@ -39,7 +39,7 @@ export interface CheckResult {
   expected: string;
   /** Why it failed, in words an operator can act on. */
   reason?: string;
-  /** script: which path answered (the kernel's bprm_check hook, or the overlay lookup). */
+  /** script: which path answered (the kernel: a bprm_check hook or the exec's deferred fput; or the overlay lookup). */
   source?: 'kernel' | 'overlay';
 }
 

@@ -198,7 +198,7 @@ describe('the upper dir stands in for a container that is gone (real overlay mou
     writeFileSync(join(ov.merged, 'new'), 'dropped\n');
     const id = record(join(ov.merged, 'new'));
     const r = await facts.executedHash({ id, path: '/new', rootPids: [], mntNs: 0, upper: true, upperNew: true, dirs: dirsOf() });
-    assert.deepEqual(r, { sha256: sha('dropped\n') });
+    assert.deepEqual(r, { sha256: sha('dropped\n'), source: 'runtime_storage' });
   });
 
   test('a file created in the container, then swapped in the upper dir: replaced or not_regular', async () => {
@@ -227,17 +227,22 @@ describe('the upper dir stands in for a container that is gone (real overlay mou
     assert.equal(await facts.layerOf(d, `/../../../..${join(lower, 'img.sh')}`), undefined, '.. stays inside each layer');
   });
 
-  test('a copied-up file keeps its lower inode number in the overlay: its upper file is not taken for it', async () => {
+  test('a copied-up file keeps its lower inode number in the overlay: its upper file matches only through that image copy', async () => {
     writeFileSync(join(ov.merged, 'img'), 'changed\n');
     const id = record(join(ov.merged, 'img'));
     assert.equal(id.inode, statSync(join(lower, 'img'), { bigint: true }).ino, 'overlay inode number is the lower one (this kernel)');
-    assert.deepEqual(await facts.executedHash({ id, path: '/img', rootPids: [], mntNs: 0, upper: true, upperNew: false, dirs: dirsOf() }), { reason: 'gone' });
+    const d = dirsOf();
+    assert.deepEqual(await facts.executedHash({ id, path: '/img', rootPids: [], mntNs: 0, upper: true, upperNew: false, dirs: d }), { sha256: sha('changed\n'), source: 'runtime_storage' });
+    // an inode number that is neither the upper file's nor an image copy's at that path: refused
+    const stranger = { ...id, inode: id.inode + 12_345n };
+    assert.notEqual(stranger.inode, statSync(join(d.upper, 'img'), { bigint: true }).ino);
+    assert.deepEqual(await facts.executedHash({ id: stranger, path: '/img', rootPids: [], mntNs: 0, upper: true, upperNew: false, dirs: d }), { reason: 'replaced' });
     // While a process in the container lives, its root view is the overlay: that answers
     // (here the test process, in the mount namespace the overlay is mounted in).
     const ownMntNs = Number(/\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/mnt'))![1]);
     const via = (mntNs: number) => ({ id, path: `${ov.merged}/img`, rootPids: [process.pid], mntNs, upper: false, upperNew: false, dirs: null });
     // A process in another mount namespace is not asked: its root is not the container's.
-    assert.deepEqual(await new OverlayFacts().executedHash(via(ownMntNs + 1)), { reason: 'gone' });
-    assert.deepEqual(await new OverlayFacts().executedHash(via(ownMntNs)), { sha256: sha('changed\n') });
+    assert.deepEqual(await new OverlayFacts().executedHash(via(ownMntNs + 1)), { reason: 'container_gone' });
+    assert.deepEqual(await new OverlayFacts().executedHash(via(ownMntNs)), { sha256: sha('changed\n'), source: 'container_process' });
   });
 });

@@ -3,7 +3,7 @@
 # self-test payload) on Debian's Linux 6.1. First with overlay not loaded (a
 # thing broken on purpose: doctor and the self-test must name it), then with
 # the module loaded and the #! script hook the kernel accepts (BPF-LSM), then
-# with no script hook (the overlay lookup fallback). Output on the serial
+# with no script hook (scripts found on the exec's deferred fput list). Output on the serial
 # console between DWDOC-BEGIN/END markers.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc

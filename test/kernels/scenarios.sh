@@ -45,7 +45,8 @@ chroot "$W/m" /bin/busybox sh -c '
   $b mount -t overlay overlay -o lowerdir=/bin:/tmp/n/l2 /tmp/i/m
   /tmp/i/m/busybox true dwnest-image
   $b chroot /tmp/n/m /busybox true dwnest-chroot
-  $b umount /tmp/i/m /tmp/t/m /tmp/t /tmp/n/m
+  # Busy when another sensor on the machine is reading a file in it right now: detach lazily then.
+  for m in /tmp/i/m /tmp/t/m /tmp/t /tmp/n/m; do $b umount $m 2>/dev/null || $b umount -l $m; done
 '
-# Busy when another sensor on the machine is reading a file in it right now: detach lazily then.
+# The same for the container root.
 for m in "$W/m/dev/shm" "$W/m"; do umount "$m" 2>/dev/null || umount -l "$m"; done
