@@ -1,4 +1,5 @@
 // `npm run bench`: every benchmark in one run, one table. Needs root (BPF).
+import { backendIngest } from './backend-ingest.js';
 import { delivery } from './delivery.js';
 import { fileFacts } from './file-facts.js';
 import { footprintLatency } from './footprint-latency.js';
@@ -49,6 +50,29 @@ async function main(): Promise<void> {
     target: '≤ ×1.5 of plain; refused ≤ 1 ms',
     met: ratio <= 1.5 && ff.refusedUs <= 1000 ? 'yes' : 'no',
   });
+
+  const b = await backendIngest(20, 1_000_000);
+  for (const r of b.ingest) {
+    const target = r.store === 'postgres' ? 30_000 : 25_000;
+    const p99ok = r.sensors < 16 || r.p99Ms <= 250;
+    rows.push({
+      benchmark: `7 backend ingest, ${r.store}, ${r.sensors} sensors (512/batch, 20 s)`,
+      driftwatch: `${fmt(r.findingsPerSec)} findings/s, p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms, RSS max ${fmt(r.maxRssMiB)} MiB, ${fmt(r.cpuUsPerFinding, 1)} µs CPU/finding`,
+      peers: '',
+      target: `≥ ${fmt(target)}/s${r.sensors >= 16 ? ', p99 ≤ 250 ms' : ''}, RSS ≤ 300 MiB`,
+      met: r.findingsPerSec >= target && p99ok && r.maxRssMiB <= 300 ? 'yes' : 'no',
+    });
+  }
+  for (const q of b.queries) {
+    rows.push({
+      benchmark: `8 filtered query at ${fmt(q.rows / 1e6, 2)} M rows, ${q.store} (slowest of ${Object.keys(q.all).length})`,
+      driftwatch: `${fmt(q.slowestMs)} ms (${q.slowest})`,
+      peers: '',
+      target: '≤ 200 ms',
+      met: q.slowestMs <= 200 ? 'yes' : 'no',
+    });
+  }
+  if (b.skipped) console.log(`backend rows: ${b.skipped}`);
   console.table(rows);
 }
 
