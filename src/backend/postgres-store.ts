@@ -93,54 +93,65 @@ export class PostgresStore implements FindingStore {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      // A dedup summary (foldOf) of a stored finding updates it, stored once like any finding.
-      const total = findings.length;
-      let summaries = 0;
-      const plain: FindingJson[] = [];
+      // In order: a dedup summary (foldOf) updates its first finding, which may
+      // be earlier in this batch, so the findings before it are written first.
+      let stored = 0;
+      let plain: FindingJson[] = [];
       for (const f of findings) {
-        const first = f.foldOf ? await client.query('SELECT body FROM findings WHERE id = $1 FOR UPDATE', [f.foldOf]) : undefined;
-        if (!first?.rowCount) {
+        if (!f.foldOf) {
           plain.push(f);
+          continue;
+        }
+        stored += await this.insertPlain(client, plain);
+        plain = [];
+        const first = await client.query('SELECT body FROM findings WHERE id = $1 FOR UPDATE', [f.foldOf]);
+        if (!first.rowCount) {
+          plain.push(f); // its first never arrived: stored as a finding of its own
           continue;
         }
         const s = await client.query('INSERT INTO summaries (id, fold_of) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [f.id!, f.foldOf]);
         if (!s.rowCount) continue;
         await client.query('UPDATE findings SET body = $1 WHERE id = $2', [JSON.stringify(applySummary(first.rows[0].body as FindingJson, f)), f.foldOf]);
-        summaries++;
+        stored++;
       }
-      findings = plain;
-      const input = fleetInput(findings);
-      const state = new Map<string, FleetState>();
-      if (input.binaries.length) {
-        const r = await client.query(UPSERT_FLEET, [
-          input.sightings.map((s) => s.sha256),
-          input.sightings.map((s) => s.kind),
-          input.sightings.map((s) => s.value),
-          input.binaries.map((b) => b.sha256),
-          input.binaries.map((b) => b.firstSeen),
-        ]);
-        for (const row of r.rows as Array<{ sha256: string; first_seen: Date; containers: number; images: number; hosts: number; created: boolean }>) {
-          state.set(row.sha256, { firstSeen: row.first_seen.toISOString(), containers: row.containers, images: row.images, hosts: row.hosts, created: row.created });
-        }
-      }
-      applyFleet(findings, state);
-      const columns: Array<Array<string | number>> = COLUMNS.map(() => []);
-      const bodies: string[] = [];
-      for (const f of findings) {
-        const row = rowOf(f);
-        for (let i = 0; i < row.length; i++) columns[i]!.push(row[i]!);
-        bodies.push(JSON.stringify(f));
-      }
-      const r = await client.query(INSERT_FINDINGS, [...columns, bodies]);
+      stored += await this.insertPlain(client, plain);
       await client.query('COMMIT');
-      const stored = (r.rowCount ?? 0) + summaries;
-      return { stored, duplicates: total - stored };
+      return { stored, duplicates: findings.length - stored };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
     } finally {
       client.release();
     }
+  }
+
+  /** Fleet tables (one statement), then the findings (one multi-row INSERT); inside the caller's transaction. */
+  private async insertPlain(client: pg.PoolClient, findings: FindingJson[]): Promise<number> {
+    if (!findings.length) return 0;
+    const input = fleetInput(findings);
+    const state = new Map<string, FleetState>();
+    if (input.binaries.length) {
+      const r = await client.query(UPSERT_FLEET, [
+        input.sightings.map((s) => s.sha256),
+        input.sightings.map((s) => s.kind),
+        input.sightings.map((s) => s.value),
+        input.binaries.map((b) => b.sha256),
+        input.binaries.map((b) => b.firstSeen),
+      ]);
+      for (const row of r.rows as Array<{ sha256: string; first_seen: Date; containers: number; images: number; hosts: number; created: boolean }>) {
+        state.set(row.sha256, { firstSeen: row.first_seen.toISOString(), containers: row.containers, images: row.images, hosts: row.hosts, created: row.created });
+      }
+    }
+    applyFleet(findings, state);
+    const columns: Array<Array<string | number>> = COLUMNS.map(() => []);
+    const bodies: string[] = [];
+    for (const f of findings) {
+      const row = rowOf(f);
+      for (let i = 0; i < row.length; i++) columns[i]!.push(row[i]!);
+      bodies.push(JSON.stringify(f));
+    }
+    const r = await client.query(INSERT_FINDINGS, [...columns, bodies]);
+    return r.rowCount ?? 0;
   }
 
   private where(q: FindingQuery): { sql: string; args: string[] } {

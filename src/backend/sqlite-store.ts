@@ -82,46 +82,62 @@ export class SqliteStore implements FindingStore {
   /** Synchronous insert (the worker calls this). */
   insertSync(findings: FindingJson[]): InsertResult {
     const st = this.prepared();
-    const total = findings.length;
     const now = new Date().toISOString();
     let stored = 0;
+    const fresh: Sighting[] = [];
     this.db.exec('BEGIN IMMEDIATE');
     try {
-      // A dedup summary (foldOf) of a stored finding updates it, stored once like any finding.
-      const plain: FindingJson[] = [];
+      // In order: a dedup summary (foldOf) updates its first finding, which may
+      // be earlier in this batch, so the findings before it are written first.
+      let plain: FindingJson[] = [];
       for (const f of findings) {
-        const first = f.foldOf ? (st.firstOf.get(f.foldOf) as { body: string } | undefined) : undefined;
-        if (!first) {
+        if (!f.foldOf) {
           plain.push(f);
           continue;
         }
-        if (Number(st.summary.run(f.id!, f.foldOf!, now).changes) === 0) continue;
-        st.update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, f)), f.foldOf!);
+        stored += this.insertPlain(plain, now, fresh);
+        plain = [];
+        const first = st.firstOf.get(f.foldOf) as { body: string } | undefined;
+        if (!first) {
+          plain.push(f); // its first never arrived: stored as a finding of its own
+          continue;
+        }
+        if (Number(st.summary.run(f.id!, f.foldOf, now).changes) === 0) continue;
+        st.update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, f)), f.foldOf);
         stored++;
       }
-      findings = plain;
-      const input = fleetInput(findings);
-      const fresh = input.sightings.filter((s) => !this.knownSightings.has(sightingKey(s)));
-      const inserted = fresh.filter((s) => Number(st.sighting.run(s.sha256, s.kind, s.value).changes) > 0);
-      const added = countNew(inserted);
-      const state = new Map<string, FleetState>();
-      for (const b of input.binaries) {
-        const n = added.get(b.sha256) ?? { c: 0, i: 0, h: 0 };
-        const created = !st.created.get(b.sha256);
-        const r = st.binary.get(b.sha256, b.firstSeen, n.c, n.i, n.h) as { first_seen: string; containers: number; images: number; hosts: number };
-        state.set(b.sha256, { firstSeen: r.first_seen, containers: r.containers, images: r.images, hosts: r.hosts, created });
-      }
-      applyFleet(findings, state);
-      for (const f of findings) stored += Number(st.finding.run(...rowOf(f), now, JSON.stringify(f)).changes);
+      stored += this.insertPlain(plain, now, fresh);
       this.db.exec('COMMIT');
-      // remembered only once committed: a rolled-back sighting was never stored
-      if (this.knownSightings.size + fresh.length > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
-      for (const s of fresh) this.knownSightings.add(sightingKey(s));
     } catch (err) {
       this.db.exec('ROLLBACK');
       throw err;
     }
-    return { stored, duplicates: total - stored };
+    // remembered only once committed: a rolled-back sighting was never stored
+    if (this.knownSightings.size + fresh.length > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
+    for (const s of fresh) this.knownSightings.add(sightingKey(s));
+    return { stored, duplicates: findings.length - stored };
+  }
+
+  /** Fleet tables, then the findings; inside the caller's transaction. */
+  private insertPlain(findings: FindingJson[], now: string, freshOut: Sighting[]): number {
+    if (!findings.length) return 0;
+    const st = this.prepared();
+    const input = fleetInput(findings);
+    const fresh = input.sightings.filter((s) => !this.knownSightings.has(sightingKey(s)));
+    freshOut.push(...fresh);
+    const inserted = fresh.filter((s) => Number(st.sighting.run(s.sha256, s.kind, s.value).changes) > 0);
+    const added = countNew(inserted);
+    const state = new Map<string, FleetState>();
+    for (const b of input.binaries) {
+      const n = added.get(b.sha256) ?? { c: 0, i: 0, h: 0 };
+      const created = !st.created.get(b.sha256);
+      const r = st.binary.get(b.sha256, b.firstSeen, n.c, n.i, n.h) as { first_seen: string; containers: number; images: number; hosts: number };
+      state.set(b.sha256, { firstSeen: r.first_seen, containers: r.containers, images: r.images, hosts: r.hosts, created });
+    }
+    applyFleet(findings, state);
+    let stored = 0;
+    for (const f of findings) stored += Number(st.finding.run(...rowOf(f), now, JSON.stringify(f)).changes);
+    return stored;
   }
 
   async insert(findings: FindingJson[]): Promise<InsertResult> {
