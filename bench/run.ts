@@ -5,6 +5,7 @@ import { fileFacts } from './file-facts.js';
 import { footprintLatency } from './footprint-latency.js';
 import { kernelCost } from './kernel-cost.js';
 import { pipeline } from './pipeline.js';
+import { preventionCost } from './prevention-cost.js';
 
 interface Row {
   benchmark: string;
@@ -29,6 +30,10 @@ async function main(): Promise<void> {
   const drift = ours('drift').nsPerRun ?? NaN;
   rows.push({ benchmark: '1a kernel ns/exec, image binary', driftwatch: `${fmt(img)} ns`, peers, target: '≤ 500 ns', met: img <= 500 ? 'yes' : 'no' });
   rows.push({ benchmark: '1b kernel ns/exec, drift candidate (full record)', driftwatch: `${fmt(drift)} ns`, peers: '', target: '≤ 3,000 ns', met: drift <= 3000 ? 'yes' : 'no' });
+  const pc = await preventionCost(500);
+  const delta = (pc.imageOnNs - pc.imageOffNs) / pc.imageOffNs;
+  rows.push({ benchmark: '1c kernel ns/exec, image binary, prevention off / on (same run)', driftwatch: `${fmt(pc.imageOffNs)} / ${fmt(pc.imageOnNs)} ns (${delta >= 0 ? '+' : ''}${fmt(delta * 100, 1)}%)`, peers: '', target: 'unchanged within noise (±5%)', met: Math.abs(delta) <= 0.05 ? 'yes' : 'no' });
+  rows.push({ benchmark: '1d kernel ns/exec, dropped binary stopped (SIGKILL) / recorded only', driftwatch: `${fmt(pc.preventedNs)} / ${fmt(pc.droppedOffNs)} ns (${pc.prevented} stopped)`, peers: '', target: 'reported', met: pc.prevented > 0 ? 'yes' : 'no' });
 
   const d = await delivery(500_000, 10);
   rows.push({ benchmark: '2a native → JS delivery, saturation', driftwatch: `${fmt(d.saturationEventsPerSec / 1e6, 1)} M ev/s`, peers: '', target: '≥ 5 M ev/s', met: d.saturationEventsPerSec >= 5e6 ? 'yes' : 'no' });

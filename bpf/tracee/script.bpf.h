@@ -11,7 +11,8 @@
  * exec's leftover is never mistaken for a later one's.
  *
  * Two attachments of the same code: BPF-LSM (needs "bpf" among the active
- * LSMs) and fentry (needs ftrace direct calls). Where neither loads, the
+ * LSMs; there it also refuses drifted execs, see prevent.bpf.h) and fentry
+ * (needs ftrace direct calls; observes only). Where neither loads, the
  * loader leaves both out and user space looks the script up in the
  * container's overlay instead (racy: see README, Scripts).
  */
@@ -66,8 +67,9 @@ static __always_inline u16 script_flags_of(struct linux_binprm *bprm, u32 tgid)
 SEC("lsm/bprm_check_security")
 int lsm_bprm_check(u64 *ctx)
 {
-	script_check((struct linux_binprm *)ctx[0]);
-	return 0; /* observe only: never deny */
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx[0];
+	script_check(bprm);
+	return prevent_bprm_check(bprm, cfg_host_mnt_ns, cfg_host_pid_ns); /* 0, or -EPERM for a drifted exec */
 }
 
 SEC("fentry/security_bprm_check")

@@ -4,6 +4,7 @@ import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { recordOf, type AnySignature, type DetectionEvent, type EmitOptions } from '../signatures/sdk.js';
 import type { FindingJson } from '#gen/finding-json.js';
+import { ExecOutcome } from './records.js';
 
 /** A finding is the proto3 JSON mapping of driftwatch.v1.Finding (types generated from proto/). */
 export type Finding = FindingJson;
@@ -27,6 +28,15 @@ export class BootClock {
   toDate(bootNs: bigint): Date {
     return new Date(this.offset() + Number(bootNs / 1_000_000n));
   }
+}
+
+/** What the kernel did to the exec (prevention): the finding's action. */
+export function actionOf(ev: DetectionEvent): 'alert' | 'prevented' | 'would_prevent' {
+  if (ev.kind !== 'exec') return 'alert';
+  const f = ev.exec.fileFlags;
+  if (f & (ExecOutcome.PREVENTED | ExecOutcome.DENIED)) return 'prevented';
+  if (f & ExecOutcome.WOULD_PREVENT) return 'would_prevent';
+  return 'alert';
 }
 
 /** Same process, same file, same signature → same id, across retries and restarts. */
@@ -113,6 +123,7 @@ export function buildFinding(
   if (c.labels && Object.keys(c.labels).length) ct.labels = c.labels;
   if (c.kubernetes) f.kubernetes = c.kubernetes;
   else if (c.podUid) f.kubernetes = { podUid: c.podUid };
+  f.action = actionOf(ev);
   f.count = 1;
   f.firstSeen = f.time;
   f.lastSeen = f.time;

@@ -99,6 +99,13 @@ export const FileFlag = {
   OVL_UNFOLLOWED: 1 << 15,
 } as const;
 
+/** What prevention did to the exec (DW_EXEC_* in events.h; kept in file_flags). */
+export const ExecOutcome = {
+  PREVENTED: 1 << 16,
+  WOULD_PREVENT: 1 << 17,
+  DENIED: 1 << 18,
+} as const;
+
 /** script_flags (u16): the #! script's own FileFlag bits 0-9, valid with KNOWN (set by a bprm_check hook). */
 export const ScriptFlag = {
   KNOWN: 1 << 15,
@@ -127,4 +134,11 @@ export const KERNEL_STATS = [
   'mmap_exec_emitted',
   'ovl_nested',
   'ovl_unfollowed',
+  'prevented',
+  'denied',
+  'would_prevent',
+  'prevent_excepted',
+  'prevent_path_long',
+  'prevent_failed',
+  'prevent_script_unseen',
 ] as const;
