@@ -31,6 +31,13 @@ const volatile __u32 cfg_ignore_tgid = 0;    /* the sensor itself */
 const volatile __u32 cfg_host_mnt_ns = 0;    /* 0: no foreign-namespace checks */
 const volatile __u32 cfg_host_pid_ns = 0;
 
+/*
+ * Never read. Enum constants reach BTF only through a typed object, and the
+ * counters map must be keyed by a plain int, so this puts enum dw_stat into
+ * the object's BTF, where the user-space contract test reads the names.
+ */
+const volatile enum dw_stat dw_btf_stat_names = DW_STAT_MAX;
+
 /* Own mount and pid namespaces: a container, not a PrivateTmp= service. */
 static __always_inline bool task_in_foreign_ns(struct task_struct *task)
 {
