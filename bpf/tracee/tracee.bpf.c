@@ -23,7 +23,12 @@
 #include "headers/cgroup.h"
 #include "script.bpf.h"
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+/*
+ * The sources are GPL-2.0-only OR Apache-2.0 (SPDX line above). The kernel
+ * knows no string for that pair; it only asks whether the program may use
+ * GPL-only helpers, and the GPL side of the dual licence says it may.
+ */
+char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the loader before load; constant-folded by the verifier. */
 const volatile bool cfg_emit_all = false;  /* send every exec (recording, debugging) */
