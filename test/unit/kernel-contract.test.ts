@@ -52,6 +52,9 @@ function btf(): Map<string, BtfType> & { byId: Map<number, BtfType> } {
 
 const camel = (snake: string): string => snake.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
+/** Explicit padding members (pad, _pad1, reserved): kept by C for alignment, not read. */
+const PADDING = /^_*(pad|reserved)\d*$/;
+
 /**
  * What differs between a BTF struct and its mirror (member name in camel
  * case → byte offset). `skip` names members checked elsewhere (the nested header).
@@ -60,7 +63,7 @@ export function layoutMismatches(struct: BtfType, mirror: Readonly<Record<string
   const out: string[] = [];
   const seen = new Set<string>();
   for (const m of struct.members ?? []) {
-    if (skip.includes(m.name)) continue;
+    if (skip.includes(m.name) || PADDING.test(m.name)) continue;
     const key = camel(m.name);
     seen.add(key);
     if (m.bits_offset % 8) out.push(`${struct.name}.${m.name} is a bitfield`);
