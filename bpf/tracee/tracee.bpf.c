@@ -22,13 +22,25 @@
 #include "headers/lineage.h"
 #include "headers/cgroup.h"
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+/*
+ * The sources are GPL-2.0-only OR Apache-2.0 (SPDX line above). The kernel
+ * knows no string for that pair; it only asks whether the program may use
+ * GPL-only helpers, and the GPL side of the dual licence says it may.
+ */
+char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the loader before load; constant-folded by the verifier. */
 const volatile bool cfg_emit_all = false;  /* send every exec (recording, debugging) */
 const volatile __u32 cfg_ignore_tgid = 0;    /* the sensor itself */
 const volatile __u32 cfg_host_mnt_ns = 0;    /* 0: no foreign-namespace checks */
 const volatile __u32 cfg_host_pid_ns = 0;
+
+/*
+ * Never read. Enum constants reach BTF only through a typed object, and the
+ * counters map must be keyed by a plain int, so this puts enum dw_stat into
+ * the object's BTF, where the user-space contract test reads the names.
+ */
+const volatile enum dw_stat dw_btf_stat_names = DW_STAT_MAX;
 
 #include "prevent.bpf.h"
 #include "script.bpf.h"

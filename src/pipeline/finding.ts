@@ -67,15 +67,12 @@ export function buildFinding(
     },
     process: {
       pid: e.pid,
-      ppid: e.ppid,
       uid: e.uid,
-      gid: e.gid,
       comm: e.comm,
       args: e.args,
       argsTruncated: e.argsTruncated,
       filename: e.filename,
       hostPid: e.hostPid,
-      hostPpid: e.hostPpid,
       startTime: clock.toDate(e.startTimeNs).toISOString(),
       execSession: e.session === 'exec',
       session: e.session,
@@ -101,11 +98,18 @@ export function buildFinding(
     },
     host: { hostname },
   };
-  const parent: NonNullable<NonNullable<Finding['process']>['parent']> = { hostPid: e.hostPpid };
-  const parentComm = e.ancestors[0]?.comm;
-  if (parentComm) parent.comm = parentComm;
-  if (ev.kind === 'exec' && ev.parentExecutable) parent.executable = ev.parentExecutable;
-  f.process!.parent = parent;
+  // The mmap hook reads neither the parent nor the gid: absent, not 0.
+  if (ev.kind === 'exec') {
+    const p = f.process!;
+    p.ppid = e.ppid;
+    p.gid = e.gid;
+    p.hostPpid = e.hostPpid;
+    const parent: NonNullable<NonNullable<Finding['process']>['parent']> = { hostPid: e.hostPpid };
+    const parentComm = e.ancestors[0]?.comm;
+    if (parentComm) parent.comm = parentComm;
+    if (ev.parentExecutable) parent.executable = ev.parentExecutable;
+    p.parent = parent;
+  }
   const s = f.signature!;
   if (sig.mitre) s.mitre = sig.mitre;
   if (sig.tags) s.tags = sig.tags;
