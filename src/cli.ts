@@ -43,8 +43,11 @@ Usage:
   driftwatch config check <file>
   driftwatch doctor [--json] [--config <file>] [--data-dir D] [--backend host:port] [--cri-socket <path>]
   driftwatch backend [--listen <host:port>] [--db <file|postgres://...>] [--token T]
-                     [--tls-cert F --tls-key F [--tls-client-ca F]]
-  driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--signature id] [--container id|name] [--json]
+                     [--tls-cert F --tls-key F [--tls-client-ca F]] [--max-in-flight N]
+                     [--max-queued-findings N] [--max-connections N] [--handshake-timeout-ms N] [--pool-size N]
+  driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--until <time>] [--signature id]
+                      [--container id|name] [--namespace N] [--image I] [--host H] [--sha256 S] [--glob]
+                      [--summary sha256|image|namespace|host|signature] [--limit N] [--json]
   driftwatch policy suggest [--db <file|postgres://...>] [--since 7d|<time>] [--min-containers 2] [--min-executions 3]
   driftwatch record --out <file> [--emit-all] [--duration <seconds>]
   driftwatch replay <file> [--signatures <path>]... [--policy <file>] [--jsonl <file>|-]
@@ -109,7 +112,7 @@ async function runCommand(argv: string[]): Promise<number> {
   let embedded: Backend | undefined;
   let target = cfg.backend;
   if (!target) {
-    embedded = await startBackend({ listen: '127.0.0.1:0', db: defaultDb(cfg.dataDir), log: (m) => log.warn(m) });
+    embedded = await startBackend({ listen: '127.0.0.1:0', db: defaultDb(cfg.dataDir), inline: true, log: (m) => log.warn(m) });
     target = embedded.address;
     log.info(`embedded backend on ${target}, storing in ${defaultDb(cfg.dataDir)} (driftwatch findings --db ${defaultDb(cfg.dataDir)})`);
   }

@@ -11,7 +11,8 @@
  * exec's leftover is never mistaken for a later one's.
  *
  * Two attachments of the same code: BPF-LSM (needs "bpf" among the active
- * LSMs) and fentry (needs ftrace direct calls). Where neither loads, the
+ * LSMs; there it also refuses drifted execs, see prevent.bpf.h) and fentry
+ * (needs ftrace direct calls; observes only). Where neither loads, the
  * loader leaves both out and sched_process_exec finds the script file on
  * the exec's deferred-release list (script_flags_deferred below); only
  * where that fails too does user space look the script up in the
@@ -66,59 +67,21 @@ static __always_inline u16 script_flags_of(struct linux_binprm *bprm, u32 tgid)
 }
 
 /*
- * The script file without a bprm_check hook. exec_binprm() drops its
- * reference to the script with fput() once binfmt_script has opened the
- * interpreter; the script's struct file held by the exec alone, so that
- * last fput() queues its release as a task_work (____fput) that only runs
- * when the task returns to user space, after sched_process_exec. Until
- * then the file is alive and reachable from current->task_works. Later
- * fput()s of the same exec (the old mm's mappings, close-on-exec fds) are
- * pushed in front of it, so the script is the oldest ____fput entry; it was
- * opened for exec, so its f_flags carry __FMODE_EXEC (a mapped library's
- * do not).
- * A typeless __ksym gives ____fput's address from kallsyms; where that is
- * hidden (0) or the list is longer than the walk, the caller counts
- * DW_STAT_SCRIPT_UNSEEN and user space looks the script up instead.
+ * The script's flags without a bprm_check hook: its struct file is still on
+ * the exec's deferred-fput list at sched_process_exec (script_file_at_exec
+ * in prevent.bpf.h says why and how it is found). Where it is not found the
+ * caller counts DW_STAT_SCRIPT_UNSEEN and user space looks the script up.
+ * A global function: the verifier checks it once on its own instead of
+ * inside every path of sched_process_exec (the walk times the overlay
+ * checks would otherwise exceed the complexity limit).
  */
-extern const void ____fput __ksym __weak;
-
-#define DW_TASK_WORK_WALK 64
-#define DW_O_FMODE_EXEC 0x20 /* __FMODE_EXEC: open_exec() puts it in f_flags (f_mode's bit moved in 6.x) */
 #define DW_S_IFMT 00170000
 #define DW_S_IFREG 0100000
 
-static __always_inline s64 file_task_work_offset(void)
-{
-	if (bpf_core_field_exists(struct file___task_work, f_task_work))
-		return bpf_core_field_offset(struct file___task_work, f_task_work);
-	if (bpf_core_field_exists(struct file___rcuhead, f_rcuhead))
-		return bpf_core_field_offset(struct file___rcuhead, f_rcuhead);
-	if (bpf_core_field_exists(struct file___f_u, f_u))
-		return bpf_core_field_offset(struct file___f_u, f_u.fu_rcuhead);
-	return -1;
-}
-
-/* A global function: the verifier checks it once on its own instead of
- * inside every path of sched_process_exec (the walk times the overlay
- * checks would otherwise exceed the complexity limit). */
 __noinline int script_flags_deferred(u64 task_addr)
 {
-	struct task_struct *task = (struct task_struct *)task_addr;
-	unsigned long fput_fn = (unsigned long)&____fput;
-	s64 off = file_task_work_offset();
-	if (!fput_fn || off < 0)
-		return 0;
-	struct callback_head *w = BPF_CORE_READ(task, task_works);
-	struct callback_head *oldest = NULL;
-	for (int i = 0; i < DW_TASK_WORK_WALK && w; i++) {
-		if ((unsigned long)BPF_CORE_READ(w, func) == fput_fn)
-			oldest = w;
-		w = BPF_CORE_READ(w, next);
-	}
-	if (w || !oldest)
-		return 0; /* longer than the walk: the oldest entry is not known */
-	struct file *file = (void *)oldest - off;
-	if (!(BPF_CORE_READ(file, f_flags) & DW_O_FMODE_EXEC))
+	struct file *file = script_file_at_exec((struct task_struct *)task_addr);
+	if (!file)
 		return 0;
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	if ((BPF_CORE_READ(inode, i_mode) & DW_S_IFMT) != DW_S_IFREG)
@@ -133,8 +96,9 @@ __noinline int script_flags_deferred(u64 task_addr)
 SEC("lsm/bprm_check_security")
 int lsm_bprm_check(u64 *ctx)
 {
-	script_check((struct linux_binprm *)ctx[0]);
-	return 0; /* observe only: never deny */
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx[0];
+	script_check(bprm);
+	return prevent_bprm_check(bprm, cfg_host_mnt_ns, cfg_host_pid_ns); /* 0, or -EPERM for a drifted exec */
 }
 
 SEC("fentry/security_bprm_check")

@@ -21,15 +21,29 @@
 #include "headers/path.h"
 #include "headers/lineage.h"
 #include "headers/cgroup.h"
-#include "script.bpf.h"
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+/*
+ * The sources are GPL-2.0-only OR Apache-2.0 (SPDX line above). The kernel
+ * knows no string for that pair; it only asks whether the program may use
+ * GPL-only helpers, and the GPL side of the dual licence says it may.
+ */
+char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the loader before load; constant-folded by the verifier. */
 const volatile bool cfg_emit_all = false;  /* send every exec (recording, debugging) */
 const volatile __u32 cfg_ignore_tgid = 0;    /* the sensor itself */
 const volatile __u32 cfg_host_mnt_ns = 0;    /* 0: no foreign-namespace checks */
 const volatile __u32 cfg_host_pid_ns = 0;
+
+/*
+ * Never read. Enum constants reach BTF only through a typed object, and the
+ * counters map must be keyed by a plain int, so this puts enum dw_stat into
+ * the object's BTF, where the user-space contract test reads the names.
+ */
+const volatile enum dw_stat dw_btf_stat_names = DW_STAT_MAX;
+
+#include "prevent.bpf.h"
+#include "script.bpf.h"
 
 /* Own mount and pid namespaces: a container, not a PrivateTmp= service. */
 static __always_inline bool task_in_foreign_ns(struct task_struct *task)
@@ -73,6 +87,90 @@ static __always_inline u32 put_argv(char *data, u32 off, struct task_struct *tas
 	if (bpf_probe_read_user(&data[off & DW_SCRATCH_MASK], len & (DW_MAX_ARGV * 2 - 1), (void *)start))
 		return 0;
 	return (u32)len;
+}
+
+/*
+ * The full exec record, into the ring buffer. with_argv is false where the
+ * new mm holds no arguments yet (an exec refused at bprm_check).
+ */
+static __always_inline void emit_exec(struct task_struct *task, struct linux_binprm *bprm, struct file *file,
+				      u32 flags, u16 script_flags, bool with_argv)
+{
+	u32 zero = 0;
+	struct dw_exec_scratch *s = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!s) {
+		stat_inc(DW_STAT_SCRATCH_MISS);
+		return;
+	}
+	struct dw_exec_event *e = &s->e;
+	struct dw_task_ids ids = {};
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	task_ids(task, &ids);
+
+	e->hdr.kind = DW_EVENT_EXEC;
+	e->hdr.version = DW_EXEC_VERSION;
+	e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
+	e->host_pid = ids.host_pid;
+	e->host_tid = ids.host_tid;
+	e->host_ppid = ids.host_ppid;
+	e->ns_pid = ids.ns_pid;
+	e->ns_tid = ids.ns_tid;
+	e->ns_ppid = ids.ns_ppid;
+	e->pid_ns = ids.pid_ns;
+	e->uid = BPF_CORE_READ(task, cred, uid.val);
+	e->gid = BPF_CORE_READ(task, cred, gid.val);
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->inode = BPF_CORE_READ(inode, i_ino);
+	e->dev = BPF_CORE_READ(sb, s_dev);
+	e->mode = BPF_CORE_READ(inode, i_mode);
+	e->nlink = BPF_CORE_READ(inode, i_nlink);
+	e->fs_magic = (u32)BPF_CORE_READ(sb, s_magic);
+	inode_ctime(inode, &e->ctime_sec, &e->ctime_nsec);
+	e->file_flags = flags;
+	e->script_flags = script_flags;
+	e->start_time_ns = BPF_CORE_READ(task, start_time);
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+
+	task_lineage(task, e);
+
+	u32 trunc = 0, off = 0, n;
+	char *data = s->data;
+
+	n = put_kernel_str(data, off, BPF_CORE_READ(bprm, filename), DW_MAX_FILENAME, &trunc, DW_TRUNC_FILENAME);
+	e->filename_len = n;
+	off += n;
+
+	struct dw_path_result pr = put_path(data, off, file, task);
+	e->path_len = pr.len;
+	e->path_depth = pr.depth;
+	if (pr.truncated) {
+		trunc |= DW_TRUNC_PATH;
+		stat_inc(DW_STAT_PATH_TRUNCATED);
+	}
+	off += pr.len;
+
+	n = with_argv ? put_argv(data, off, task, &trunc) : 0;
+	e->argv_len = n;
+	off += n;
+
+	struct kernfs_node *kn = task_cgroup_kn(task);
+	n = put_kernel_str(data, off, BPF_CORE_READ(kn, name), DW_MAX_CGROUP, &trunc, DW_TRUNC_CGROUP);
+	e->cgroup_len = n;
+	off += n;
+	n = put_kernel_str(data, off, BPF_CORE_READ(kernfs_parent(kn), name), DW_MAX_CGROUP, &trunc,
+			   DW_TRUNC_CGROUP);
+	e->cgparent_len = n;
+	off += n;
+
+	e->trunc_flags = trunc;
+	u32 size = sizeof(*e) + (off & DW_SCRATCH_MASK);
+	e->hdr.size = size;
+	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
+		stat_inc(DW_STAT_RINGBUF_FULL);
+	else
+		stat_inc(DW_STAT_EXEC_EMITTED);
 }
 
 SEC("raw_tp/sched_process_exec")
@@ -133,80 +231,8 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 		stat_inc(DW_STAT_EXEC_FILTERED);
 		return 0;
 	}
-
-	u32 zero = 0;
-	struct dw_exec_scratch *s = bpf_map_lookup_elem(&exec_scratch, &zero);
-	if (!s) {
-		stat_inc(DW_STAT_SCRATCH_MISS);
-		return 0;
-	}
-	struct dw_exec_event *e = &s->e;
-	struct dw_task_ids ids = {};
-	task_ids(task, &ids);
-
-	e->hdr.kind = DW_EVENT_EXEC;
-	e->hdr.version = DW_EXEC_VERSION;
-	e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
-	e->host_pid = ids.host_pid;
-	e->host_tid = ids.host_tid;
-	e->host_ppid = ids.host_ppid;
-	e->ns_pid = ids.ns_pid;
-	e->ns_tid = ids.ns_tid;
-	e->ns_ppid = ids.ns_ppid;
-	e->pid_ns = ids.pid_ns;
-	e->uid = BPF_CORE_READ(task, cred, uid.val);
-	e->gid = BPF_CORE_READ(task, cred, gid.val);
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	e->inode = BPF_CORE_READ(inode, i_ino);
-	e->dev = BPF_CORE_READ(sb, s_dev);
-	e->mode = BPF_CORE_READ(inode, i_mode);
-	e->nlink = nlink;
-	e->fs_magic = magic;
-	inode_ctime(inode, &e->ctime_sec, &e->ctime_nsec);
-	e->file_flags = flags;
-	e->script_flags = script_flags;
-	e->start_time_ns = BPF_CORE_READ(task, start_time);
-	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
-
-	task_lineage(task, e);
-
-	u32 trunc = 0, off = 0, n;
-	char *data = s->data;
-
-	n = put_kernel_str(data, off, BPF_CORE_READ(bprm, filename), DW_MAX_FILENAME, &trunc, DW_TRUNC_FILENAME);
-	e->filename_len = n;
-	off += n;
-
-	struct dw_path_result pr = put_path(data, off, file, task);
-	e->path_len = pr.len;
-	e->path_depth = pr.depth;
-	if (pr.truncated) {
-		trunc |= DW_TRUNC_PATH;
-		stat_inc(DW_STAT_PATH_TRUNCATED);
-	}
-	off += pr.len;
-
-	n = put_argv(data, off, task, &trunc);
-	e->argv_len = n;
-	off += n;
-
-	struct kernfs_node *kn = task_cgroup_kn(task);
-	n = put_kernel_str(data, off, BPF_CORE_READ(kn, name), DW_MAX_CGROUP, &trunc, DW_TRUNC_CGROUP);
-	e->cgroup_len = n;
-	off += n;
-	n = put_kernel_str(data, off, BPF_CORE_READ(kernfs_parent(kn), name), DW_MAX_CGROUP, &trunc,
-			   DW_TRUNC_CGROUP);
-	e->cgparent_len = n;
-	off += n;
-
-	e->trunc_flags = trunc;
-	u32 size = sizeof(*e) + (off & DW_SCRATCH_MASK);
-	e->hdr.size = size;
-	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
-		stat_inc(DW_STAT_RINGBUF_FULL);
-	else
-		stat_inc(DW_STAT_EXEC_EMITTED);
+	flags |= prevent_at_exec(task, file, flags, &script_flags);
+	emit_exec(task, bprm, file, flags, script_flags, true);
 	return 0;
 }
 

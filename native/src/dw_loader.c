@@ -43,6 +43,12 @@ static int log_cb(enum libbpf_print_level level, const char *fmt, va_list args)
 {
 	if (level == LIBBPF_DEBUG)
 		return 0;
+	if (getenv("DW_LIBBPF_STDERR")) { /* whole verifier logs, for BPF development */
+		va_list copy;
+		va_copy(copy, args);
+		vfprintf(stderr, fmt, copy);
+		va_end(copy);
+	}
 	char line[1024];
 	int n = vsnprintf(line, sizeof(line), fmt, args);
 	if (n <= 0)
@@ -339,6 +345,57 @@ int dw_loader_bench_run(struct dw_loader *l, uint32_t count, uint32_t *written, 
 	*written = args.written;
 	*dropped = args.dropped;
 	return 0;
+}
+
+static struct bpf_map *map_by_name(struct dw_loader *l, const char *name)
+{
+	struct bpf_map *map = bpf_object__find_map_by_name(l->skel->obj, name);
+	return map && bpf_map__fd(map) >= 0 ? map : NULL;
+}
+
+int dw_loader_map_update(struct dw_loader *l, const char *name, const void *key, size_t key_size, const void *value,
+			 size_t value_size)
+{
+	struct bpf_map *map = map_by_name(l, name);
+	if (!map)
+		return -ENOENT;
+	int err = bpf_map__update_elem(map, key, key_size, value, value_size, BPF_ANY);
+	return err < 0 ? err : 0;
+}
+
+int dw_loader_map_delete(struct dw_loader *l, const char *name, const void *key, size_t key_size)
+{
+	struct bpf_map *map = map_by_name(l, name);
+	if (!map)
+		return -ENOENT;
+	int err = bpf_map__delete_elem(map, key, key_size, 0);
+	return err < 0 ? err : 0;
+}
+
+int dw_loader_map_clear(struct dw_loader *l, const char *name)
+{
+	struct bpf_map *map = map_by_name(l, name);
+	if (!map)
+		return -ENOENT;
+	size_t ks = bpf_map__key_size(map);
+	uint8_t *key = calloc(1, ks), *next = calloc(1, ks);
+	int n = 0, err = 0;
+	if (!key || !next) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* Always ask for the first key: the one before was just deleted. */
+	while (bpf_map__get_next_key(map, NULL, next, ks) == 0) {
+		memcpy(key, next, ks);
+		err = bpf_map__delete_elem(map, key, ks, 0);
+		if (err < 0)
+			goto out;
+		n++;
+	}
+out:
+	free(key);
+	free(next);
+	return err < 0 ? err : n;
 }
 
 void dw_loader_close(struct dw_loader *l)

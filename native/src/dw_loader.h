@@ -55,6 +55,13 @@ int dw_loader_prog_info(struct dw_loader *l, size_t idx, const char **name, uint
 /* Runs the benchmark generator (needs opts.bench): writes count synthetic
  * records into the ring buffer from the kernel. */
 int dw_loader_bench_run(struct dw_loader *l, uint32_t count, uint32_t *written, uint32_t *dropped);
+/* Maps user space keeps for the kernel (prevention): by name, with the
+ * map's own key and value sizes, else -EINVAL. */
+int dw_loader_map_update(struct dw_loader *l, const char *map, const void *key, size_t key_size, const void *value,
+			 size_t value_size);
+int dw_loader_map_delete(struct dw_loader *l, const char *map, const void *key, size_t key_size);
+/* Deletes every entry; returns how many, or a negative errno. */
+int dw_loader_map_clear(struct dw_loader *l, const char *map);
 void dw_loader_close(struct dw_loader *l);
 const char *dw_last_log(void);
 void dw_clear_log(void);

@@ -45,7 +45,9 @@ const char *const kStatNames[DW_STAT_MAX] = {"exec_seen",      "exec_emitted",  
                                              "path_truncated", "cgroup_v1_fallback",
                                              "mmap_exec_seen", "mmap_exec_emitted",
                                              "ovl_nested",     "ovl_unfollowed",
-                                             "script_unseen"};
+                                             "prevented",      "denied",         "would_prevent",
+                                             "prevent_excepted", "prevent_path_long", "prevent_failed",
+                                             "prevent_script_unseen", "script_unseen"};
 
 uint32_t OptU32(const Napi::Object &o, const char *key) {
   return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().Uint32Value() : 0;
@@ -59,7 +61,8 @@ class Loader : public Napi::ObjectWrap<Loader> {
          InstanceMethod("consume", &Loader::Consume),
          InstanceMethod("programs", &Loader::Programs), InstanceMethod("attachProgram", &Loader::AttachProgram), InstanceMethod("stats", &Loader::Stats),
          InstanceMethod("programStats", &Loader::ProgramStats), InstanceMethod("benchGenerate", &Loader::BenchGenerate),
-         InstanceMethod("close", &Loader::Close)});
+         InstanceMethod("mapUpdate", &Loader::MapUpdate), InstanceMethod("mapDelete", &Loader::MapDelete),
+         InstanceMethod("mapClear", &Loader::MapClear), InstanceMethod("close", &Loader::Close)});
     exports.Set("Loader", cls);
     Napi::Array names = Napi::Array::New(env, DW_STAT_MAX);
     for (uint32_t i = 0; i < DW_STAT_MAX; i++) names.Set(i, kStatNames[i]);
@@ -193,6 +196,39 @@ class Loader : public Napi::ObjectWrap<Loader> {
     o.Set("written", Napi::Number::New(env, written));
     o.Set("dropped", Napi::Number::New(env, dropped));
     return o;
+  }
+
+  // Map entries as bytes; their layout is src/prevent/maps.ts's business.
+  Napi::Value MapUpdate(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsBuffer() || !info[2].IsBuffer())
+      throw Napi::TypeError::New(env, "mapUpdate(name, key, value)");
+    std::string name = info[0].As<Napi::String>();
+    auto key = info[1].As<Napi::Buffer<uint8_t>>();
+    auto value = info[2].As<Napi::Buffer<uint8_t>>();
+    int err = dw_loader_map_update(Open(env), name.c_str(), key.Data(), key.Length(), value.Data(), value.Length());
+    if (err) ThrowErrno(env, "update map " + name, err);
+    return env.Undefined();
+  }
+
+  Napi::Value MapDelete(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsBuffer()) throw Napi::TypeError::New(env, "mapDelete(name, key)");
+    std::string name = info[0].As<Napi::String>();
+    auto key = info[1].As<Napi::Buffer<uint8_t>>();
+    int err = dw_loader_map_delete(Open(env), name.c_str(), key.Data(), key.Length());
+    if (err == -ENOENT) return Napi::Boolean::New(env, false);
+    if (err) ThrowErrno(env, "delete from map " + name, err);
+    return Napi::Boolean::New(env, true);
+  }
+
+  Napi::Value MapClear(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "mapClear(name)");
+    std::string name = info[0].As<Napi::String>();
+    int n = dw_loader_map_clear(Open(env), name.c_str());
+    if (n < 0) ThrowErrno(env, "clear map " + name, n);
+    return Napi::Number::New(env, n);
   }
 
   Napi::Value Close(const Napi::CallbackInfo &info) {

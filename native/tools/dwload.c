@@ -3,11 +3,13 @@
 // serial console can carry. It loads, attaches the exec hook, prints
 // "DWREADY", then prints every record as "DWREC <hex>" until <stop-file>
 // exists, and finally "DWSTATS" with the kernel counters.
-//   dwload <stop-file> [emit-all|filtered] [lsm|fentry|none] [no-sys-admin]
+//   dwload <stop-file> [emit-all|filtered] [lsm|fentry|none] [no-sys-admin|prevent]
 // The third argument loads and attaches that #! script hook as well (it
 // cannot load on every kernel: the guest is where it is proved). The fourth
 // drops CAP_SYS_ADMIN first and keeps CAP_BPF and CAP_PERFMON, like the
 // least-privilege DaemonSet: module BTF is then out of libbpf's reach.
+// "prevent" turns prevention on for every drift kind in every container,
+// as a policy preventing every signature does for containers not yet described.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +97,15 @@ int main(int argc, char **argv)
 		printf("DWERROR %d %s\n%s\n", -err, strerror(-err), dw_last_log());
 		return 1;
 	}
+	if (argc > 4 && strcmp(argv[4], "prevent") == 0) {
+		/* struct dw_prevent_config: enabled, dry_run, unknown_kinds, unknown_exc_set */
+		uint32_t key = 0, cfg[4] = { 1, 0, 0x3f, 0 }; /* every kind but volumes, as for unknown containers */
+		err = dw_loader_map_update(l, "prevent_config", &key, sizeof(key), cfg, sizeof(cfg));
+		if (err) {
+			printf("DWERROR %d %s (prevent_config)\n", -err, strerror(-err));
+			return 1;
+		}
+	}
 	printf("DWREADY %s %s\n", section, hook_section);
 	fflush(stdout);
 	static uint8_t buf[1 << 20];
@@ -105,10 +116,11 @@ int main(int argc, char **argv)
 	drain(l, buf, sizeof(buf));
 	uint64_t stats[DW_STAT_MAX];
 	dw_loader_stats(l, stats, DW_STAT_MAX);
-	printf("DWSTATS seen=%llu emitted=%llu filtered=%llu ringbuf_full=%llu ovl_unresolved=%llu\n",
+	printf("DWSTATS seen=%llu emitted=%llu filtered=%llu ringbuf_full=%llu ovl_unresolved=%llu denied=%llu prevented=%llu\n",
 	       (unsigned long long)stats[DW_STAT_EXEC_SEEN], (unsigned long long)stats[DW_STAT_EXEC_EMITTED],
 	       (unsigned long long)stats[DW_STAT_EXEC_FILTERED], (unsigned long long)stats[DW_STAT_RINGBUF_FULL],
-	       (unsigned long long)stats[DW_STAT_OVL_UNRESOLVED]);
+	       (unsigned long long)stats[DW_STAT_OVL_UNRESOLVED], (unsigned long long)stats[DW_STAT_DENIED],
+	       (unsigned long long)stats[DW_STAT_PREVENTED]);
 	fflush(stdout);
 	dw_loader_close(l);
 	return 0;

@@ -1,86 +1,199 @@
+// PostgreSQL store. A batch is three statements in one transaction: the
+// fleet sightings and counters (one statement), then every finding in one
+// multi-row INSERT over unnest() arrays. Several backend replicas may share
+// the database: the finding id is the primary key, so a finding sent to two
+// replicas is stored once, and the fleet tables only count new sightings.
 import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
-import { applySummary, indexedColumns, type FindingQuery, type FindingStore, type InsertResult } from './store.js';
+import { COLUMNS, FILTER_COLUMNS, likePattern, rowOf, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
+import { applyFleet, fleetInput, type FleetState } from './fleet.js';
+import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS findings (
-  id TEXT PRIMARY KEY,
-  time TIMESTAMPTZ NOT NULL,
-  signature_id TEXT NOT NULL,
-  severity TEXT NOT NULL,
-  container_id TEXT NOT NULL,
-  container_name TEXT NOT NULL,
-  hostname TEXT NOT NULL,
-  received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  body JSONB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS findings_time ON findings (time);
-CREATE INDEX IF NOT EXISTS findings_signature ON findings (signature_id, time);
-CREATE TABLE IF NOT EXISTS summaries (
-  id TEXT PRIMARY KEY,
-  fold_of TEXT NOT NULL,
-  received_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-`;
+// Replicas starting together must not race on CREATE (it is not atomic in PostgreSQL).
+const SCHEMA_LOCK = 0x64726966;
+
+function schema(): string[] {
+  const cols = COLUMNS.map((c) => `${c.name} ${c.pgType} NOT NULL${c.name === 'id' ? ' PRIMARY KEY' : ''}`);
+  return [
+    `CREATE TABLE IF NOT EXISTS findings (${cols.join(', ')}, received_at TIMESTAMPTZ NOT NULL DEFAULT now(), body JSONB NOT NULL)`,
+    // databases from before a column existed get it
+    ...COLUMNS.filter((c) => c.pgType === 'TEXT').map((c) => `ALTER TABLE findings ADD COLUMN IF NOT EXISTS ${c.name} ${c.pgType} NOT NULL DEFAULT ''`),
+    'CREATE INDEX IF NOT EXISTS findings_time ON findings (time, id)',
+    ...COLUMNS.filter((c) => c.indexed).map((c) => `CREATE INDEX IF NOT EXISTS findings_${c.name} ON findings (${c.name}, time)`),
+    'CREATE TABLE IF NOT EXISTS fleet_sightings (sha256 TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (sha256, kind, value))',
+    'CREATE TABLE IF NOT EXISTS summaries (id TEXT PRIMARY KEY, fold_of TEXT NOT NULL, received_at TIMESTAMPTZ NOT NULL DEFAULT now())',
+    'CREATE TABLE IF NOT EXISTS fleet_binaries (sha256 TEXT PRIMARY KEY, first_seen TIMESTAMPTZ NOT NULL, containers INTEGER NOT NULL, images INTEGER NOT NULL, hosts INTEGER NOT NULL)',
+  ];
+}
+
+const INSERT_FINDINGS = (() => {
+  const names = [...COLUMNS.map((c) => c.name), 'body'];
+  const arrays = [...COLUMNS.map((c, i) => `$${i + 1}::${c.pgType.toLowerCase()}[]`), `$${COLUMNS.length + 1}::jsonb[]`];
+  return `INSERT INTO findings (${names.join(', ')}) SELECT * FROM unnest(${arrays.join(', ')}) ON CONFLICT (id) DO NOTHING`;
+})();
+
+// Sightings first (only the new ones are counted), then the per-sha256
+// counters grow by what was new; one round trip.
+const UPSERT_FLEET = `
+WITH s AS (
+  INSERT INTO fleet_sightings (sha256, kind, value)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+  ON CONFLICT DO NOTHING RETURNING sha256, kind
+), n AS (
+  SELECT sha256, count(*) FILTER (WHERE kind = 'c')::int AS c, count(*) FILTER (WHERE kind = 'i')::int AS i,
+         count(*) FILTER (WHERE kind = 'h')::int AS h
+  FROM s GROUP BY sha256
+)
+INSERT INTO fleet_binaries AS b (sha256, first_seen, containers, images, hosts)
+SELECT u.sha256, u.first_seen, coalesce(n.c, 0), coalesce(n.i, 0), coalesce(n.h, 0)
+FROM unnest($4::text[], $5::timestamptz[]) AS u (sha256, first_seen) LEFT JOIN n USING (sha256)
+ORDER BY u.sha256
+ON CONFLICT (sha256) DO UPDATE SET first_seen = least(b.first_seen, excluded.first_seen),
+  containers = b.containers + excluded.containers, images = b.images + excluded.images, hosts = b.hosts + excluded.hosts
+RETURNING sha256, first_seen, containers, images, hosts, (xmax = 0) AS created`;
+
+/** Deadlock or serialization failure between replicas: the transaction is simply run again. */
+const RETRY = new Set(['40P01', '40001']);
 
 export class PostgresStore implements FindingStore {
   private constructor(private readonly pool: pg.Pool) {}
 
-  static async open(url: string): Promise<PostgresStore> {
-    const pool = new pg.Pool({ connectionString: url, max: 4 });
+  static async open(url: string, opts: OpenOptions = {}): Promise<PostgresStore> {
+    const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 4 });
     pool.on('error', () => {}); // idle client errors surface on the next query
-    await pool.query(SCHEMA);
+    if (!opts.readOnly) {
+      const c = await pool.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
+        for (const stmt of schema()) await c.query(stmt);
+        await c.query('COMMIT');
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => {});
+        await pool.end();
+        throw err;
+      } finally {
+        c.release();
+      }
+    }
     return new PostgresStore(pool);
   }
 
   async insert(findings: FindingJson[]): Promise<InsertResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.insertOnce(findings);
+      } catch (err) {
+        if (attempt >= 5 || !RETRY.has((err as { code?: string }).code ?? '')) throw err;
+      }
+    }
+  }
+
+  private async insertOnce(findings: FindingJson[]): Promise<InsertResult> {
     const client = await this.pool.connect();
-    let stored = 0;
     try {
       await client.query('BEGIN');
+      // In order: a dedup summary (foldOf) updates its first finding, which may
+      // be earlier in this batch, so the findings before it are written first.
+      let stored = 0;
+      let plain: FindingJson[] = [];
       for (const f of findings) {
-        if (f.foldOf) {
-          const first = await client.query('SELECT body FROM findings WHERE id = $1 FOR UPDATE', [f.foldOf]);
-          if (first.rowCount) {
-            // A summary of a stored finding updates it; stored once like any finding.
-            const s = await client.query('INSERT INTO summaries (id, fold_of) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [f.id ?? '', f.foldOf]);
-            if (!s.rowCount) continue;
-            await client.query('UPDATE findings SET body = $1 WHERE id = $2', [JSON.stringify(applySummary(first.rows[0].body as FindingJson, f)), f.foldOf]);
-            stored++;
-            continue;
-          }
+        if (!f.foldOf) {
+          plain.push(f);
+          continue;
         }
-        const [id, time, sig, sev, cid, cname, host] = indexedColumns(f);
-        const r = await client.query(
-          `INSERT INTO findings (id, time, signature_id, severity, container_id, container_name, hostname, body)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
-          [id, time, sig, sev, cid, cname, host, JSON.stringify(f)],
-        );
-        stored += r.rowCount ?? 0;
+        stored += await this.insertPlain(client, plain);
+        plain = [];
+        const first = await client.query('SELECT body FROM findings WHERE id = $1 FOR UPDATE', [f.foldOf]);
+        if (!first.rowCount) {
+          plain.push(f); // its first never arrived: stored as a finding of its own
+          continue;
+        }
+        const s = await client.query('INSERT INTO summaries (id, fold_of) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [f.id!, f.foldOf]);
+        if (!s.rowCount) continue;
+        await client.query('UPDATE findings SET body = $1 WHERE id = $2', [JSON.stringify(applySummary(first.rows[0].body as FindingJson, f)), f.foldOf]);
+        stored++;
       }
+      stored += await this.insertPlain(client, plain);
       await client.query('COMMIT');
+      return { stored, duplicates: findings.length - stored };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
     } finally {
       client.release();
     }
-    return { stored, duplicates: findings.length - stored };
   }
 
-  async query(q: FindingQuery): Promise<FindingJson[]> {
+  /** Fleet tables (one statement), then the findings (one multi-row INSERT); inside the caller's transaction. */
+  private async insertPlain(client: pg.PoolClient, findings: FindingJson[]): Promise<number> {
+    if (!findings.length) return 0;
+    const input = fleetInput(findings);
+    const state = new Map<string, FleetState>();
+    if (input.binaries.length) {
+      const r = await client.query(UPSERT_FLEET, [
+        input.sightings.map((s) => s.sha256),
+        input.sightings.map((s) => s.kind),
+        input.sightings.map((s) => s.value),
+        input.binaries.map((b) => b.sha256),
+        input.binaries.map((b) => b.firstSeen),
+      ]);
+      for (const row of r.rows as Array<{ sha256: string; first_seen: Date; containers: number; images: number; hosts: number; created: boolean }>) {
+        state.set(row.sha256, { firstSeen: row.first_seen.toISOString(), containers: row.containers, images: row.images, hosts: row.hosts, created: row.created });
+      }
+    }
+    applyFleet(findings, state);
+    const columns: Array<Array<string | number>> = COLUMNS.map(() => []);
+    const bodies: string[] = [];
+    for (const f of findings) {
+      const row = rowOf(f);
+      for (let i = 0; i < row.length; i++) columns[i]!.push(row[i]!);
+      bodies.push(JSON.stringify(f));
+    }
+    const r = await client.query(INSERT_FINDINGS, [...columns, bodies]);
+    return r.rowCount ?? 0;
+  }
+
+  private where(q: FindingQuery): { sql: string; args: string[] } {
     const where: string[] = [];
     const args: string[] = [];
     const arg = (v: string) => (args.push(v), `$${args.length}`);
+    const glob = !!q.glob;
+    const match = (col: string, v: string) =>
+      glob && /[*?]/.test(v) ? `${col} LIKE ${arg(likePattern(v, true))}` : `${col} = ${arg(v)}`;
     if (q.since) where.push(`time >= ${arg(q.since)}`);
-    if (q.signature) where.push(`signature_id = ${arg(q.signature)}`);
-    if (q.container) where.push(`(container_id LIKE ${arg(`${q.container}%`)} OR container_name = ${arg(q.container)})`);
-    const limit = Math.max(1, Math.min(q.limit ?? 1000, 100000));
-    const r = await this.pool.query(
-      `SELECT body FROM findings ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY time, id LIMIT ${limit}`,
-      args,
-    );
+    if (q.until) where.push(`time < ${arg(q.until)}`);
+    for (const [key, col] of Object.entries(FILTER_COLUMNS)) {
+      const v = q[key as keyof typeof FILTER_COLUMNS];
+      if (v) where.push(match(col, v));
+    }
+    if (q.container) {
+      if (glob && /[*?]/.test(q.container)) where.push(`(${match('container_id', q.container)} OR ${match('container_name', q.container)})`);
+      else if (/^[0-9a-f]{3,63}$/.test(q.container))
+        where.push(`(container_id >= ${arg(q.container)} AND container_id < ${arg(q.container + 'g')} OR container_name = ${arg(q.container)})`);
+      else where.push(`(container_id = ${arg(q.container)} OR container_name = ${arg(q.container)})`);
+    }
+    return { sql: where.length ? 'WHERE ' + where.join(' AND ') : '', args };
+  }
+
+  async query(q: FindingQuery): Promise<FindingJson[]> {
+    const w = this.where(q);
+    const r = await this.pool.query(`SELECT body FROM findings ${w.sql} ORDER BY time, id LIMIT ${clampLimit(q.limit)}`, w.args);
     return r.rows.map((row: { body: FindingJson }) => row.body);
+  }
+
+  async summary(by: SummaryKey, q: FindingQuery): Promise<SummaryRow[]> {
+    const col = SUMMARY_COLUMNS[by];
+    const w = this.where(q);
+    const r = await this.pool.query(
+      `SELECT ${col} AS key, count(*)::int AS findings, min(time) AS first_seen, max(time) AS last_seen,
+         count(DISTINCT container_id)::int AS containers, count(DISTINCT hostname)::int AS hosts
+       FROM findings ${w.sql} GROUP BY ${col} ORDER BY findings DESC, key LIMIT ${clampLimit(q.limit)}`,
+      w.args,
+    );
+    return r.rows.map((x: { key: string; findings: number; first_seen: Date; last_seen: Date; containers: number; hosts: number }) => ({
+      key: x.key, findings: x.findings, firstSeen: x.first_seen.toISOString(), lastSeen: x.last_seen.toISOString(), containers: x.containers, hosts: x.hosts,
+    }));
   }
 
   async count(): Promise<number> {

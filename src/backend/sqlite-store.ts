@@ -1,78 +1,193 @@
-import { mkdirSync } from 'node:fs';
+// SQLite store (node:sqlite). Synchronous underneath: the backend runs the
+// writing side in its ingest worker thread, so the gRPC event loop never
+// waits on the disk. Prepared statements, one transaction per batch.
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
-import { applySummary, indexedColumns, type FindingQuery, type FindingStore, type InsertResult } from './store.js';
+import { COLUMNS, FILTER_COLUMNS, likePattern, rowOf, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
+import { applyFleet, countNew, fleetInput, type FleetState, type Sighting } from './fleet.js';
+import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS findings (
-  id TEXT PRIMARY KEY,
-  time TEXT NOT NULL,
-  signature_id TEXT NOT NULL,
-  severity TEXT NOT NULL,
-  container_id TEXT NOT NULL,
-  container_name TEXT NOT NULL,
-  hostname TEXT NOT NULL,
-  received_at TEXT NOT NULL,
-  body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS findings_time ON findings (time);
-CREATE INDEX IF NOT EXISTS findings_signature ON findings (signature_id, time);
-CREATE TABLE IF NOT EXISTS summaries (
-  id TEXT PRIMARY KEY,
-  fold_of TEXT NOT NULL,
-  received_at TEXT NOT NULL
-);
-`;
+const sqliteType = (t: string) => (t === 'INTEGER' ? 'INTEGER' : 'TEXT');
+
+function schema(): string {
+  const cols = COLUMNS.map((c) => `${c.name} ${sqliteType(c.pgType)} NOT NULL${c.name === 'id' ? ' PRIMARY KEY' : ''}`);
+  return `
+CREATE TABLE IF NOT EXISTS findings (${cols.join(', ')}, received_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fleet_sightings (sha256 TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (sha256, kind, value)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fleet_binaries (sha256 TEXT PRIMARY KEY, first_seen TEXT NOT NULL, containers INTEGER NOT NULL, images INTEGER NOT NULL, hosts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS summaries (id TEXT PRIMARY KEY, fold_of TEXT NOT NULL, received_at TEXT NOT NULL);`;
+}
+
+function indexes(): string {
+  return [
+    'CREATE INDEX IF NOT EXISTS findings_time ON findings (time, id);',
+    ...COLUMNS.filter((c) => c.indexed).map((c) => `CREATE INDEX IF NOT EXISTS findings_${c.name} ON findings (${c.name}, time);`),
+  ].join('\n');
+}
+
+// Sightings are never deleted, so one this process has stored needs no
+// INSERT again: in a fleet at rest nearly every sighting is known. (SQLite
+// has one writer, this process; PostgreSQL replicas do not share memory.)
+const KNOWN_SIGHTINGS_MAX = 500_000;
+const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}`;
 
 export class SqliteStore implements FindingStore {
+  private readonly knownSightings = new Set<string>();
+  private statements?: {
+    finding: StatementSync; sighting: StatementSync; binary: StatementSync; created: StatementSync;
+    summary: StatementSync; firstOf: StatementSync; update: StatementSync;
+  };
+
   private constructor(private readonly db: DatabaseSync) {}
 
-  static open(path: string): SqliteStore {
+  static open(path: string, opts: OpenOptions = {}): SqliteStore {
+    if (opts.readOnly) {
+      if (path !== ':memory:' && !existsSync(path)) throw new Error(`no database at ${path}`);
+      const db = new DatabaseSync(path, { readOnly: true });
+      db.exec('PRAGMA busy_timeout = 5000;');
+      return new SqliteStore(db);
+    }
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const db = new DatabaseSync(path);
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
-    db.exec(SCHEMA);
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;');
+    db.exec(schema());
+    // databases from before a column existed get it (and its index)
+    const have = new Set((db.prepare('PRAGMA table_info(findings)').all() as Array<{ name: string }>).map((r) => r.name));
+    for (const c of COLUMNS) if (!have.has(c.name)) db.exec(`ALTER TABLE findings ADD COLUMN ${c.name} ${sqliteType(c.pgType)} NOT NULL DEFAULT ''`);
+    db.exec(indexes());
     return new SqliteStore(db);
   }
 
-  async insert(findings: FindingJson[]): Promise<InsertResult> {
-    const stmt = this.db.prepare(
-      `INSERT INTO findings (id, time, signature_id, severity, container_id, container_name, hostname, received_at, body)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-    );
-    const summary = this.db.prepare('INSERT INTO summaries (id, fold_of, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING');
-    const firstOf = this.db.prepare('SELECT body FROM findings WHERE id = ?');
-    const update = this.db.prepare('UPDATE findings SET body = ? WHERE id = ?');
+  private prepared() {
+    if (this.statements) return this.statements;
+    const names = [...COLUMNS.map((c) => c.name), 'received_at', 'body'];
+    return (this.statements = {
+      finding: this.db.prepare(`INSERT INTO findings (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')}) ON CONFLICT (id) DO NOTHING`),
+      sighting: this.db.prepare('INSERT INTO fleet_sightings (sha256, kind, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+      created: this.db.prepare('SELECT 1 AS x FROM fleet_binaries WHERE sha256 = ?'),
+      summary: this.db.prepare('INSERT INTO summaries (id, fold_of, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING'),
+      firstOf: this.db.prepare('SELECT body FROM findings WHERE id = ?'),
+      update: this.db.prepare('UPDATE findings SET body = ? WHERE id = ?'),
+      binary: this.db.prepare(
+        `INSERT INTO fleet_binaries AS b (sha256, first_seen, containers, images, hosts) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (sha256) DO UPDATE SET first_seen = min(b.first_seen, excluded.first_seen),
+           containers = b.containers + excluded.containers, images = b.images + excluded.images, hosts = b.hosts + excluded.hosts
+         RETURNING first_seen, containers, images, hosts`,
+      ),
+    });
+  }
+
+  /** Synchronous insert (the worker calls this). */
+  insertSync(findings: FindingJson[]): InsertResult {
+    const st = this.prepared();
     const now = new Date().toISOString();
     let stored = 0;
-    this.db.exec('BEGIN');
+    const fresh: Sighting[] = [];
+    this.db.exec('BEGIN IMMEDIATE');
     try {
+      // In order: a dedup summary (foldOf) updates its first finding, which may
+      // be earlier in this batch, so the findings before it are written first.
+      let plain: FindingJson[] = [];
       for (const f of findings) {
-        const first = f.foldOf ? (firstOf.get(f.foldOf) as { body: string } | undefined) : undefined;
-        if (first) {
-          // A summary of a stored finding updates it; stored once like any finding.
-          if (Number(summary.run(f.id ?? '', f.foldOf!, now).changes) === 0) continue;
-          update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, f)), f.foldOf!);
-          stored++;
-        } else stored += Number(stmt.run(...indexedColumns(f), now, JSON.stringify(f)).changes);
+        if (!f.foldOf) {
+          plain.push(f);
+          continue;
+        }
+        stored += this.insertPlain(plain, now, fresh);
+        plain = [];
+        const first = st.firstOf.get(f.foldOf) as { body: string } | undefined;
+        if (!first) {
+          plain.push(f); // its first never arrived: stored as a finding of its own
+          continue;
+        }
+        if (Number(st.summary.run(f.id!, f.foldOf, now).changes) === 0) continue;
+        st.update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, f)), f.foldOf);
+        stored++;
       }
+      stored += this.insertPlain(plain, now, fresh);
       this.db.exec('COMMIT');
     } catch (err) {
       this.db.exec('ROLLBACK');
       throw err;
     }
+    // remembered only once committed: a rolled-back sighting was never stored
+    if (this.knownSightings.size + fresh.length > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
+    for (const s of fresh) this.knownSightings.add(sightingKey(s));
     return { stored, duplicates: findings.length - stored };
   }
 
-  async query(q: FindingQuery): Promise<FindingJson[]> {
+  /** Fleet tables, then the findings; inside the caller's transaction. */
+  private insertPlain(findings: FindingJson[], now: string, freshOut: Sighting[]): number {
+    if (!findings.length) return 0;
+    const st = this.prepared();
+    const input = fleetInput(findings);
+    const fresh = input.sightings.filter((s) => !this.knownSightings.has(sightingKey(s)));
+    freshOut.push(...fresh);
+    const inserted = fresh.filter((s) => Number(st.sighting.run(s.sha256, s.kind, s.value).changes) > 0);
+    const added = countNew(inserted);
+    const state = new Map<string, FleetState>();
+    for (const b of input.binaries) {
+      const n = added.get(b.sha256) ?? { c: 0, i: 0, h: 0 };
+      const created = !st.created.get(b.sha256);
+      const r = st.binary.get(b.sha256, b.firstSeen, n.c, n.i, n.h) as { first_seen: string; containers: number; images: number; hosts: number };
+      state.set(b.sha256, { firstSeen: r.first_seen, containers: r.containers, images: r.images, hosts: r.hosts, created });
+    }
+    applyFleet(findings, state);
+    let stored = 0;
+    for (const f of findings) stored += Number(st.finding.run(...rowOf(f), now, JSON.stringify(f)).changes);
+    return stored;
+  }
+
+  async insert(findings: FindingJson[]): Promise<InsertResult> {
+    return this.insertSync(findings);
+  }
+
+  private where(q: FindingQuery): { sql: string; args: string[] } {
     const where: string[] = [];
     const args: string[] = [];
+    const glob = !!q.glob;
+    const match = (col: string, v: string) => {
+      if (glob && /[*?]/.test(v)) (where.push(`${col} LIKE ? ESCAPE '\\'`), args.push(likePattern(v, true)));
+      else (where.push(`${col} = ?`), args.push(v));
+    };
     if (q.since) (where.push('time >= ?'), args.push(q.since));
-    if (q.signature) (where.push('signature_id = ?'), args.push(q.signature));
-    if (q.container) (where.push('(container_id LIKE ? OR container_name = ?)'), args.push(`${q.container}%`, q.container));
-    const sql = `SELECT body FROM findings ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY time, id LIMIT ${Math.max(1, Math.min(q.limit ?? 1000, 100000))}`;
-    return (this.db.prepare(sql).all(...args) as Array<{ body: string }>).map((r) => JSON.parse(r.body) as FindingJson);
+    if (q.until) (where.push('time < ?'), args.push(q.until));
+    for (const [key, col] of Object.entries(FILTER_COLUMNS)) {
+      const v = q[key as keyof typeof FILTER_COLUMNS];
+      if (v) match(col, v);
+    }
+    if (q.container) {
+      if (glob && /[*?]/.test(q.container)) {
+        where.push(`(container_id LIKE ? ESCAPE '\\' OR container_name LIKE ? ESCAPE '\\')`);
+        args.push(likePattern(q.container, true), likePattern(q.container, true));
+      } else if (/^[0-9a-f]{3,63}$/.test(q.container)) {
+        // an id prefix is a range on the index
+        where.push('(container_id >= ? AND container_id < ? OR container_name = ?)');
+        args.push(q.container, q.container + '\u{10FFFF}', q.container);
+      } else (where.push('(container_id = ? OR container_name = ?)'), args.push(q.container, q.container));
+    }
+    return { sql: where.length ? 'WHERE ' + where.join(' AND ') : '', args };
+  }
+
+  async query(q: FindingQuery): Promise<FindingJson[]> {
+    const w = this.where(q);
+    const rows = this.db.prepare(`SELECT body FROM findings ${w.sql} ORDER BY time, id LIMIT ${clampLimit(q.limit)}`).all(...w.args) as Array<{ body: string }>;
+    return rows.map((r) => JSON.parse(r.body) as FindingJson);
+  }
+
+  async summary(by: SummaryKey, q: FindingQuery): Promise<SummaryRow[]> {
+    const col = SUMMARY_COLUMNS[by];
+    const w = this.where(q);
+    const rows = this.db
+      .prepare(
+        `SELECT ${col} AS key, count(*) AS findings, min(time) AS first_seen, max(time) AS last_seen,
+           count(DISTINCT container_id) AS containers, count(DISTINCT hostname) AS hosts
+         FROM findings ${w.sql} GROUP BY ${col} ORDER BY findings DESC, key LIMIT ${clampLimit(q.limit)}`,
+      )
+      .all(...w.args) as Array<{ key: string; findings: number; first_seen: string; last_seen: string; containers: number; hosts: number }>;
+    return rows.map((r) => ({ key: r.key, findings: Number(r.findings), firstSeen: r.first_seen, lastSeen: r.last_seen, containers: Number(r.containers), hosts: Number(r.hosts) }));
   }
 
   async count(): Promise<number> {
@@ -80,6 +195,6 @@ export class SqliteStore implements FindingStore {
   }
 
   async close(): Promise<void> {
-    this.db.close();
+    if (this.db.isOpen) this.db.close();
   }
 }

@@ -1,8 +1,8 @@
 // Where the backend keeps findings: SQLite (a file, the default) or
-// PostgreSQL (a postgres:// URL). Both dedupe on the finding id, and both
-// apply a dedup summary (foldOf) to the finding it stands for, so a group of
-// repeats is one stored finding with its count.
+// PostgreSQL (a postgres:// URL). Both dedupe on the finding id, so a finding
+// sent twice, or to two replicas, is stored once.
 import type { FindingJson } from '#gen/finding-json.js';
+import type { SummaryKey } from './columns.js';
 
 export interface InsertResult {
   stored: number;
@@ -11,14 +11,32 @@ export interface InsertResult {
 
 export interface FindingQuery {
   since?: string; // RFC 3339
+  until?: string;
   signature?: string;
   container?: string; // id prefix or name
+  namespace?: string;
+  image?: string;
+  host?: string;
+  sha256?: string;
+  /** `*` and `?` in filter values are wildcards (otherwise every character is literal) */
+  glob?: boolean;
   limit?: number;
 }
 
+export interface SummaryRow {
+  key: string;
+  findings: number;
+  firstSeen: string;
+  lastSeen: string;
+  containers: number;
+  hosts: number;
+}
+
 export interface FindingStore {
+  /** Stores validated findings (see validate.ts) in one transaction, with their fleet fields. */
   insert(findings: FindingJson[]): Promise<InsertResult>;
   query(q: FindingQuery): Promise<FindingJson[]>;
+  summary(by: SummaryKey, q: FindingQuery): Promise<SummaryRow[]>;
   count(): Promise<number>;
   close(): Promise<void>;
 }
@@ -27,29 +45,29 @@ export function isPostgresUrl(url: string): boolean {
   return /^postgres(ql)?:\/\//.test(url);
 }
 
-export async function openStore(url: string): Promise<FindingStore> {
+export function sqlitePath(url: string): string {
+  return url.replace(/^sqlite:(\/\/)?/, '');
+}
+
+export interface OpenOptions {
+  /** Open for reading only: SQLite refuses a file that does not exist instead of creating it. */
+  readOnly?: boolean;
+  /** PostgreSQL pool size. */
+  poolSize?: number;
+}
+
+export async function openStore(url: string, opts: OpenOptions = {}): Promise<FindingStore> {
   if (isPostgresUrl(url)) {
     const { PostgresStore } = await import('./postgres-store.js');
-    return PostgresStore.open(url);
+    return PostgresStore.open(url, opts);
   }
   const { SqliteStore } = await import('./sqlite-store.js');
-  return SqliteStore.open(url.replace(/^sqlite:(\/\/)?/, ''));
+  return SqliteStore.open(sqlitePath(url), opts);
 }
 
-/** Columns both stores index, taken from the finding. */
-export function indexedColumns(f: FindingJson): [string, string, string, string, string, string, string] {
-  return [
-    f.id ?? '',
-    f.time ?? '',
-    f.signature?.id ?? '',
-    f.signature?.severity ?? '',
-    f.container?.id ?? '',
-    f.container?.name ?? '',
-    f.host?.hostname ?? '',
-  ];
-}
+export const clampLimit = (limit: number | undefined) => Math.max(1, Math.min(limit ?? 1000, 100_000));
 
-/** The first finding of a dedup group, updated by the group's summary. */
+/** The first finding of a dedup group, updated by the group's summary (a finding with foldOf). */
 export function applySummary(first: FindingJson, summary: FindingJson): FindingJson {
   const out: FindingJson = { ...first, count: Math.max(first.count ?? 1, summary.count ?? 1) };
   if (summary.lastSeen && (!first.lastSeen || summary.lastSeen > first.lastSeen)) out.lastSeen = summary.lastSeen;

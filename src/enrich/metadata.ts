@@ -166,11 +166,6 @@ export class MetadataResolver {
     return evicted;
   }
 
-  /** Drops a container that is gone (its cgroup was removed). */
-  forget(id: string): void {
-    this.cache.delete(id);
-  }
-
   private lookup(id: string, hint?: ContainerMetadata['runtime']): Promise<ContainerMetadata | null> | undefined {
     const existing = this.inflight.get(id);
     if (existing) return existing;

@@ -207,7 +207,10 @@ export class OverlayFacts {
       }
       places++;
       const sha = await attempt(opened, 'container_process');
-      if (sha || reason === 'too_large' || reason === 'replaced' || reason === 'not_regular') return done(sha);
+      // Another file at the path may only be another root: a process in the same mount
+      // namespace can be chrooted elsewhere (a cgroup member, an ancestor). The next
+      // root is asked too; the worst reason stays the answer when none has the file.
+      if (sha || reason === 'too_large') return done(sha);
     }
     if (f.upper && f.dirs) {
       // Overlay shows a copied-up file with its image copy's inode number (and the upper file's ctime).

@@ -96,7 +96,7 @@ export class Exporter {
     return Math.random() * cap; // full jitter: sensors restarting together do not retry together
   }
 
-  /** Sends one batch from the spool; returns whether the spool is now empty. */
+  /** Sends one batch from the spool; schedules the next send (now if more is pending, after a backoff on failure). */
   private async sendOnce(): Promise<void> {
     const { records, token } = this.spool.peek(this.maxBatch);
     this.syncSpoolStats();

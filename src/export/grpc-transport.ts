@@ -11,7 +11,6 @@ export interface TransportOptions {
   backend: string; // host:port
   token?: string;
   tls?: { ca?: string; cert?: string; key?: string; serverName?: string };
-  insecure?: boolean;
   deadlineMs?: number;
   gzip?: boolean;
 }

@@ -101,11 +101,6 @@ export class Spool {
     this.enforceLimit();
   }
 
-  /** Pushes written data to the disk (not needed against SIGKILL, only against power loss). */
-  sync(): void {
-    if (this.writeFd >= 0) fsyncSync(this.writeFd);
-  }
-
   private enforceLimit(): void {
     while (this.segments.length > 1 && this.bytes > this.maxBytes) {
       const oldest = this.segments.shift()!;

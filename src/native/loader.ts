@@ -39,6 +39,12 @@ export interface NativeLoader {
   stats(): Record<string, number>;
   programStats(): ProgramStats[];
   benchGenerate?(count: number): { written: number; dropped: number };
+  /** Map entries as bytes in the map's own layout (src/prevent/maps.ts); sizes are checked. */
+  mapUpdate?(map: string, key: Buffer, value: Buffer): void;
+  /** false when the key was not there. */
+  mapDelete?(map: string, key: Buffer): boolean;
+  /** Deletes every entry; returns how many. */
+  mapClear?(map: string): number;
   close(): void;
 }
 

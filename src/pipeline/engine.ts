@@ -1,11 +1,23 @@
 // Signature engine: a table from event kind to the signatures that asked
 // for it, and one isolated call per signature. A throwing signature is
 // counted; after too many consecutive errors it is disabled (one log line);
-// the others never notice.
+// the others never notice. Stream signatures get the same events through
+// their own Subjects; their findings arrive on streamFindings.
 import { LRUCache } from 'lru-cache';
-import { recordOf, type AnySignature, type DetectionEvent, type EmitOptions, type EventKindName, type SignatureContext } from '../signatures/sdk.js';
+import type { Observable } from 'rxjs';
+import {
+  containerKey,
+  isStreamSignature,
+  type AnySignature,
+  type DetectionEvent,
+  type EmitOptions,
+  type EventKindName,
+  type EventSignature,
+  type SignatureContext,
+} from '../signatures/sdk.js';
 import { buildFinding, type BootClock, type Finding } from './finding.js';
 import type { Metrics } from './metrics.js';
+import { StreamSignatures } from './stream-signatures.js';
 
 export interface EngineOptions {
   hostname: string;
@@ -19,7 +31,7 @@ export interface EngineOptions {
 }
 
 interface Slot {
-  sig: AnySignature;
+  sig: EventSignature;
   consecutiveErrors: number;
   disabled: boolean;
   ctx: SignatureContext;
@@ -31,13 +43,22 @@ const LOGS_PER_MINUTE = 10;
 export class SignatureEngine {
   private table = new Map<EventKindName, Slot[]>();
   private readonly maxErrors: number;
+  private readonly streams: StreamSignatures;
 
   constructor(
     signatures: AnySignature[],
     private readonly opts: EngineOptions,
   ) {
     this.maxErrors = opts.maxConsecutiveErrors ?? 100;
+    this.streams = new StreamSignatures(signatures.filter(isStreamSignature), {
+      ...opts,
+      context: (sig) => {
+        const { log, config } = this.slotFor(sig).ctx;
+        return { log, config };
+      },
+    });
     for (const sig of signatures) {
+      if (isStreamSignature(sig)) continue;
       const slot = this.slotFor(sig);
       try {
         sig.init?.(slot.ctx);
@@ -59,7 +80,7 @@ export class SignatureEngine {
     let logWindow = 0;
     let logCount = 0;
     const slot: Slot = {
-      sig,
+      sig: sig as EventSignature,
       consecutiveErrors: 0,
       disabled: false,
       pending: [],
@@ -73,7 +94,7 @@ export class SignatureEngine {
         },
         config: Object.freeze({ ...(this.opts.config?.(sig.id) ?? {}) }),
         containerState: <T>(ev: DetectionEvent, init: () => T): T => {
-          const key = ev.container.id || `mntns:${recordOf(ev).mntNs}`;
+          const key = containerKey(ev);
           let entry = state.get(key);
           if (!entry) state.set(key, (entry = { v: init() }));
           return entry.v as T;
@@ -83,8 +104,10 @@ export class SignatureEngine {
     return slot;
   }
 
+  /** Ends the stream signatures (their windows flush into streamFindings) and closes the others. */
   close(): void {
-    for (const sig of this.signatures) {
+    this.endStreams();
+    for (const sig of this.eventSignatures) {
       try {
         sig.close?.();
       } catch {
@@ -93,11 +116,27 @@ export class SignatureEngine {
     }
   }
 
-  get signatures(): AnySignature[] {
+  private get eventSignatures(): EventSignature[] {
     return [...new Set([...this.table.values()].flat().map((s) => s.sig))];
   }
 
+  get signatures(): AnySignature[] {
+    return [...this.eventSignatures, ...this.streams.signatures];
+  }
+
+  /** Completes the stream signatures' input: open windows flush, then streamFindings completes. */
+  endStreams(): void {
+    this.streams.end();
+  }
+
+  /** Findings of the stream signatures, as they make them; completes after endStreams(). */
+  get streamFindings(): Observable<Finding> {
+    return this.streams.findings;
+  }
+
+  /** Findings of the per-event signatures; the event also goes on to the stream signatures. */
   dispatch(ev: DetectionEvent): Finding[] {
+    this.streams.dispatch(ev);
     const slots = this.table.get(ev.kind);
     if (!slots) return [];
     const out: Finding[] = [];

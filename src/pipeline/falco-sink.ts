@@ -1,8 +1,8 @@
 // Findings in Falco's JSON output shape, so falcosidekick and SIEM pipelines
 // that already take Falco alerts take these unchanged.
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import type { Finding } from './finding.js';
-import type { Sink } from './sinks.js';
+import { writeAll, type Sink } from './sinks.js';
 
 const PRIORITY: Record<string, string> = {
   CRITICAL: 'Critical',
@@ -19,7 +19,7 @@ export function toFalco(f: Finding): Record<string, unknown> {
   const exe = p.executable ?? {};
   const output =
     `${f.signature?.name} (user.uid=${p.uid ?? 0} proc.cmdline=${(p.args ?? []).join(' ')} proc.exepath=${exe.path} ` +
-    `layer=${exe.layer} container.id=${c.id ? c.id.slice(0, 12) : 'host'} container.name=${c.name ?? ''} container.image=${c.image ?? ''})`;
+    `layer=${exe.layer} action=${f.action || 'alert'} container.id=${c.id ? c.id.slice(0, 12) : 'host'} container.name=${c.name ?? ''} container.image=${c.image ?? ''})`;
   return {
     uuid: f.id,
     output,
@@ -31,6 +31,7 @@ export function toFalco(f: Finding): Record<string, unknown> {
     tags: ['driftwatch', f.signature?.id, ...(f.signature?.tags ?? []), ...(f.signature?.mitre?.technique ? [f.signature.mitre.technique] : [])],
     output_fields: {
       'driftwatch.signature': f.signature?.id,
+      'driftwatch.action': f.action || 'alert',
       'evt.time.iso8601': f.time,
       'proc.pid': p.pid,
       'proc.ppid': p.ppid,
@@ -55,7 +56,7 @@ export function falcoJsonSink(target: string): Sink {
   const fd = target === '-' ? 1 : openSync(target, 'a');
   return {
     write(f) {
-      writeSync(fd, JSON.stringify(toFalco(f)) + '\n');
+      writeAll(fd, JSON.stringify(toFalco(f)) + '\n');
     },
     close() {
       if (fd !== 1) closeSync(fd);

@@ -4,6 +4,7 @@ import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { recordOf, type AnySignature, type DetectionEvent, type EmitOptions } from '../signatures/sdk.js';
 import type { FindingJson } from '#gen/finding-json.js';
+import { ExecOutcome } from './records.js';
 
 /** A finding is the proto3 JSON mapping of driftwatch.v1.Finding (types generated from proto/). */
 export type Finding = FindingJson;
@@ -27,6 +28,15 @@ export class BootClock {
   toDate(bootNs: bigint): Date {
     return new Date(this.offset() + Number(bootNs / 1_000_000n));
   }
+}
+
+/** What the kernel did to the exec (prevention): the finding's action. */
+export function actionOf(ev: DetectionEvent): 'alert' | 'prevented' | 'would_prevent' {
+  if (ev.kind !== 'exec') return 'alert';
+  const f = ev.exec.fileFlags;
+  if (f & (ExecOutcome.PREVENTED | ExecOutcome.DENIED)) return 'prevented';
+  if (f & ExecOutcome.WOULD_PREVENT) return 'would_prevent';
+  return 'alert';
 }
 
 /** Same process, same file, same signature → same id, across retries and restarts. */
@@ -57,15 +67,12 @@ export function buildFinding(
     },
     process: {
       pid: e.pid,
-      ppid: e.ppid,
       uid: e.uid,
-      gid: e.gid,
       comm: e.comm,
       args: e.args,
       argsTruncated: e.argsTruncated,
       filename: e.filename,
       hostPid: e.hostPid,
-      hostPpid: e.hostPpid,
       startTime: clock.toDate(e.startTimeNs).toISOString(),
       execSession: e.session === 'exec',
       session: e.session,
@@ -91,11 +98,18 @@ export function buildFinding(
     },
     host: { hostname },
   };
-  const parent: NonNullable<NonNullable<Finding['process']>['parent']> = { hostPid: e.hostPpid };
-  const parentComm = e.ancestors[0]?.comm;
-  if (parentComm) parent.comm = parentComm;
-  if (ev.kind === 'exec' && ev.parentExecutable) parent.executable = ev.parentExecutable;
-  f.process!.parent = parent;
+  // The mmap hook reads neither the parent nor the gid: absent, not 0.
+  if (ev.kind === 'exec') {
+    const p = f.process!;
+    p.ppid = e.ppid;
+    p.gid = e.gid;
+    p.hostPpid = e.hostPpid;
+    const parent: NonNullable<NonNullable<Finding['process']>['parent']> = { hostPid: e.hostPpid };
+    const parentComm = e.ancestors[0]?.comm;
+    if (parentComm) parent.comm = parentComm;
+    if (ev.parentExecutable) parent.executable = ev.parentExecutable;
+    p.parent = parent;
+  }
   const s = f.signature!;
   if (sig.mitre) s.mitre = sig.mitre;
   if (sig.tags) s.tags = sig.tags;
@@ -114,6 +128,7 @@ export function buildFinding(
   if (c.labels && Object.keys(c.labels).length) ct.labels = c.labels;
   if (c.kubernetes) f.kubernetes = c.kubernetes;
   else if (c.podUid) f.kubernetes = { podUid: c.podUid };
+  f.action = actionOf(ev);
   f.count = 1;
   f.firstSeen = f.time;
   f.lastSeen = f.time;

@@ -1,5 +1,7 @@
 // Byte layout of the kernel's records: a mirror of bpf/tracee/headers/events.h.
-// Decoder tests check these offsets against records captured from the kernel.
+// test/unit/kernel-contract.test.ts holds every offset and size against the
+// BTF of the built object and every flag bit against the header; decoder
+// tests check them against records captured from the kernel.
 
 export const EventKind = { EXEC: 1, MMAP_EXEC: 2 } as const;
 export const EXEC_VERSION = 2;
@@ -99,6 +101,13 @@ export const FileFlag = {
   OVL_UNFOLLOWED: 1 << 15,
 } as const;
 
+/** What prevention did to the exec (DW_EXEC_* in events.h; kept in file_flags). */
+export const ExecOutcome = {
+  PREVENTED: 1 << 16,
+  WOULD_PREVENT: 1 << 17,
+  DENIED: 1 << 18,
+} as const;
+
 /** script_flags (u16): the #! script's own FileFlag bits 0-9, valid with KNOWN (set by a bprm_check hook). */
 export const ScriptFlag = {
   KNOWN: 1 << 15,
@@ -114,20 +123,3 @@ export const SESSION_NAMES = ['unknown', 'init', 'exec', 'host'] as const;
 export type SessionName = (typeof SESSION_NAMES)[number];
 
 export const FS_MAGIC = { OVERLAY: 0x794c7630, TMPFS: 0x01021994 } as const;
-
-/** Kernel counters, in enum dw_stat order. */
-export const KERNEL_STATS = [
-  'exec_seen',
-  'exec_emitted',
-  'exec_filtered',
-  'ringbuf_full',
-  'scratch_miss',
-  'ovl_unresolved',
-  'path_truncated',
-  'cgroup_v1_fallback',
-  'mmap_exec_seen',
-  'mmap_exec_emitted',
-  'ovl_nested',
-  'ovl_unfollowed',
-  'script_unseen',
-] as const;

@@ -2,9 +2,12 @@
 // kernel batches → decode → enrich → signatures → policy → report → sinks. Each stage
 // is an operator in its own module; the pipe in startSensor is the data flow.
 import { hostname as osHostname } from 'node:os';
+import { tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import type { Logger } from '../log.js';
 import { loadWithScriptHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { PreventionController } from '../prevent/controller.js';
+import type { MapWriter } from '../prevent/maps.js';
 import { builtinSignatures } from '../signatures/index.js';
 import type { AnySignature, DetectionEvent } from '../signatures/sdk.js';
 import { DEFAULT_POLICY, type Policy } from '../policy/config.js';
@@ -16,7 +19,6 @@ import { enrichEvents } from './enrich-stage.js';
 import { BootClock } from './finding.js';
 import { Metrics } from './metrics.js';
 import { applyPolicy } from './policy-stage.js';
-import { KERNEL_STATS } from './records.js';
 import { reportFindings } from './report-stage.js';
 import { detect } from './signature-stage.js';
 import { writeToSinks } from './sink-stage.js';
@@ -140,7 +142,20 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     }
   }
   const kernel = loader;
-  for (const name of KERNEL_STATS) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);
+  // Prevention: the kernel decides from maps kept here (src/prevent/).
+  let prevention: PreventionController | undefined;
+  if (kernel.mapUpdate && kernel.mapDelete && kernel.mapClear) {
+    prevention = new PreventionController({ writer: kernel as MapWriter, log, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}) });
+    try {
+      prevention.apply(currentPolicy, engine.signatures.map((s) => s.id));
+    } catch (err) {
+      if (!opts.loader) kernel.close();
+      throw err;
+    }
+    if (prevention.active) log.info(`prevention on${currentPolicy.prevention?.dryRun ? ' (dry run: nothing is stopped)' : ''}`);
+  }
+  // The addon names the counters (enum dw_stat order); the contract test holds its list against the object's BTF.
+  for (const name of Object.keys(kernel.stats())) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);
   // Overlay's types were unknown when the object loaded (the module came
   // later and could not be loaded up front): upper-layer files cannot be told
   // from image files until a restart. Say so once; the counter keeps the number.
@@ -185,6 +200,10 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
         restartAfterDrainErrors(stopping.signal, metrics, log),
         decodeRecords(metrics, log),
         enrichEvents(enricher, { metrics, log, includeHost: opts.includeHost ?? false, ...(opts.claim ? { claim: opts.claim } : {}) }),
+        // A container's first event describes it for prevention, if the cgroup scan has not yet.
+        tap((batch) => {
+          if (prevention) for (const ev of batch) if (ev.kind === 'exec') prevention.observe(ev.exec.cgroupId, ev.container);
+        }),
         detect(() => engine, metrics, log),
         policy,
         // Stream signatures and prevention go here: they must see every
@@ -203,9 +222,12 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       return engine.signatures;
     },
     reload(next) {
-      const pol = (currentPolicy = next.policy ?? currentPolicy);
+      const pol = next.policy ?? currentPolicy;
       const old = engine;
-      engine = makeEngine(next.signatures ?? old.signatures, pol);
+      const sigs = next.signatures ?? old.signatures;
+      prevention?.apply(pol, sigs.map((s) => s.id)); // throws, with nothing changed, when it cannot be enforced
+      currentPolicy = pol;
+      engine = makeEngine(sigs, pol);
       policy.stage.replace(pol);
       report.dedup.setWindow(pol.dedupWindowMs);
       old.close();
@@ -217,6 +239,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       if (stopped) return;
       stopped = true;
       clearInterval(unresolvedCheck);
+      prevention?.close();
       // The source drains what the kernel still holds and completes; every
       // stage finishes its work (lookups, folds) before completing the next.
       stopping.abort();

@@ -10,20 +10,18 @@ export interface Sink {
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
- * Writes all of buf. stdout may be a non-blocking pipe whose reader is
- * slower than a burst of findings: a full pipe (EAGAIN) is waited out in
- * 1 ms steps for up to 10 s, and a short write continues where it stopped.
+ * All of it, in order. stdout may be a non-blocking pipe: when its reader
+ * is slow, writeSync fails with EAGAIN or writes part of the line; wait a
+ * moment and go on rather than lose the finding.
  */
-export function writeFully(fd: number, buf: Buffer, maxWaitMs = 10_000): void {
-  let off = 0;
-  let waited = 0;
-  while (off < buf.length) {
+export function writeAll(fd: number, text: string): void {
+  const buf = Buffer.from(text);
+  for (let off = 0; off < buf.length; ) {
     try {
       off += writeSync(fd, buf, off);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || waited >= maxWaitMs) throw err;
-      Atomics.wait(pause, 0, 0, 1);
-      waited++;
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(pause, 0, 0, 2);
     }
   }
 }
@@ -33,7 +31,7 @@ export function jsonlSink(target: string): Sink {
   const fd = target === '-' ? 1 : openSync(target, 'a');
   return {
     write(f) {
-      writeFully(fd, Buffer.from(JSON.stringify(f) + '\n'));
+      writeAll(fd, JSON.stringify(f) + '\n');
     },
     close() {
       if (fd !== 1) closeSync(fd);

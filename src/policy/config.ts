@@ -31,6 +31,28 @@ export interface SignatureSettings {
   enabled?: boolean;
   severity?: Severity;
   config?: Record<string, unknown>;
+  /** prevent: the kernel stops the exec (src/prevent/); default alert. */
+  action?: Action;
+}
+
+export type Action = 'alert' | 'prevent';
+
+/** Which containers prevention applies to: all given criteria must match; any item of a list. */
+export interface PreventionScope {
+  namespaces?: string[];
+  images?: string[];
+  containers?: string[];
+  labels?: Record<string, string>;
+}
+
+export interface PreventionSettings {
+  /** The kill switch: false stops nothing, at once (findings say alert). */
+  enabled: boolean;
+  /** Decide and report would_prevent; stop nothing. */
+  dryRun: boolean;
+  scope: PreventionScope;
+  /** Containers whose metadata is not known yet (see README, Prevention). */
+  unknownContainers: Action;
 }
 
 export interface Policy {
@@ -39,6 +61,7 @@ export interface Policy {
   /** Severity for findings whose executable has the image's content (chmod/touch copy-up). */
   sameAsImageSeverity?: Severity;
   dedupWindowMs: number;
+  prevention?: PreventionSettings;
 }
 
 export class PolicyError extends Error {}
@@ -79,13 +102,13 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
   }
   if (raw === null || raw === undefined) return { ...DEFAULT_POLICY };
   const top = object(raw, source);
-  unknownKeys(top, ['signatures', 'exceptions', 'sameAsImageSeverity', 'dedup'], source);
+  unknownKeys(top, ['signatures', 'exceptions', 'sameAsImageSeverity', 'dedup', 'prevention'], source);
   const policy: Policy = { signatures: {}, exceptions: [], dedupWindowMs: DEFAULT_POLICY.dedupWindowMs };
   if (top['signatures'] !== undefined) {
     for (const [id, v] of Object.entries(object(top['signatures'], 'signatures'))) {
       const key = `signatures.${id}`;
       const s = object(v, key);
-      unknownKeys(s, ['enabled', 'severity', 'config'], key);
+      unknownKeys(s, ['enabled', 'severity', 'config', 'action'], key);
       const settings: SignatureSettings = {};
       if (s['enabled'] !== undefined) {
         if (typeof s['enabled'] !== 'boolean') throw new PolicyError(`${key}.enabled: expected true or false`);
@@ -93,6 +116,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
       }
       if (s['severity'] !== undefined) settings.severity = severity(s['severity'], `${key}.severity`);
       if (s['config'] !== undefined) settings.config = object(s['config'], `${key}.config`);
+      if (s['action'] !== undefined) settings.action = action(s['action'], `${key}.action`);
       policy.signatures[id] = settings;
     }
   }
@@ -145,7 +169,53 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
     unknownKeys(d, ['window'], 'dedup');
     if (d['window'] !== undefined) policy.dedupWindowMs = duration(d['window'], 'dedup.window');
   }
+  if (top['prevention'] !== undefined) policy.prevention = prevention(top['prevention']);
   return policy;
+}
+
+function action(v: unknown, key: string): Action {
+  if (v !== 'alert' && v !== 'prevent') throw new PolicyError(`${key}: expected alert or prevent (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+function boolean(v: unknown, key: string): boolean {
+  if (typeof v !== 'boolean') throw new PolicyError(`${key}: expected true or false`);
+  return v;
+}
+
+function globs(v: unknown, key: string): string[] {
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((g) => typeof g === 'string' && g)) {
+    throw new PolicyError(`${key}: expected a non-empty list of patterns`);
+  }
+  return list as string[];
+}
+
+function prevention(v: unknown): PreventionSettings {
+  const p = object(v, 'prevention');
+  unknownKeys(p, ['enabled', 'dryRun', 'scope', 'unknownContainers'], 'prevention');
+  const scope: PreventionScope = {};
+  if (p['scope'] !== undefined) {
+    const sc = object(p['scope'], 'prevention.scope');
+    unknownKeys(sc, ['namespaces', 'images', 'containers', 'labels'], 'prevention.scope');
+    for (const k of ['namespaces', 'images', 'containers'] as const) if (sc[k] !== undefined) scope[k] = globs(sc[k], `prevention.scope.${k}`);
+    if (sc['labels'] !== undefined) {
+      const labels = object(sc['labels'], 'prevention.scope.labels');
+      for (const [k, val] of Object.entries(labels)) {
+        if (typeof val !== 'string') throw new PolicyError(`prevention.scope.labels.${k}: expected a string pattern`);
+      }
+      scope.labels = labels as Record<string, string>;
+    }
+  }
+  const scoped = Object.keys(scope).length > 0;
+  return {
+    enabled: p['enabled'] === undefined ? true : boolean(p['enabled'], 'prevention.enabled'),
+    dryRun: p['dryRun'] === undefined ? false : boolean(p['dryRun'], 'prevention.dryRun'),
+    scope,
+    // Unscoped, every container is in scope, known or not. Scoped, an unknown
+    // container may be outside it: alert until its metadata is known.
+    unknownContainers: p['unknownContainers'] === undefined ? (scoped ? 'alert' : 'prevent') : action(p['unknownContainers'], 'prevention.unknownContainers'),
+  };
 }
 
 export function loadPolicy(file: string): Policy {

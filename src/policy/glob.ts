@@ -1,15 +1,8 @@
-// Shell-style globs: `*` within a path segment, `**` across segments, `?` one character.
+// Shell-style globs (picomatch): `*` within a path segment, `**` across
+// segments, `?` one character, `{a,b}` alternatives. Dots are literal and
+// leading dots match like any other character (paths and image names, not a shell).
+import picomatch from 'picomatch';
+
 export function globToRegExp(glob: string): RegExp {
-  let re = '';
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === '*') {
-      if (glob[i + 1] === '*') {
-        re += '.*';
-        i++;
-      } else re += '[^/]*';
-    } else if (c === '?') re += '[^/]';
-    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
-  }
-  return new RegExp(`^${re}$`);
+  return picomatch.makeRe(glob, { dot: true });
 }

@@ -104,10 +104,13 @@ export class PolicyStage {
   apply(f: Finding): void {
     const sigId = f.signature?.id ?? '';
     const rule = this.rules.find((r) => r.test(f));
-    if (rule) {
+    // What the kernel stopped is always reported: an exception that metadata
+    // matched only after the kernel had decided must not hide a killed exec.
+    if (rule && f.action !== 'prevented') {
       this.metrics.inc('policy_excepted_total', { signature: sigId, rule: String(rule.index) });
       return;
     }
+    this.metrics.inc('findings_action_total', { signature: sigId, action: f.action || 'alert' });
     const override = this.policy.signatures[sigId]?.severity;
     if (override) f.signature!.severity = override;
     if (this.policy.sameAsImageSeverity && f.process?.executable?.sameAsImage) f.signature!.severity = this.policy.sameAsImageSeverity;

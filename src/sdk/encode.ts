@@ -33,6 +33,8 @@ export interface RecordSpec {
   cgroup?: string;
   cgroupParent?: string;
   session?: number;
+  /** Host pid of the exec session's first process (the kernel's session leader). */
+  sessionHostPid?: number;
   ancestors?: Array<{ hostPid: number; comm: string }>;
   version?: number;
   kind?: number;
@@ -83,6 +85,7 @@ export function encodeExec(s: RecordSpec = {}): Buffer {
   b.writeBigUInt64LE(s.startTimeNs ?? 999_000_000n, EXEC.startTimeNs);
   b.write((s.comm ?? 'x').slice(0, 15), EXEC.comm);
   b[EXEC.session] = s.session ?? 1;
+  b.writeUInt32LE(s.sessionHostPid ?? 0, EXEC.sessionHostPid);
   const anc = s.ancestors ?? [];
   b[EXEC.ancestorsLen] = anc.length;
   b.writeUInt16LE(cgp.length, EXEC.cgparentLen);

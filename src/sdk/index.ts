@@ -1,5 +1,5 @@
 // driftwatch/sdk: everything a custom signature needs.
-export { defineSignature, SEVERITIES, recordOf } from '../signatures/sdk.js';
+export { containerKey, defineSignature, defineStreamSignature, isDrift, SEVERITIES, recordOf } from '../signatures/sdk.js';
 export type {
   AnySignature,
   DetectionEvent,
@@ -13,6 +13,9 @@ export type {
   Severity,
   SignatureContext,
   SignatureDefinition,
+  StreamContext,
+  StreamFinding,
+  StreamSignatureDefinition,
 } from '../signatures/sdk.js';
 export type { ExecEvent, MmapEvent, ProcessFileRecord, Ancestor } from '../pipeline/decode.js';
 export type { ContainerInfo } from '../pipeline/container.js';

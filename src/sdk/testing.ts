@@ -1,6 +1,10 @@
 // driftwatch/sdk/testing: run a signature over hand-built or recorded events
-// and look at its findings, without a kernel.
+// and look at its findings, without a kernel. Events carry a time (`at`, in
+// ms) on a virtual clock, so stream signatures' windows are tested without
+// waiting.
+import { deepStrictEqual } from 'node:assert';
 import { readFileSync } from 'node:fs';
+import { TestScheduler } from 'rxjs/testing';
 import { containerOf, type ContainerInfo, type HostNamespaces } from '../pipeline/container.js';
 import { decodeBatch, decodeRecord, type DecodedEvent } from '../pipeline/decode.js';
 import { SignatureEngine } from '../pipeline/engine.js';
@@ -20,6 +24,8 @@ export interface TestEvent {
   container?: Partial<ContainerInfo>;
   file?: FileFacts;
   script?: ScriptFacts;
+  /** When the event arrives, in virtual ms from the start (default 0; equal times keep their order). */
+  at?: number;
 }
 
 function toDetection(t: TestEvent, host: HostNamespaces): DetectionEvent {
@@ -34,11 +40,25 @@ export interface RunResult {
   errors: number;
 }
 
-/** Feeds events to the signatures through the real engine; returns what they emitted. */
+/**
+ * Feeds events to the signatures through the real engine, each at its time
+ * on RxJS's virtual clock; the stream ends after the last event (open
+ * windows flush). Returns every finding, per-event and stream, in order.
+ */
 export function runSignatures(signatures: AnySignature[], events: TestEvent[], host = TEST_HOST): RunResult {
   const metrics = new Metrics();
-  const engine = new SignatureEngine(signatures, { hostname: 'test-host', clock: new BootClock(), metrics });
-  const findings = events.flatMap((e) => engine.dispatch(toDetection(e, host)));
+  const findings: Finding[] = [];
+  const scheduler = new TestScheduler((actual, expected) => deepStrictEqual(actual, expected));
+  scheduler.run(() => {
+    const engine = new SignatureEngine(signatures, { hostname: 'test-host', clock: new BootClock(), metrics });
+    engine.streamFindings.subscribe((f) => findings.push(f));
+    let end = 0;
+    for (const e of events) {
+      end = Math.max(end, e.at ?? 0);
+      scheduler.schedule(() => void findings.push(...engine.dispatch(toDetection(e, host))), e.at ?? 0);
+    }
+    scheduler.schedule(() => engine.close(), end);
+  });
   return { findings, errors: metrics.total('signature_errors_total') };
 }
 

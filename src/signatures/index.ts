@@ -1,5 +1,7 @@
+import driftBurst from './drift-burst.js';
 import execMapping from './exec-mapping.js';
 import filelessExec from './fileless-exec.js';
+import interactiveIntrusion from './interactive-intrusion.js';
 import modifiedExecutable from './modified-executable.js';
 import nestedOverlayExec from './nested-overlay-exec.js';
 import newExecutable from './new-executable.js';
@@ -17,4 +19,6 @@ export const builtinSignatures: AnySignature[] = [
   execMapping,
   volumeExec,
   nestedOverlayExec,
+  interactiveIntrusion,
+  driftBurst,
 ];

@@ -1,13 +1,13 @@
 // Loads custom signatures: .ts, .js and .mjs modules, named one by one or
 // as directories (every module in it), TypeScript included (Node strips the
 // types; no build step). A module default-exports a definition, or an array
-// of them. `driftwatch/sdk` resolves to this sensor's SDK wherever the
-// module lives.
+// of them. `driftwatch/sdk` (and `rxjs`) resolve to this sensor's wherever
+// the module lives.
 import { readdirSync, statSync } from 'node:fs';
 import { registerHooks } from 'node:module';
 import { extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SEVERITIES, type AnySignature, type EventKindName } from './sdk.js';
+import { SEVERITIES, type AnySignature, type EventKindName, type SignatureDefinition, type StreamSignatureDefinition } from './sdk.js';
 
 const EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs']);
 const EVENT_KINDS: readonly EventKindName[] = ['exec', 'mmap_exec'];
@@ -27,6 +27,8 @@ function resolveSdkImports(): void {
     resolve(specifier, context, next) {
       if (specifier === 'driftwatch/sdk') return { url: sdk, shortCircuit: true };
       if (specifier === 'driftwatch/sdk/testing') return { url: testing, shortCircuit: true };
+      // Stream signatures are RxJS operators: they get the sensor's RxJS wherever they live.
+      if (specifier === 'rxjs' || specifier.startsWith('rxjs/')) return next(specifier, { ...context, parentURL: import.meta.url });
       return next(specifier, context);
     },
   });
@@ -35,14 +37,16 @@ function resolveSdkImports(): void {
 /** Why a module's export is not a usable signature, or null. */
 export function invalidSignature(def: unknown): string | null {
   if (!def || typeof def !== 'object') return 'the default export is not a signature definition';
-  const d = def as Partial<AnySignature>;
+  const d = def as Partial<SignatureDefinition & StreamSignatureDefinition>;
   if (typeof d.id !== 'string' || !/^[a-z0-9][a-z0-9_.-]*$/i.test(d.id)) return 'id must be a non-empty string of letters, digits, . _ -';
   if (typeof d.name !== 'string' || !d.name) return `${d.id}: name is missing`;
   if (!SEVERITIES.includes(d.severity as never)) return `${d.id}: invalid severity ${JSON.stringify(d.severity)} (one of ${SEVERITIES.join(', ')})`;
   if (!Array.isArray(d.events) || d.events.length === 0 || !d.events.every((e) => EVENT_KINDS.includes(e))) {
     return `${d.id}: events must list some of ${EVENT_KINDS.join(', ')}`;
   }
-  if (typeof d.onEvent !== 'function') return `${d.id}: onEvent is missing`;
+  const perEvent = typeof d.onEvent === 'function';
+  const stream = typeof d.detect === 'function';
+  if (perEvent === stream) return `${d.id}: ${perEvent ? 'onEvent and detect both given (a signature is one kind or the other)' : 'onEvent is missing (or detect, for a stream signature)'}`;
   return null;
 }
 

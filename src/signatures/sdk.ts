@@ -1,6 +1,9 @@
 // What a signature author writes against: a definition (id, name, severity,
-// MITRE, the event kinds it wants) and onEvent, which calls ctx.emit() for
-// each finding. Copy any file next to this one to start a new signature.
+// MITRE, the event kinds it wants) and either onEvent, which calls ctx.emit()
+// for each finding (defineSignature), or detect, an RxJS operator over the
+// events of its kinds that reasons over time (defineStreamSignature). Copy any
+// file next to this one to start a new signature.
+import type { Observable } from 'rxjs';
 import type { Layer } from '../pipeline/classify.js';
 import type { ExecEvent, MmapEvent } from '../pipeline/decode.js';
 import type { ContainerInfo } from '../pipeline/container.js';
@@ -108,11 +111,55 @@ export interface SignatureDefinition<K extends EventKindName = EventKindName> {
   close?(): void;
 }
 
+/** A finding a stream signature makes: the event it is about, plus what emit() takes. */
+export interface StreamFinding extends EmitOptions {
+  event: DetectionEvent;
+}
+
+/** What detect() gets: settings and a log line; state lives in the operators. */
+export type StreamContext = SetupContext;
+
+/**
+ * A signature over time: detect() turns the stream of its kinds' events into
+ * findings with RxJS operators (groupBy per container, windows, scan).
+ * Events it keeps past the call are its own copies (the engine detaches them).
+ * Time operators use RxJS's default scheduler, so tests run on virtual time.
+ */
+export interface StreamSignatureDefinition<K extends EventKindName = EventKindName> extends Omit<SignatureDefinition<K>, 'onEvent' | 'init' | 'close'> {
+  detect(events: Observable<DetectionOf<K>>, ctx: StreamContext): Observable<StreamFinding>;
+}
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnySignature = SignatureDefinition<any>;
+export type EventSignature = SignatureDefinition<any>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type StreamSignature = StreamSignatureDefinition<any>;
+export type AnySignature = EventSignature | StreamSignature;
 
 export function defineSignature<K extends EventKindName>(def: SignatureDefinition<K>): SignatureDefinition<K> {
   return def;
+}
+
+export function defineStreamSignature<K extends EventKindName>(def: StreamSignatureDefinition<K>): StreamSignatureDefinition<K> {
+  return def;
+}
+
+export const isStreamSignature = (sig: AnySignature): sig is StreamSignature => typeof (sig as StreamSignature).detect === 'function';
+
+/** The container an event belongs to: its id, else its mount namespace. */
+export function containerKey(ev: DetectionEvent): string {
+  return ev.container.id || `mntns:${recordOf(ev).mntNs}`;
+}
+
+/**
+ * The event ran or mapped code that is not the image's: a file new in the
+ * upper layer, an image file changed there, or a memfd. mmap_exec records
+ * are only made for such files.
+ */
+export function isDrift(ev: DetectionEvent): boolean {
+  if (ev.kind === 'mmap_exec') return true;
+  const layer = ev.exec.layer;
+  if (layer === 'UPPER_NEW' || layer === 'MEMFD') return true;
+  return layer === 'UPPER_COPIED_UP' && ev.file?.sameAsImage !== true;
 }
 
 /** The process and file record behind any detection. */

@@ -4,6 +4,7 @@
 // process even if a test fails half way.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,9 +102,11 @@ export class MiniContainer {
    * Runs `script` with /bin/sh inside a fresh overlay of the image, in new
    * mount and pid namespaces; /dev/shm inside is a tmpfs.
    */
-  run(script: string, opts: { timeoutMs?: number } = {}): RunResult {
+  run(script: string, opts: { timeoutMs?: number; cgroup?: string } = {}): RunResult {
     const { runDir, args } = this.prepare(script);
-    const r = spawnSync('unshare', args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 20_000 });
+    // In a cgroup of its own (a directory of the unified hierarchy), when asked: moved there before unshare runs.
+    const argv = opts.cgroup ? ['/bin/sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', opts.cgroup, 'unshare', ...args] : ['unshare', ...args];
+    const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: opts.timeoutMs ?? 20_000 });
     rmSync(runDir, { recursive: true, force: true });
     return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   }
@@ -229,4 +232,25 @@ export function leftoverTestMounts(): string[] {
   return readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
     .filter((l) => l.includes('driftwatch-ct-') || l.includes('driftwatch-host-'));
+}
+
+/**
+ * A cgroup that names a container (`driftwatch-test/<64 hex>` in the unified
+ * hierarchy), for tests that must tell their own mini-containers from the
+ * other ones on the machine: the sensor describes it like any container, by
+ * its id. remove() after the processes in it have exited.
+ */
+export function containerCgroup(unifiedRoot: string): { id: string; path: string; remove: () => void } {
+  const id = randomBytes(32).toString('hex');
+  const parent = join(unifiedRoot, 'driftwatch-test');
+  const path = join(parent, id);
+  mkdirSync(path, { recursive: true });
+  return {
+    id,
+    path,
+    remove: () => {
+      spawnSync('rmdir', [path]);
+      spawnSync('rmdir', [parent]); // fails while another test's cgroup is there: fine
+    },
+  };
 }

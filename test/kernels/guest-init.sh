@@ -3,7 +3,9 @@
 # overlay module exists (phase 1), then classifies every scenario with the
 # module loaded (phase 2), then loads the #! script hook as BPF-LSM (phase 3,
 # kernel-side filtering) and as fentry (phase 4), which the host may refuse,
-# and loads without CAP_SYS_ADMIN with overlay as a module (phase 5).
+# and loads without CAP_SYS_ADMIN with overlay as a module (phase 5), then
+# refuses drifted execs with EPERM through BPF-LSM (phase 6) and kills them
+# at sched_process_exec without it (phase 7).
 # Output goes to the serial console.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -37,5 +39,7 @@ phase P2 /tmp/s2 'emit-all none' 'unshare -m -p -f sh /scenarios.sh /tmp/s2'
 phase P3 /tmp/s3 'filtered lsm' 'unshare -m -p -f sh /scenarios.sh /tmp/s3'
 phase P4 /tmp/s4 'emit-all fentry' 'unshare -m -p -f sh /scenarios.sh /tmp/s4'
 phase P5 /tmp/s5 'emit-all none no-sys-admin' 'unshare -m -p -f sh /scenarios.sh /tmp/s5'
+phase P6 /tmp/s6 'filtered lsm prevent' 'sh /prevent.sh /tmp/s6 -lsm'
+phase P7 /tmp/s7 'filtered none prevent' 'sh /prevent.sh /tmp/s7 -kill'
 echo DWDONE
 poweroff -f

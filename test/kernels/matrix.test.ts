@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { decodeBatch, type ExecEvent } from '../../src/pipeline/decode.js';
-import { FileFlag, ScriptFlag } from '../../src/pipeline/records.js';
+import { ExecOutcome, FileFlag, ScriptFlag } from '../../src/pipeline/records.js';
 import { dwexecBinary, kernelSkipReason } from '../helpers/minicontainer.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -191,6 +191,7 @@ describe('kernel matrix: Linux 6.1 under qemu', { skip: guestSkip ?? false }, ()
       copyFileSync(dwexecBinary(), join(rd, 'bin', 'dwexec'));
       copyFileSync(k.overlay, join(rd, 'lib', 'modules', 'overlay.ko'));
       copyFileSync(scenarios, join(rd, 'scenarios.sh'));
+      copyFileSync(join(root, 'test', 'kernels', 'prevent.sh'), join(rd, 'prevent.sh'));
       copyFileSync(join(root, 'test', 'kernels', 'guest-init.sh'), join(rd, 'init'));
       chmodSync(join(rd, 'init'), 0o755);
       const initrd = join(work, 'initrd.cpio');
@@ -203,6 +204,7 @@ describe('kernel matrix: Linux 6.1 under qemu', { skip: guestSkip ?? false }, ()
         { encoding: 'utf8', maxBuffer: 64 << 20 },
       );
       const out = q.stdout;
+      if (process.env.DW_GUEST_OUT) writeFileSync(process.env.DW_GUEST_OUT, out);
       assert.match(out, /DWDONE/, `guest did not finish (exit ${q.status}):\n${out.slice(-3000)}`);
       assert.doesNotMatch(out, /DWSCRIPTFAIL/, out.slice(-3000));
       assert.match(out, new RegExp(`DWKERNEL ${k.version.replaceAll('.', '\\.')}`));
@@ -237,6 +239,29 @@ describe('kernel matrix: Linux 6.1 under qemu', { skip: guestSkip ?? false }, ()
       assert.deepEqual(layersByScenario(p5), EXPECTED);
       assert.deepEqual(nestedLayers(p5), NESTED_ON_TMPFS_STORAGE);
       assert.equal(p5.filter((e) => e.fileFlags & FileFlag.OVL_UNRESOLVED).length, 0, 'overlay types resolved without CAP_SYS_ADMIN');
+      // Phase 6: prevention through BPF-LSM: every drifted exec fails with EPERM, the shell goes on, image execs run.
+      assert.match(out, /P6 DWREADY raw_tp\/sched_process_exec lsm\/bprm_check_security/, out.slice(-3000));
+      assert.match(out, /^DWPREV-lsm lower rc=0/m, out.slice(-3000));
+      for (const kind of ['new', 'script', 'tmpfs']) assert.match(out, new RegExp(`^DWPREV-lsm ${kind} rc=126`, 'm'), `${kind}: exec refused (sh: 126, permission denied)\n${out.slice(-3000)}`);
+      assert.match(out, /^DWPREV-lsm memfd rc=127/m, 'fexecve of the memfd failed and dwexec went on to report it');
+      assert.match(out, /^fexecve: Operation not permitted/m);
+      assert.match(out, /^DWPREV-lsm markers: end/m, 'no payload wrote its marker');
+      const denied = recordsFrom(out, 'P6 ').filter((e) => e.fileFlags & ExecOutcome.DENIED);
+      const deniedPaths = denied.map((e) => e.path).sort();
+      assert.deepEqual(deniedPaths, ['/dev/shm/busybox-shm', '/tmp/busybox-new', '/tmp/dropped.sh', 'memfd:payload'], JSON.stringify(deniedPaths));
+      assert.deepEqual(denied.map((e) => e.layer).sort(), ['MEMFD', 'OTHER', 'TMPFS', 'UPPER_NEW'], 'the script record carries the script, not an interpreter');
+      assert.equal(denied.find((e) => e.path === '/tmp/dropped.sh')?.scriptLayer, 'UPPER_NEW');
+      assert.match(out, /P6 DWSTATS .*denied=4 prevented=0/);
+      // Phase 7: no LSM: SIGKILL at sched_process_exec; the script found on the deferred-fput list (f_u layout).
+      assert.match(out, /P7 DWREADY raw_tp\/sched_process_exec \r?$/m, out.slice(-3000));
+      assert.match(out, /^DWPREV-kill lower rc=0/m);
+      for (const kind of ['new', 'script', 'memfd', 'tmpfs']) assert.match(out, new RegExp(`^DWPREV-kill ${kind} rc=137`, 'm'), `${kind}: killed\n${out.slice(-3000)}`);
+      assert.match(out, /^DWPREV-kill markers: end/m, 'no payload wrote its marker');
+      const killed = recordsFrom(out, 'P7 ').filter((e) => e.fileFlags & ExecOutcome.PREVENTED);
+      assert.equal(killed.find((e) => e.fileFlags & FileFlag.SCRIPT)?.scriptLayer, 'UPPER_NEW', 'the script was judged by its own file');
+      assert.match(out, /P7 DWSTATS .*denied=0 prevented=4/);
+      console.log(`# proved on Linux ${k.version}: BPF-LSM prevention, drifted binary, #! script, memfd and tmpfs execs refused with EPERM, the caller goes on`);
+      console.log(`# proved on Linux ${k.version}: prevention without LSM, the same execs killed at sched_process_exec before their first instruction`);
       console.log(`# proved on Linux ${k.version} (qemu TCG, struct ovl_entry layout, ${Math.round((Date.now() - started) / 1000)} s): ${Object.values(EXPECTED).join(' ')}`);
       console.log(`# proved on Linux ${k.version}: #! script layers from BPF-LSM and from fentry bprm_check (${Object.values(SCRIPTS).join(' ')}), a self-deleting script included`);
       console.log(`# proved on Linux ${k.version}: #! script layers without any hook, from the exec's deferred fput (${Object.values(SCRIPTS).join(' ')})`);

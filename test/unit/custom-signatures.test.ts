@@ -116,3 +116,25 @@ function require_size(p: string): number {
 function readBatch(p: string): Buffer {
   return readFileSync(p);
 }
+
+test('custom signatures: a stream signature loads from outside the project, with the sensor\'s RxJS, and runs', async () => {
+  const other = mkdtempSync(join(tmpdir(), 'dw-custom-stream-'));
+  try {
+    writeFileSync(
+      join(other, 'twice.mjs'),
+      `import { bufferCount, map } from 'rxjs';
+       import { defineStreamSignature } from 'driftwatch/sdk';
+       export default defineStreamSignature({ id: 'custom.twice', name: 't', version: '1', description: '', severity: 'LOW', events: ['exec'],
+         detect: (events) => events.pipe(bufferCount(2), map((evs) => ({ event: evs[1], data: { n: String(evs.length) } }))) });`,
+    );
+    writeFileSync(join(other, 'both.mjs'), `export default { id: 'custom.both', name: 'b', severity: 'LOW', events: ['exec'], onEvent() {}, detect: (e) => e };`);
+    const { signatures, errors } = await loadCustomSignatures(other, new Set());
+    assert.deepEqual(signatures.map((s) => s.id), ['custom.twice']);
+    assert.match(errors[0]!.reason, /onEvent and detect both given/);
+    const record = { path: '/tmp/x', cgroup: 'libpod-' + 'c'.repeat(64) };
+    const { findings } = runSignatures(signatures, [{ record }, { record, at: 5 }, { record, at: 9 }]);
+    assert.deepEqual(findings.map((f) => f.signature?.data?.['n']), ['2']);
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+  }
+});

@@ -23,6 +23,7 @@ import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { envName, parseConfigFile, resolveConfig, type SensorConfig } from '../../src/config.js';
 import { parsePolicy } from '../../src/policy/config.js';
@@ -40,6 +41,7 @@ const MODELS: Record<string, { model: { new (data: never): { validate(): void } 
   'v1/ResourceQuota': { model: ResourceQuota, module: 'kubernetes-models/v1/ResourceQuota', iface: 'IResourceQuota' },
   'apps/v1/DaemonSet': { model: DaemonSet, module: 'kubernetes-models/apps/v1/DaemonSet', iface: 'IDaemonSet' },
   'apps/v1/Deployment': { model: Deployment, module: 'kubernetes-models/apps/v1/Deployment', iface: 'IDeployment' },
+  'policy/v1/PodDisruptionBudget': { model: PodDisruptionBudget, module: 'kubernetes-models/policy/v1/PodDisruptionBudget', iface: 'IPodDisruptionBudget' },
   'networking.k8s.io/v1/NetworkPolicy': { model: NetworkPolicy, module: 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy', iface: 'INetworkPolicy' },
   'monitoring.coreos.com/v1/ServiceMonitor': {
     model: ServiceMonitor,
@@ -56,19 +58,23 @@ interface Doc {
   obj: Obj;
 }
 
-function yamlFiles(dir: string): string[] {
+// deploy/postgres/ is an alternative to deploy/30-backend.yaml (PostgreSQL
+// mode with replicas), checked on its own below.
+const alternativeDirs = new Set([join(deployDir, 'postgres')]);
+
+function yamlFiles(dir: string, skip = alternativeDirs): string[] {
   return readdirSync(dir)
     .sort()
     .flatMap((name) => {
       const p = join(dir, name);
-      if (statSync(p).isDirectory()) return yamlFiles(p);
+      if (statSync(p).isDirectory()) return skip.has(p) ? [] : yamlFiles(p, skip);
       return /\.ya?ml$/.test(name) ? [p] : [];
     });
 }
 
-function loadDocs(): Doc[] {
+function loadDocs(dir = deployDir): Doc[] {
   const docs: Doc[] = [];
-  for (const file of yamlFiles(deployDir)) {
+  for (const file of yamlFiles(dir)) {
     const rel = relative(repoRoot, file);
     parseAllDocuments(readFileSync(file, 'utf8')).forEach((d, i) => {
       assert.deepEqual(d.errors.map((e) => e.message), [], `${rel} document ${i + 1}: YAML errors`);
@@ -372,4 +378,34 @@ test('deploy: the sensor exports to the backend Service with the token from the 
   const b = secretEnv(bc, tokenEnv);
   assert.ok(s && b, 'both take DRIFTWATCH_TOKEN from a Secret');
   assert.deepEqual({ name: s['name'], key: s['key'] }, { name: b['name'], key: b['key'] });
+});
+
+test('deploy: PostgreSQL mode runs replicas of the same backend, with the database URL and token from Secrets', () => {
+  const pgDocs = loadDocs(join(deployDir, 'postgres'));
+  assert.ok(pgDocs.length >= 2, 'deploy/postgres/ has the backend and its disruption budget');
+  for (const d of pgDocs) {
+    assert.doesNotThrow(() => schemaValidate(d.obj), (e: unknown) => `${d.where}: ${(e as Error).message}`);
+    assert.equal(d.obj['metadata']['namespace'], 'driftwatch');
+  }
+  const diags = typeCheck(pgDocs.map((d) => d.obj));
+  pgDocs.forEach((d, i) => assert.deepEqual(diags[i], [], `${d.where}: ${diags[i]!.join('; ')}`));
+  const pgBackend = pgDocs.find((d) => d.obj['kind'] === 'Deployment')!.obj;
+  const sqliteBackend = one('Deployment', 'backend');
+  // it replaces the SQLite Deployment in place and is selected by the same Service
+  assert.equal(pgBackend['metadata']['name'], sqliteBackend['metadata']['name']);
+  assert.deepEqual(pgBackend['spec']['selector'], sqliteBackend['spec']['selector']);
+  assert.ok(pgBackend['spec']['replicas'] >= 2, 'replicas');
+  assert.equal(pgBackend['spec']['strategy']['type'], 'RollingUpdate');
+  const pod = pgBackend['spec']['template']['spec'];
+  assert.equal(pod['automountServiceAccountToken'], false);
+  assert.equal(pod['volumes'], undefined, 'no volume: the state is in PostgreSQL');
+  const c = pod['containers'][0];
+  assert.equal(c['image'], sqliteBackend['spec']['template']['spec']['containers'][0]['image']);
+  assert.ok(!(c['args'] as string[]).includes('--db') && !(c['args'] as string[]).includes('--token'), 'no URL or token in the arguments');
+  assert.deepEqual(secretEnv(c, 'DRIFTWATCH_DB'), { name: 'driftwatch-postgres', key: 'url' });
+  assert.deepEqual(secretEnv(c, 'DRIFTWATCH_TOKEN'), secretEnv(sqliteBackend['spec']['template']['spec']['containers'][0], 'DRIFTWATCH_TOKEN'));
+  assert.equal(c['securityContext']['readOnlyRootFilesystem'], true);
+  const pdb = pgDocs.find((d) => d.obj['kind'] === 'PodDisruptionBudget')!.obj;
+  assert.deepEqual(pdb['spec']['selector'], pgBackend['spec']['selector']);
+  assert.ok(pdb['spec']['minAvailable'] < pgBackend['spec']['replicas'], 'a node drain can proceed');
 });

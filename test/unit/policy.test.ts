@@ -33,6 +33,10 @@ test('glob: * stays within a path segment, ** crosses them', () => {
   assert.ok(globToRegExp('/usr/local/**').test('/usr/local/lib/node_modules/x/bin/y'));
   assert.ok(globToRegExp('docker.io/library/node:*').test('docker.io/library/node:22'));
   assert.ok(!globToRegExp('a.c').test('abc'), 'dots are literal');
+  assert.ok(globToRegExp('/usr/bin/{curl,wget}').test('/usr/bin/wget'), 'alternatives');
+  assert.ok(!globToRegExp('/usr/bin/{curl,wget}').test('/usr/bin/nc'));
+  assert.ok(globToRegExp('/app/**').test('/app/.cache/x'), 'leading dots match');
+  assert.ok(!globToRegExp('/app/*').test('/app/'), '* needs a character');
 });
 
 const f = (over: Partial<{ sig: string; path: string; image: string; name: string; ns: string; args: string[]; same: boolean; id: string; time: string; cid: string }> = {}): Finding => ({

@@ -55,8 +55,12 @@ test('sensor: recorded container batches become findings; host events are droppe
   await until(() => sensor.metrics.get('events_decoded_total') === 8);
   await sensor.stop();
   assert.equal(sensor.metrics.get('host_events_dropped_total'), 1);
-  assert.equal(found.length, 8); // 5 scenarios (unlinked gives two) + 2 podman
-  const podman = found.filter((f) => f.container!.id);
+  // 5 scenarios (unlinked gives two) + 2 podman + the podman exec session's drift as an intrusion
+  assert.equal(found.length, 9);
+  const intrusion = found.filter((f) => f.signature!.id === 'drift.interactive_intrusion');
+  assert.equal(intrusion.length, 1);
+  assert.equal(intrusion[0]!.process!.execSession, true);
+  const podman = found.filter((f) => f.container!.id && f.signature!.id !== 'drift.interactive_intrusion');
   assert.equal(podman.length, 2);
   assert.equal(podman[0]!.container!.runtime, 'podman');
   assert.deepEqual(podman.map((f) => f.process!.execSession).sort(), [false, true]);

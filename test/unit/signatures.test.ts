@@ -10,7 +10,7 @@ import { decodeBatch, decodeExecRecord, decodeRecord, type ExecEvent } from '../
 import { SignatureEngine } from '../../src/pipeline/engine.js';
 import { BootClock } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
-import { FileFlag as F, FS_MAGIC } from '../../src/pipeline/records.js';
+import { EventKind, FileFlag as F, FS_MAGIC, HDR, MMAP, MMAP_VERSION } from '../../src/pipeline/records.js';
 import { builtinSignatures } from '../../src/signatures/index.js';
 import type { DetectionEvent } from '../../src/signatures/sdk.js';
 import { encodeExec, type RecordSpec } from '../../src/sdk/encode.js';
@@ -96,11 +96,18 @@ test('finding: the JSON contract has the fields consumers rely on', () => {
 });
 
 /** proto3 JSON treats default scalars as absent: drop them for comparison. */
+/** proto3 `optional` fields: present even when 0, absent when unknown. */
+const WITH_PRESENCE = new Set(['ppid', 'gid', 'hostPpid']);
+
 function withoutDefaults(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(withoutDefaults);
   if (v && typeof v === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
+      if (WITH_PRESENCE.has(k) && x === 0) {
+        out[k] = 0;
+        continue;
+      }
       if (x === false || x === 0 || x === '' || x === null || (Array.isArray(x) && x.length === 0)) continue;
       out[k] = withoutDefaults(x);
     }
@@ -134,4 +141,21 @@ test('signatures: drift.nested_overlay_exec says what is behind the overlay and 
   };
   assert.deepEqual(data(F.OVERLAY | F.OVL_NESTED), [{ backingLayer: 'LOWER', followed: 'true' }]);
   assert.deepEqual(data(F.OVERLAY | F.OVL_NESTED | F.OVL_UNFOLLOWED), [{ backingLayer: 'UNKNOWN', followed: 'false' }]);
+});
+
+test('signatures: an mmap_exec finding leaves ppid, gid and the parent out (unknown), not 0', () => {
+  const rec = Buffer.alloc(MMAP.data);
+  rec.writeUInt16LE(EventKind.MMAP_EXEC, HDR.kind);
+  rec.writeUInt16LE(MMAP_VERSION, HDR.version);
+  rec.writeUInt32LE(rec.length, HDR.size);
+  rec.writeUInt32LE(77, MMAP.hostPid);
+  rec.writeUInt32LE(F.OVERLAY | F.OVL_UPPER_DENTRY | F.OVL_UPPER_ALIAS, MMAP.fileFlags);
+  const mmap = decodeRecord(rec);
+  assert.equal(mmap.kind, 'mmap_exec');
+  const engine = new SignatureEngine(builtinSignatures, { hostname: 'node-1', clock: new BootClock(), metrics: new Metrics() });
+  const [f] = engine.dispatch({ kind: 'mmap_exec', mmap: mmap as never, container: { inContainer: true, id: null } });
+  assert.equal(f?.signature?.id, 'drift.exec_mapping');
+  assert.equal(f.process!.hostPid, 77);
+  for (const k of ['ppid', 'gid', 'hostPpid', 'parent'] as const) assert.equal(k in f.process!, false, k);
+  assert.equal(typeof f.process!.uid, 'number');
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { spawn } from 'node:child_process';
-import { consoleSink, jsonlSink, writeFully } from '../../src/pipeline/sinks.js';
+import { consoleSink, jsonlSink, writeAll } from '../../src/pipeline/sinks.js';
 import type { Finding } from '../../src/pipeline/finding.js';
 
 const finding = (id: string) =>
@@ -79,8 +79,8 @@ test('a full non-blocking pipe is waited out: every line arrives whole (EAGAIN i
   const fd = (child.stdin as unknown as { _handle: { fd: number } })._handle.fd;
   let got = 0;
   child.stdout.on('data', (d: Buffer) => (got += d.length));
-  const line = Buffer.from('x'.repeat(4095) + '\n');
-  for (let i = 0; i < 64; i++) writeFully(fd, line); // 256 KiB: four times a pipe's default capacity
+  const line = 'x'.repeat(4095) + '\n';
+  for (let i = 0; i < 64; i++) writeAll(fd, line); // 256 KiB: four times a pipe's default capacity
   child.stdin.end();
   await new Promise((r) => child.on('exit', r));
   assert.equal(got, 64 * 4096);

@@ -50,6 +50,12 @@ struct dw_event_header {
  * describe the file behind it, followed down the stack. */
 #define DW_FILE_OVL_NESTED         (1U << 14)
 #define DW_FILE_OVL_UNFOLLOWED     (1U << 15) /* nested, but the stack could not be followed: layer unknown */
+/* What prevention did to the exec (prevent.bpf.h). Not facts about the file,
+ * but kept in file_flags so the record layout stays as it is. */
+#define DW_EXEC_PREVENTED          (1U << 16) /* SIGKILL sent before the new image ran */
+#define DW_EXEC_WOULD_PREVENT      (1U << 17) /* dry run: it would have been stopped */
+#define DW_EXEC_DENIED             (1U << 18) /* refused with -EPERM at bprm_check (BPF-LSM); comm
+                                               * and argv are then the caller's, the exec never happened */
 
 /*
  * script_flags: where the exec hook cannot see the script (at
@@ -188,6 +194,13 @@ enum dw_stat {
 	DW_STAT_MMAP_EXEC_EMITTED,
 	DW_STAT_OVL_NESTED,     /* execs through an overlay mounted inside a container */
 	DW_STAT_OVL_UNFOLLOWED, /* of those, whose backing file could not be followed */
+	DW_STAT_PREVENTED,         /* SIGKILL sent at sched_process_exec */
+	DW_STAT_DENIED,            /* -EPERM at bprm_check */
+	DW_STAT_WOULD_PREVENT,     /* dry run */
+	DW_STAT_PREVENT_EXCEPTED,  /* an exception let a stoppable exec run */
+	DW_STAT_PREVENT_PATH_LONG, /* path too long or deep for exceptions: judged without them */
+	DW_STAT_PREVENT_FAILED,    /* bpf_send_signal refused: the exec ran */
+	DW_STAT_PREVENT_SCRIPT_UNSEEN, /* a #! script's own file was not found at exec: judged by its interpreter */
 	DW_STAT_SCRIPT_UNSEEN, /* a #! exec whose script file the kernel side could not find */
 	DW_STAT_MAX,
 };

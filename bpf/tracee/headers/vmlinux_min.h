@@ -104,27 +104,6 @@ struct path {
 struct file {
 	struct path f_path;
 	struct inode *f_inode;
-	unsigned int f_flags;
-};
-
-struct callback_head {
-	struct callback_head *next;
-	void (*func)(struct callback_head *);
-};
-
-/* Where fput() queues a file's deferred release (its task_work), by kernel:
- * f_task_work (6.8+), f_rcuhead (6.2-6.7), f_u.fu_rcuhead (before). rcu_head
- * is callback_head under another name. */
-struct file___task_work {
-	struct callback_head f_task_work;
-};
-struct file___rcuhead {
-	struct callback_head f_rcuhead;
-};
-struct file___f_u {
-	union {
-		struct callback_head fu_rcuhead;
-	} f_u;
 };
 
 struct linux_binprm {
@@ -232,7 +211,6 @@ struct task_struct {
 	struct mm_struct *mm;
 	struct css_set *cgroups;
 	struct files_struct *files;
-	struct callback_head *task_works;
 };
 
 /* overlayfs (fs/overlayfs/ovl_entry.h), often a module: guard every use

@@ -1,0 +1,110 @@
+// The main thread's side of the ingest worker: sends request bytes, counts
+// the findings waiting to be stored (the backpressure the server admits
+// against), and stops the worker on shutdown.
+import { Worker } from 'node:worker_threads';
+import { ingest, type IngestLimits, type IngestOutcome } from './ingest.js';
+import { openStore, type FindingStore } from './store.js';
+import type { WorkerConfig, WorkerRequest } from './ingest-worker.js';
+
+/** Where the server hands request bytes to be stored. */
+export interface Ingester {
+  queuedRows: number;
+  submit(buf: Uint8Array, rows: number): Promise<IngestOutcome>;
+  close(graceMs: number): Promise<void>;
+}
+
+/**
+ * The same work on the event loop, for the sensor's embedded backend (one
+ * sensor's findings on loopback): no second V8 isolate in the sensor's memory.
+ */
+export class InlineIngest implements Ingester {
+  queuedRows = 0;
+  private readonly running = new Set<Promise<unknown>>();
+
+  private constructor(private readonly store: FindingStore, private readonly limits: IngestLimits) {}
+
+  static async start(config: WorkerConfig): Promise<InlineIngest> {
+    return new InlineIngest(await openStore(config.db, { poolSize: config.poolSize }), config);
+  }
+
+  submit(buf: Uint8Array, rows: number): Promise<IngestOutcome> {
+    this.queuedRows += rows;
+    const p = ingest(this.store, buf, this.limits)
+      .catch((err: Error): IngestOutcome => ({ kind: 'unavailable', message: err.message }))
+      .finally(() => {
+        this.queuedRows -= rows;
+        this.running.delete(p);
+      });
+    this.running.add(p);
+    return p;
+  }
+
+  async close(graceMs: number): Promise<void> {
+    await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    await this.store.close();
+  }
+}
+
+export class IngestWorker implements Ingester {
+  private seq = 0;
+  private readonly waiting = new Map<number, { resolve: (o: IngestOutcome) => void; rows: number }>();
+  /** Findings sent to the worker and not yet answered. */
+  queuedRows = 0;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (m: { op: string; seq?: number; outcome?: IngestOutcome }) => {
+      if (m.op !== 'done') return;
+      const w = this.waiting.get(m.seq!);
+      if (!w) return;
+      this.waiting.delete(m.seq!);
+      this.queuedRows -= w.rows;
+      w.resolve(m.outcome!);
+    });
+    worker.on('error', (err) => this.failAll(err.message));
+    worker.on('exit', () => this.failAll('ingest worker exited'));
+  }
+
+  static async start(config: WorkerConfig): Promise<IngestWorker> {
+    const worker = new Worker(new URL('./ingest-worker.js', import.meta.url), { workerData: config, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (m: { op: string; message?: string }) => {
+        if (m.op === 'ready') (worker.off('message', onMessage), resolve());
+        if (m.op === 'failed') (worker.off('message', onMessage), void worker.terminate(), reject(new Error(m.message)));
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+    });
+    return new IngestWorker(worker);
+  }
+
+  submit(buf: Uint8Array, rows: number): Promise<IngestOutcome> {
+    const seq = ++this.seq;
+    this.queuedRows += rows;
+    return new Promise((resolve) => {
+      this.waiting.set(seq, { resolve, rows });
+      this.worker.postMessage({ op: 'ingest', seq, buf } satisfies WorkerRequest);
+    });
+  }
+
+  private failAll(message: string): void {
+    for (const [seq, w] of this.waiting) {
+      this.waiting.delete(seq);
+      this.queuedRows -= w.rows;
+      w.resolve({ kind: 'unavailable', message });
+    }
+  }
+
+  /** Lets writes in progress finish (up to graceMs), closes the store, ends the thread. */
+  async close(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.worker.on('message', (m: { op: string }) => m.op === 'closed' && resolve()));
+    const drained = new Promise<void>((resolve) => {
+      const tick = () => (this.waiting.size === 0 ? resolve() : setTimeout(tick, 10));
+      tick();
+    });
+    const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+    await Promise.race([drained, timeout(graceMs)]);
+    this.worker.postMessage({ op: 'close' } satisfies WorkerRequest);
+    await Promise.race([closed, timeout(500)]);
+    await this.worker.terminate();
+  }
+}

@@ -1,0 +1,46 @@
+// One Export request, from bytes to stored rows: split into findings, check
+// each on its own, store the good ones (bisecting around a finding the store
+// refuses), and say which were rejected and why.
+import { describeRejections, checkEncodedFinding, splitRequest, type Rejection } from './validate.js';
+import { insertBisecting, isStoreUnavailable } from './bisect.js';
+import type { FindingStore } from './store.js';
+import type { FindingJson } from '#gen/finding-json.js';
+
+export interface IngestLimits {
+  maxFindingsPerRequest: number;
+}
+
+export type IngestOutcome =
+  | { kind: 'ok'; stored: number; duplicates: number; rejected: Rejection[]; truncated: number }
+  | { kind: 'invalid'; message: string }
+  | { kind: 'unavailable'; message: string };
+
+export async function ingest(store: FindingStore, buf: Uint8Array, limits: IngestLimits): Promise<IngestOutcome> {
+  let parts: Uint8Array[];
+  try {
+    parts = splitRequest(buf);
+  } catch (err) {
+    return { kind: 'invalid', message: `malformed ExportRequest: ${(err as Error).message}` };
+  }
+  if (parts.length === 0) return { kind: 'invalid', message: 'no findings in request' };
+  if (parts.length > limits.maxFindingsPerRequest) return { kind: 'invalid', message: `more than ${limits.maxFindingsPerRequest} findings in one request` };
+  const good: FindingJson[] = [];
+  const rejected: Rejection[] = [];
+  let truncated = 0;
+  for (let i = 0; i < parts.length; i++) {
+    const c = checkEncodedFinding(parts[i]!, i);
+    if (!c.ok) rejected.push(c.rejection);
+    else {
+      good.push(c.finding);
+      if (c.truncated) truncated++;
+    }
+  }
+  if (good.length === 0) return { kind: 'invalid', message: `all ${parts.length} findings invalid: ${describeRejections(rejected, 3)}` };
+  try {
+    const r = await insertBisecting(store, good);
+    for (const f of r.failed) rejected.push({ index: good.findIndex((g) => g.id === f.id), id: f.id, field: 'finding', reason: `refused by the store: ${f.reason}` });
+    return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected, truncated };
+  } catch (err) {
+    return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}${isStoreUnavailable(err) ? '' : ' (bisect)'}` };
+  }
+}

@@ -1,0 +1,150 @@
+// The kernel/user contract, held against the built BPF object the way
+// tetragon's alignchecker holds its Go structs: every member of the record
+// structs in the object's BTF must have a mirror in records.ts at the same
+// offset (and every mirror a member), sizes must agree, and the counter
+// names the addon reports must be enum dw_stat's. Preprocessor constants
+// (flag bits, versions) never reach BTF, so those are read from the header
+// the object was built from. A field moved, added or dropped on one side
+// only fails here.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { addonPath, loadAddon } from '../../src/native/loader.js';
+import * as R from '../../src/pipeline/records.js';
+
+const root = join(addonPath, '..', '..', '..', '..');
+const object = join(root, 'bpf', 'build', 'tracee.bpf.o');
+const header = join(root, 'bpf', 'tracee', 'headers', 'events.h');
+
+interface BtfMember {
+  name: string;
+  type_id: number;
+  bits_offset: number;
+}
+interface BtfType {
+  id: number;
+  kind: string;
+  name: string;
+  size?: number;
+  members?: BtfMember[];
+  values?: Array<{ name: string; val: number }>;
+  type_id?: number;
+  nr_elems?: number;
+}
+
+function bpftool(): string | null {
+  for (const p of ['/usr/sbin/bpftool', '/usr/bin/bpftool', '/usr/local/sbin/bpftool']) if (existsSync(p)) return p;
+  return null;
+}
+
+const tool = bpftool();
+const skip = !existsSync(object) ? `no BPF object at bpf/build/tracee.bpf.o (npm run build:bpf)` : !tool ? 'bpftool is not installed' : false;
+if (skip) console.log(`# kernel contract: skipped: ${skip}`);
+
+function btf(): Map<string, BtfType> & { byId: Map<number, BtfType> } {
+  const { types } = JSON.parse(execFileSync(tool!, ['-j', 'btf', 'dump', 'file', object], { encoding: 'utf8', maxBuffer: 64 << 20 })) as { types: BtfType[] };
+  const byName = new Map(types.filter((t) => t.name && t.name !== '(anon)').map((t) => [t.name, t])) as Map<string, BtfType> & { byId: Map<number, BtfType> };
+  byName.byId = new Map(types.map((t) => [t.id, t]));
+  return byName;
+}
+
+const camel = (snake: string): string => snake.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/** Explicit padding members (pad, _pad1, reserved): kept by C for alignment, not read. */
+const PADDING = /^_*(pad|reserved)\d*$/;
+
+/**
+ * What differs between a BTF struct and its mirror (member name in camel
+ * case → byte offset). `skip` names members checked elsewhere (the nested header).
+ */
+export function layoutMismatches(struct: BtfType, mirror: Readonly<Record<string, number>>, skip: string[] = []): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const m of struct.members ?? []) {
+    if (skip.includes(m.name) || PADDING.test(m.name)) continue;
+    const key = camel(m.name);
+    seen.add(key);
+    if (m.bits_offset % 8) out.push(`${struct.name}.${m.name} is a bitfield`);
+    else if (!(key in mirror)) out.push(`${struct.name}.${m.name} (offset ${m.bits_offset / 8}) has no mirror ${key}`);
+    else if (mirror[key] !== m.bits_offset / 8) out.push(`${struct.name}.${m.name} is at ${m.bits_offset / 8}, the mirror says ${mirror[key]}`);
+  }
+  for (const key of Object.keys(mirror)) if (!seen.has(key)) out.push(`mirror ${key} has no member in ${struct.name}`);
+  return out;
+}
+
+/** #define NAME value lines of the header with a prefix, value evaluated (1U << n, hex, decimal). */
+function defines(prefix: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of readFileSync(header, 'utf8').matchAll(new RegExp(`^#define\\s+${prefix}(\\w+)\\s+\\(?\\s*(?:1U?\\s*<<\\s*(\\d+)|(0x[0-9a-fA-F]+)U?|(\\d+)U?)\\s*\\)?`, 'gm'))) {
+    out.set(m[1]!, m[2] !== undefined ? 2 ** Number(m[2]) : Number(m[3] ?? m[4]));
+  }
+  return out;
+}
+
+test('kernel contract: record structs in the object\'s BTF match records.ts, member by member', { skip }, () => {
+  const types = btf();
+  const struct = (name: string): BtfType => {
+    const t = types.get(name);
+    assert.ok(t && t.kind === 'STRUCT', `struct ${name} in the object's BTF`);
+    return t;
+  };
+  const hdr = struct('dw_event_header');
+  assert.deepEqual(layoutMismatches(hdr, R.HDR), []);
+  assert.equal(hdr.size, R.HEADER_SIZE);
+  for (const [name, mirror] of [['dw_exec_event', R.EXEC], ['dw_mmap_event', R.MMAP]] as const) {
+    const s = struct(name);
+    assert.deepEqual(layoutMismatches(s, mirror, ['hdr']), []);
+    assert.equal(s.members![0]!.name, 'hdr', `${name} starts with the header`);
+    assert.equal(mirror.data, s.size, `${name}: data[] starts where the fixed part ends`);
+    const comm = types.byId.get(s.members!.find((m) => m.name === 'comm')!.type_id)!;
+    assert.equal(comm.nr_elems, R.COMM_LEN, `${name}.comm length`);
+  }
+  const ancestor = struct('dw_ancestor');
+  assert.equal(ancestor.size, R.ANCESTOR_SIZE);
+  const ancestors = types.byId.get(struct('dw_exec_event').members!.find((m) => m.name === 'ancestors')!.type_id)!;
+  assert.equal(ancestors.kind, 'ARRAY');
+  assert.equal(ancestors.nr_elems, R.MAX_ANCESTORS);
+});
+
+test('kernel contract: a moved, added or dropped C field is caught', { skip }, () => {
+  const exec = btf().get('dw_exec_event')!;
+  const moved = { ...exec, members: exec.members!.map((m) => (m.name === 'uid' ? { ...m, bits_offset: m.bits_offset + 32 } : m)) };
+  assert.deepEqual(layoutMismatches(moved, R.EXEC, ['hdr']), ['dw_exec_event.uid is at 44, the mirror says 40']);
+  const added = { ...exec, members: [...exec.members!, { name: 'action', type_id: 9, bits_offset: 8 * 240 }] };
+  assert.match(layoutMismatches(added, R.EXEC, ['hdr']).join(), /dw_exec_event\.action \(offset 240\) has no mirror action/);
+  const dropped = { ...exec, members: exec.members!.filter((m) => m.name !== 'gid') };
+  assert.deepEqual(layoutMismatches(dropped, R.EXEC, ['hdr']), ['mirror gid has no member in dw_exec_event']);
+});
+
+test('kernel contract: the addon\'s counter names are enum dw_stat from the object, in order', { skip }, () => {
+  const e = btf().get('dw_stat');
+  assert.ok(e && e.kind === 'ENUM', 'enum dw_stat in the object\'s BTF');
+  const fromBtf = e
+    .values!.filter((v) => v.name !== 'DW_STAT_MAX')
+    .sort((a, b) => a.val - b.val)
+    .map((v) => v.name.replace(/^DW_STAT_/, '').toLowerCase());
+  assert.deepEqual(fromBtf.map((_, i) => e.values!.find((v) => v.val === i)?.name.replace(/^DW_STAT_/, '').toLowerCase()), fromBtf, 'values are 0..n-1');
+  assert.deepEqual(loadAddon().statNames, fromBtf);
+});
+
+test('kernel contract: flag bits, versions and kinds in the header match records.ts', { skip }, () => {
+  const mirror = (prefix: string, ts: Record<string, number>) => {
+    const c = Object.fromEntries(defines(prefix));
+    assert.deepEqual(ts, c, `${prefix}* (header) against records.ts`);
+  };
+  mirror('DW_FILE_', R.FileFlag);
+  mirror('DW_TRUNC_', R.TruncFlag);
+  mirror('DW_SCRIPT_', R.ScriptFlag);
+  const versions = defines('DW_');
+  assert.equal(versions.get('EXEC_VERSION'), R.EXEC_VERSION);
+  assert.equal(versions.get('MMAP_VERSION'), R.MMAP_VERSION);
+  const text = readFileSync(header, 'utf8');
+  const enumValues = (name: string) =>
+    Object.fromEntries(
+      [...(new RegExp(`enum ${name} \\{([^}]*)\\}`).exec(text)?.[1] ?? '').matchAll(/DW_\w+?_(\w+)\s*=\s*(\d+)/g)].map((m) => [m[1]!, Number(m[2])]),
+    );
+  assert.deepEqual(enumValues('dw_session'), R.Session);
+  assert.deepEqual(enumValues('dw_event_kind'), R.EventKind);
+});
