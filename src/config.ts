@@ -34,6 +34,8 @@ export interface SensorConfig {
   selftest: boolean;
   /** Which bprm_check hook to try for #! scripts: auto (BPF-LSM, then fentry), one of them, or none (overlay lookup). */
   scriptHook: 'auto' | 'lsm' | 'fentry' | 'none';
+  /** Exec mappings through the sys_enter_mmap tracepoint where neither BPF-LSM nor fentry loads: costs every syscall on the node. */
+  mmapTracepoint: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -49,6 +51,7 @@ export const CONFIG_DEFAULTS: SensorConfig = {
   metricsAddress: '127.0.0.1:9464',
   selftest: true,
   scriptHook: 'auto',
+  mmapTracepoint: false,
 };
 
 /** A list is repeated as a flag, a YAML sequence (or one string) in the file, and `:`-separated in the environment, like PATH. */
@@ -75,6 +78,7 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   otlpEndpoint: 'string',
   selftest: 'boolean',
   scriptHook: 'string',
+  mmapTracepoint: 'boolean',
 };
 
 /** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */

@@ -147,6 +147,10 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 	int hook = opts ? opts->script_hook : DW_SCRIPT_HOOK_NONE;
 	bpf_program__set_autoload(l->skel->progs.lsm_bprm_check, hook == DW_SCRIPT_HOOK_LSM);
 	bpf_program__set_autoload(l->skel->progs.fentry_bprm_check, hook == DW_SCRIPT_HOOK_FENTRY);
+	int mmap_hook = opts ? opts->mmap_hook : DW_MMAP_HOOK_NONE;
+	bpf_program__set_autoload(l->skel->progs.lsm_mmap_file, mmap_hook == DW_MMAP_HOOK_LSM);
+	bpf_program__set_autoload(l->skel->progs.fentry_mmap_file, mmap_hook == DW_MMAP_HOOK_FENTRY);
+	bpf_program__set_autoload(l->skel->progs.sys_enter_mmap, mmap_hook == DW_MMAP_HOOK_TRACEPOINT);
 	if (opts && opts->ring_bytes) {
 		int err = bpf_map__set_max_entries(l->skel->maps.events, opts->ring_bytes);
 		if (err) {

@@ -88,6 +88,15 @@ class Loader : public Napi::ObjectWrap<Loader> {
       Napi::TypeError::New(env, "scriptHook: expected lsm, fentry or none").ThrowAsJavaScriptException();
       return;
     }
+    std::string mmap = o.Has("mmapHook") && o.Get("mmapHook").IsString() ? o.Get("mmapHook").As<Napi::String>().Utf8Value() : "none";
+    if (mmap == "lsm") opts.mmap_hook = DW_MMAP_HOOK_LSM;
+    else if (mmap == "fentry") opts.mmap_hook = DW_MMAP_HOOK_FENTRY;
+    else if (mmap == "tracepoint") opts.mmap_hook = DW_MMAP_HOOK_TRACEPOINT;
+    else if (mmap == "none") opts.mmap_hook = DW_MMAP_HOOK_NONE;
+    else {
+      Napi::TypeError::New(env, "mmapHook: expected lsm, fentry, tracepoint or none").ThrowAsJavaScriptException();
+      return;
+    }
     int err = dw_loader_open(&opts, &l_);
     if (err) ThrowErrno(env, "open BPF object", err);
   }
