@@ -126,7 +126,8 @@ static __always_inline void exec_mapping(struct task_struct *task, struct file *
 	e->trunc_flags = trunc;
 	u32 size = sizeof(*e) + (off & DW_SCRATCH_MASK);
 	e->hdr.size = size;
-	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
+	/* Wakes the reader only for the first record after the ring was empty. */
+	if (bpf_ringbuf_output(&events, e, size, 0))
 		stat_inc(DW_STAT_RINGBUF_FULL);
 	else
 		stat_inc(DW_STAT_MMAP_EXEC_EMITTED);

@@ -304,6 +304,7 @@ int dw_loader_stats(struct dw_loader *l, uint64_t *values, size_t n)
 }
 
 uint64_t dw_loader_records_delivered(const struct dw_loader *l) { return l->records; }
+int dw_loader_ring_fd(const struct dw_loader *l) { return l->rb ? bpf_map__fd(l->skel->maps.events) : -EINVAL; }
 int dw_loader_has_pending(const struct dw_loader *l) { return l->pending_len > 0; }
 
 int dw_loader_prog_info(struct dw_loader *l, size_t idx, const char **name, uint32_t *id, uint64_t *run_time_ns,

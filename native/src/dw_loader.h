@@ -58,6 +58,8 @@ int dw_loader_attach_one(struct dw_loader *l, const char *name, const char **sec
 int dw_loader_consume(struct dw_loader *l, uint8_t *buf, size_t cap, size_t *written);
 /* Kernel counters summed over CPUs, indexed by enum dw_stat. */
 int dw_loader_stats(struct dw_loader *l, uint64_t *values, size_t n);
+/* The ring buffer's map fd: poll(2) says readable while records wait. */
+int dw_loader_ring_fd(const struct dw_loader *l);
 uint64_t dw_loader_records_delivered(const struct dw_loader *l);
 int dw_loader_has_pending(const struct dw_loader *l);
 /* Iterates programs: returns 0 and fills the fields, or -ENOENT past the end. */

@@ -44,6 +44,14 @@ export interface NativeLoader {
   attachProgram(name: string): string;
   /** Drains the ring buffer into buf; returns bytes written ([u32 len][u32 0][record][pad 8] frames). */
   consume(buf: Buffer): number;
+  /**
+   * Calls onReadable (once per arm()) when the ring buffer holds records; a
+   * thread waits on it, so an idle sensor does not poll. Optional: loaders
+   * without it (replays, tests) are polled.
+   */
+  watch?(onReadable: () => void): void;
+  arm?(): void;
+  unwatch?(): void;
   stats(): Record<string, number>;
   programStats(): ProgramStats[];
   benchGenerate?(count: number): { written: number; dropped: number };
