@@ -3,7 +3,8 @@
 // no sensor, with `driftwatch run` (default hooks) and with
 // `driftwatch run --mmap-tracepoint` (the opt-in), alternating in one run so
 // drift of the machine hits every mode alike. Reported: median ns per call
-// per mode, and the overhead of each sensor mode over no sensor.
+// per mode (the best of the rounds: other load on the machine only adds),
+// and the overhead of each sensor mode over no sensor.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,7 +45,7 @@ export type Op = 'null' | 'mmap' | 'open' | 'read';
 export const OPS: Op[] = ['null', 'mmap', 'open', 'read'];
 
 export interface NodeCost {
-  /** Median ns per call, by mode and operation. */
+  /** Best-of-rounds ns per call, by mode and operation. */
   ns: Record<Mode, Record<Op, number>>;
   /** Overhead over no sensor, in percent. */
   overheadPct: Record<Exclude<Mode, 'off'>, Record<Op, number>>;
@@ -53,7 +54,7 @@ export interface NodeCost {
   foreignSyscallTracepoints: number;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const best = (xs: number[]) => Math.min(...xs);
 
 async function startSensor(dataDir: string, extra: string[]): Promise<ChildProcess> {
   const child = spawn(process.execPath, [cliPath, 'run', '--data-dir', dataDir, '--metrics-address', '127.0.0.1:0', '--log-level', 'info', ...extra], {
@@ -92,7 +93,7 @@ function syscallTracepointsOfOthers(): number {
   return progs.filter((p) => p.type === 'tracepoint' && /sys_enter|sys_exit/.test(p.name ?? '')).length;
 }
 
-export async function nodeCost(rounds = 3, iterations = 2_000_000): Promise<NodeCost> {
+export async function nodeCost(rounds = 3, iterations = 1_000_000): Promise<NodeCost> {
   const dir = mkdtempSync(join(tmpdir(), 'driftwatch-nodecost-'));
   try {
     writeFileSync(join(dir, 'loop.c'), LOOP_C);
@@ -119,7 +120,7 @@ export async function nodeCost(rounds = 3, iterations = 2_000_000): Promise<Node
         }
       }
     }
-    const med = (mode: Mode) => Object.fromEntries(OPS.map((op) => [op, median(samples[mode].map((s) => s[op]))])) as Record<Op, number>;
+    const med = (mode: Mode) => Object.fromEntries(OPS.map((op) => [op, best(samples[mode].map((s) => s[op]))])) as Record<Op, number>;
     const ns = { off: med('off'), default: med('default'), 'mmap-tracepoint': med('mmap-tracepoint') };
     const pct = (mode: Exclude<Mode, 'off'>) => Object.fromEntries(OPS.map((op) => [op, (ns[mode][op] / ns.off[op] - 1) * 100])) as Record<Op, number>;
     return { ns, overheadPct: { default: pct('default'), 'mmap-tracepoint': pct('mmap-tracepoint') }, rounds, foreignSyscallTracepoints: foreign };

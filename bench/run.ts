@@ -80,11 +80,11 @@ async function main(): Promise<void> {
   }
   if (b.skipped) console.log(`backend rows: ${b.skipped}`);
 
-  const nc = await nodeCost(3);
+  const nc = await nodeCost(4);
   const pcts = (mode: 'default' | 'mmap-tracepoint') => OPS.map((op) => `${op} ${nc.overheadPct[mode][op] >= 0 ? '+' : ''}${fmt(nc.overheadPct[mode][op], 1)}%`).join(', ');
   const worst = Math.max(...OPS.map((op) => nc.overheadPct.default[op]));
   rows.push({
-    benchmark: `9a node cost: syscalls with driftwatch run vs none (median of ${nc.rounds} alternating rounds)`,
+    benchmark: `9a node cost: syscalls with driftwatch run vs none (best of ${nc.rounds} alternating rounds)`,
     driftwatch: pcts('default'),
     peers: nc.foreignSyscallTracepoints ? `${nc.foreignSyscallTracepoints} syscall tracepoint program(s) of others loaded: baseline taxed too` : '',
     target: '≤ 2% each',
