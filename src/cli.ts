@@ -268,6 +268,7 @@ async function doctorCommand(argv: string[]): Promise<number> {
   }
   const report = await runDoctor({
     dataDir: cfg.dataDir,
+    mmapTracepoint: cfg.mmapTracepoint,
     ...(preflightError ? { preflightError } : {}),
     ...(cfg.backend ? { backend: cfg.backend } : {}),
     ...(values['cri-socket'] ? { criSockets: values['cri-socket'] } : {}),

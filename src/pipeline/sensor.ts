@@ -5,7 +5,7 @@ import { hostname as osHostname } from 'node:os';
 import { tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import type { Logger } from '../log.js';
-import { loadWithScriptHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { loadWithScriptHook, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
 import { PreventionController } from '../prevent/controller.js';
 import type { MapWriter } from '../prevent/maps.js';
 import { builtinSignatures } from '../signatures/index.js';
@@ -57,6 +57,8 @@ export interface SensorHooks {
   /** Which bprm_check program sees #! scripts (none: the overlay lookup); undefined with an injected loader. */
   scriptHook?: ScriptHook;
   refused: Array<{ hook: ScriptHook; reason: string }>;
+  /** Which program sees executable mappings (none: drift.exec_mapping is off); undefined with an injected loader. */
+  mmapHook?: MmapHook;
   /** Optional programs that did not attach, and why. */
   unattached: Array<{ program: string; reason: string }>;
 }
@@ -129,6 +131,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     );
     loader = loaded.loader;
     hooks.scriptHook = loaded.scriptHook;
+    hooks.mmapHook = loaded.mmapHook;
     hooks.refused = loaded.refused;
     for (const r of loaded.refused) metrics.inc('hooks_unavailable_total', { program: `${r.hook}_bprm_check` });
     log.info(
