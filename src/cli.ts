@@ -67,6 +67,8 @@ run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
   --metrics-address  Prometheus /metrics, /healthz, /readyz (default 127.0.0.1:9464)
   --include-host     also report host processes (default: containers only)
   --emit-all         send every exec to user space (debugging; findings unchanged)
+  --mmap-tracepoint  watch exec mappings through the sys_enter_mmap tracepoint where neither
+                     BPF-LSM nor fentry loads; every syscall on the node then costs more
   --log-level        default info
   --log-format       auto (default): readable lines on a terminal, JSON lines otherwise
   --selftest         prove detection on this node after attaching (default true; selftest: false
@@ -148,6 +150,7 @@ async function runCommand(argv: string[]): Promise<number> {
       sinks,
       includeHost: cfg.includeHost,
       emitAll: cfg.emitAll,
+      mmapTracepoint: cfg.mmapTracepoint,
       resolver: metadata.resolver,
       signatures,
       policy,
@@ -271,6 +274,7 @@ async function doctorCommand(argv: string[]): Promise<number> {
   }
   const report = await runDoctor({
     dataDir: cfg.dataDir,
+    mmapTracepoint: cfg.mmapTracepoint,
     ...(preflightError ? { preflightError } : {}),
     ...(cfg.backend ? { backend: cfg.backend } : {}),
     ...(values['cri-socket'] ? { criSockets: values['cri-socket'] } : {}),

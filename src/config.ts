@@ -36,6 +36,8 @@ export interface SensorConfig {
   scriptHook: 'auto' | 'lsm' | 'fentry' | 'none';
   criSocket?: string;
   dockerSocket?: string;
+  /** Exec mappings through the sys_enter_mmap tracepoint where neither BPF-LSM nor fentry loads: costs every syscall on the node. */
+  mmapTracepoint: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -51,6 +53,7 @@ export const CONFIG_DEFAULTS: SensorConfig = {
   metricsAddress: '127.0.0.1:9464',
   selftest: true,
   scriptHook: 'auto',
+  mmapTracepoint: false,
 };
 
 /** A list is repeated as a flag, a YAML sequence (or one string) in the file, and `:`-separated in the environment, like PATH. */
@@ -79,6 +82,7 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   scriptHook: 'string',
   criSocket: 'string',
   dockerSocket: 'string',
+  mmapTracepoint: 'boolean',
 };
 
 /** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */

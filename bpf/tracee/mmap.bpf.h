@@ -2,8 +2,15 @@
 /*
  * Code mapped executable from a drifted file: a dropped library pulled in by
  * LD_PRELOAD, or `ld.so /tmp/x` running a dropped binary without exec'ing
- * it. The syscall tracepoint sees the fd; the file behind it is classified
- * exactly like an executed file, and only drift candidates are sent.
+ * it. The file is classified exactly like an executed file, and only drift
+ * candidates are sent.
+ *
+ * Three ways in, one loaded at most (the loader picks):
+ *  - lsm/mmap_file and fentry/security_mmap_file see the struct file and cost
+ *    only the mmap calls themselves;
+ *  - the sys_enter_mmap tracepoint (opt-in) works everywhere, but enabling
+ *    any syscall tracepoint sends every syscall of every task through the
+ *    slow path (measured: see bench/BENCHMARKS.md), so it is never the default.
  */
 #ifndef DRIFTWATCH_MMAP_BPF_H
 #define DRIFTWATCH_MMAP_BPF_H
@@ -46,19 +53,15 @@ static __always_inline struct file *task_fd_file(struct task_struct *task, int f
 	return f;
 }
 
-SEC("tracepoint/syscalls/sys_enter_mmap")
-int sys_enter_mmap(struct sys_enter_mmap_args *ctx)
+static __always_inline void exec_mapping(struct task_struct *task, struct file *file, unsigned long prot,
+					 unsigned long mmap_flags)
 {
-	if (!(ctx->prot & PROT_EXEC) || (long)ctx->fd < 0)
-		return 0;
 	stat_inc(DW_STAT_MMAP_EXEC_SEEN);
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (cfg_ignore_tgid && tgid == cfg_ignore_tgid)
-		return 0;
-	struct file *file = task_fd_file(task, (int)ctx->fd);
+		return;
 	if (!file)
-		return 0;
+		return;
 	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
@@ -67,17 +70,17 @@ int sys_enter_mmap(struct sys_enter_mmap_args *ctx)
 	u32 flags = file_flags(dentry, inode, sb, magic, nlink);
 	/* Volumes are left to exec: libraries on them are ordinary (e.g. /opt). */
 	if (!(flags & DW_FILE_OVERLAY) && !(flags & (DW_FILE_MEMFD | DW_FILE_TMPFS | DW_FILE_UNLINKED)))
-		return 0;
+		return;
 	/* An image library mapped through a nested overlay (a container in a
 	 * container) is not a drifted mapping; what is behind it decides. */
 	if (!file_is_drift_candidate(flags & ~DW_FILE_OVL_NESTED) && !(flags & DW_FILE_OVL_UNFOLLOWED))
-		return 0;
+		return;
 
 	u32 zero = 0;
 	struct dw_mmap_scratch *s = bpf_map_lookup_elem(&mmap_scratch, &zero);
 	if (!s) {
 		stat_inc(DW_STAT_SCRATCH_MISS);
-		return 0;
+		return;
 	}
 	struct dw_mmap_event *e = &s->e;
 	unsigned int level = 0;
@@ -98,8 +101,8 @@ int sys_enter_mmap(struct sys_enter_mmap_args *ctx)
 	e->nlink = nlink;
 	e->fs_magic = magic;
 	e->file_flags = flags;
-	e->prot = ctx->prot;
-	e->mmap_flags = ctx->flags;
+	e->prot = prot;
+	e->mmap_flags = mmap_flags;
 	e->start_time_ns = BPF_CORE_READ(task, start_time);
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	inode_ctime(inode, &e->ctime_sec, &e->ctime_nsec);
@@ -123,10 +126,43 @@ int sys_enter_mmap(struct sys_enter_mmap_args *ctx)
 	e->trunc_flags = trunc;
 	u32 size = sizeof(*e) + (off & DW_SCRATCH_MASK);
 	e->hdr.size = size;
-	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
+	/* Wakes the reader only for the first record after the ring was empty. */
+	if (bpf_ringbuf_output(&events, e, size, 0))
 		stat_inc(DW_STAT_RINGBUF_FULL);
 	else
 		stat_inc(DW_STAT_MMAP_EXEC_EMITTED);
+}
+
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int sys_enter_mmap(struct sys_enter_mmap_args *ctx)
+{
+	if (!(ctx->prot & PROT_EXEC) || (long)ctx->fd < 0)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	exec_mapping(task, task_fd_file(task, (int)ctx->fd), ctx->prot, ctx->flags);
+	return 0;
+}
+
+/* mmap_file(file, reqprot, prot, flags, ret): prot is what will be mapped
+ * (READ_IMPLIES_EXEC applied); file is NULL for anonymous memory. */
+SEC("lsm/mmap_file")
+int lsm_mmap_file(u64 *ctx)
+{
+	struct file *file = (struct file *)ctx[0];
+	unsigned long prot = ctx[2];
+	if (file && (prot & PROT_EXEC))
+		exec_mapping((struct task_struct *)bpf_get_current_task(), file, prot, ctx[3]);
+	return 0; /* observe only: never deny */
+}
+
+/* security_mmap_file(file, prot, flags): prot as the caller asked. */
+SEC("fentry/security_mmap_file")
+int fentry_mmap_file(u64 *ctx)
+{
+	struct file *file = (struct file *)ctx[0];
+	unsigned long prot = ctx[1];
+	if (file && (prot & PROT_EXEC))
+		exec_mapping((struct task_struct *)bpf_get_current_task(), file, prot, ctx[2]);
 	return 0;
 }
 

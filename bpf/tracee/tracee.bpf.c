@@ -167,7 +167,9 @@ static __always_inline void emit_exec(struct task_struct *task, struct linux_bin
 	e->trunc_flags = trunc;
 	u32 size = sizeof(*e) + (off & DW_SCRATCH_MASK);
 	e->hdr.size = size;
-	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
+	/* No flags: the kernel wakes the reader only when it had caught up
+	 * (the first record after the ring was empty); user space then batches. */
+	if (bpf_ringbuf_output(&events, e, size, 0))
 		stat_inc(DW_STAT_RINGBUF_FULL);
 	else
 		stat_inc(DW_STAT_EXEC_EMITTED);

@@ -147,6 +147,10 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 	int hook = opts ? opts->script_hook : DW_SCRIPT_HOOK_NONE;
 	bpf_program__set_autoload(l->skel->progs.lsm_bprm_check, hook == DW_SCRIPT_HOOK_LSM);
 	bpf_program__set_autoload(l->skel->progs.fentry_bprm_check, hook == DW_SCRIPT_HOOK_FENTRY);
+	int mmap_hook = opts ? opts->mmap_hook : DW_MMAP_HOOK_NONE;
+	bpf_program__set_autoload(l->skel->progs.lsm_mmap_file, mmap_hook == DW_MMAP_HOOK_LSM);
+	bpf_program__set_autoload(l->skel->progs.fentry_mmap_file, mmap_hook == DW_MMAP_HOOK_FENTRY);
+	bpf_program__set_autoload(l->skel->progs.sys_enter_mmap, mmap_hook == DW_MMAP_HOOK_TRACEPOINT);
 	if (opts && opts->ring_bytes) {
 		int err = bpf_map__set_max_entries(l->skel->maps.events, opts->ring_bytes);
 		if (err) {
@@ -300,6 +304,7 @@ int dw_loader_stats(struct dw_loader *l, uint64_t *values, size_t n)
 }
 
 uint64_t dw_loader_records_delivered(const struct dw_loader *l) { return l->records; }
+int dw_loader_ring_fd(const struct dw_loader *l) { return l->rb ? bpf_map__fd(l->skel->maps.events) : -EINVAL; }
 int dw_loader_has_pending(const struct dw_loader *l) { return l->pending_len > 0; }
 
 int dw_loader_prog_info(struct dw_loader *l, size_t idx, const char **name, uint32_t *id, uint64_t *run_time_ns,

@@ -21,6 +21,7 @@ struct dw_loader_opts {
 	uint32_t host_mnt_ns; /* host namespaces, for volume and script checks (0: off) */
 	uint32_t host_pid_ns;
 	int script_hook;      /* enum dw_script_hook: which bprm_check program to load */
+	int mmap_hook;        /* enum dw_mmap_hook: which exec-mapping program to load */
 };
 
 /* The #! script hook. Each needs something not every kernel allows (BPF-LSM
@@ -30,6 +31,16 @@ enum dw_script_hook {
 	DW_SCRIPT_HOOK_NONE = 0,
 	DW_SCRIPT_HOOK_LSM = 1,
 	DW_SCRIPT_HOOK_FENTRY = 2,
+};
+
+/* Exec mappings (LD_PRELOAD of a dropped library, ld.so on a dropped file).
+ * LSM and fentry cost only mmap calls; the syscall tracepoint taxes every
+ * syscall on the node and is loaded only when asked for. */
+enum dw_mmap_hook {
+	DW_MMAP_HOOK_NONE = 0,
+	DW_MMAP_HOOK_LSM = 1,
+	DW_MMAP_HOOK_FENTRY = 2,
+	DW_MMAP_HOOK_TRACEPOINT = 3,
 };
 
 /* All functions return 0 or a negative errno; dw_last_log() has libbpf's words. */
@@ -47,6 +58,8 @@ int dw_loader_attach_one(struct dw_loader *l, const char *name, const char **sec
 int dw_loader_consume(struct dw_loader *l, uint8_t *buf, size_t cap, size_t *written);
 /* Kernel counters summed over CPUs, indexed by enum dw_stat. */
 int dw_loader_stats(struct dw_loader *l, uint64_t *values, size_t n);
+/* The ring buffer's map fd: poll(2) says readable while records wait. */
+int dw_loader_ring_fd(const struct dw_loader *l);
 uint64_t dw_loader_records_delivered(const struct dw_loader *l);
 int dw_loader_has_pending(const struct dw_loader *l);
 /* Iterates programs: returns 0 and fills the fields, or -ENOENT past the end. */

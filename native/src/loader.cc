@@ -3,15 +3,98 @@
 #include <napi.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <linux/types.h>
+#include <mutex>
 #include <string>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <thread>
+#include <unistd.h>
 
 #include "dw_loader.h"
 #include "events.h"
 #include "safe_open.h"
 
 namespace {
+
+// Waits for the ring buffer to become readable on its own thread and tells
+// JS once per arm(). The kernel wakes readers only for the first record
+// after the ring was empty, so an idle sensor sleeps here instead of polling.
+class RingWatcher {
+ public:
+  RingWatcher(Napi::Env env, Napi::Function cb, int ring_fd) {
+    tsfn_ = Napi::ThreadSafeFunction::New(env, cb, "driftwatch-ring", 0, 1);
+
+    stop_fd_ = eventfd(0, EFD_CLOEXEC);
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    if (stop_fd_ < 0 || ep_ < 0 || Add(ring_fd, 1) || Add(stop_fd_, 2)) {
+      err_ = errno ? errno : EINVAL;
+      return;
+    }
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~RingWatcher() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    uint64_t one = 1;
+    if (stop_fd_ >= 0 && write(stop_fd_, &one, sizeof(one)) < 0) {}
+    if (thread_.joinable()) thread_.join();
+    if (ep_ >= 0) close(ep_);
+    if (stop_fd_ >= 0) close(stop_fd_);
+    tsfn_.Release();
+  }
+
+  int error() const { return err_; }
+
+  void Arm() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      armed_ = true;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  int Add(int fd, uint32_t tag) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = tag;
+    return epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+  }
+
+  void Run() {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [this] { return armed_ || stop_; });
+        if (stop_) return;
+      }
+      epoll_event ev{};
+      int n = epoll_wait(ep_, &ev, 1, -1);  // level-triggered: records left since the drain count
+      if (n < 0 && errno == EINTR) continue;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (stop_ || n < 0) return;
+        if (ev.data.u32 != 1) continue;
+        armed_ = false;
+      }
+      tsfn_.NonBlockingCall();
+    }
+  }
+
+  Napi::ThreadSafeFunction tsfn_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool armed_ = false, stop_ = false;
+  int ep_ = -1, stop_fd_ = -1, err_ = 0;
+};
 
 const char *ErrnoCode(int err) {
   switch (err) {
@@ -59,6 +142,7 @@ class Loader : public Napi::ObjectWrap<Loader> {
     Napi::Function cls = DefineClass(env, "Loader",
         {InstanceMethod("load", &Loader::Load), InstanceMethod("attach", &Loader::Attach),
          InstanceMethod("consume", &Loader::Consume),
+         InstanceMethod("watch", &Loader::Watch), InstanceMethod("arm", &Loader::Arm), InstanceMethod("unwatch", &Loader::Unwatch),
          InstanceMethod("programs", &Loader::Programs), InstanceMethod("attachProgram", &Loader::AttachProgram), InstanceMethod("stats", &Loader::Stats),
          InstanceMethod("programStats", &Loader::ProgramStats), InstanceMethod("benchGenerate", &Loader::BenchGenerate),
          InstanceMethod("mapUpdate", &Loader::MapUpdate), InstanceMethod("mapDelete", &Loader::MapDelete),
@@ -88,11 +172,23 @@ class Loader : public Napi::ObjectWrap<Loader> {
       Napi::TypeError::New(env, "scriptHook: expected lsm, fentry or none").ThrowAsJavaScriptException();
       return;
     }
+    std::string mmap = o.Has("mmapHook") && o.Get("mmapHook").IsString() ? o.Get("mmapHook").As<Napi::String>().Utf8Value() : "none";
+    if (mmap == "lsm") opts.mmap_hook = DW_MMAP_HOOK_LSM;
+    else if (mmap == "fentry") opts.mmap_hook = DW_MMAP_HOOK_FENTRY;
+    else if (mmap == "tracepoint") opts.mmap_hook = DW_MMAP_HOOK_TRACEPOINT;
+    else if (mmap == "none") opts.mmap_hook = DW_MMAP_HOOK_NONE;
+    else {
+      Napi::TypeError::New(env, "mmapHook: expected lsm, fentry, tracepoint or none").ThrowAsJavaScriptException();
+      return;
+    }
     int err = dw_loader_open(&opts, &l_);
     if (err) ThrowErrno(env, "open BPF object", err);
   }
 
-  ~Loader() override { dw_loader_close(l_); }
+  ~Loader() override {
+    delete watcher_;
+    dw_loader_close(l_);
+  }
 
  private:
   dw_loader *Open(Napi::Env env) {
@@ -148,6 +244,36 @@ class Loader : public Napi::ObjectWrap<Loader> {
     if (err == -ENOSPC) throw Napi::RangeError::New(env, "consume buffer is smaller than one record");
     if (err) ThrowErrno(env, "consume ring buffer", err);
     return Napi::Number::New(env, double(written));
+  }
+
+  // watch(onReadable): onReadable runs (on the JS thread) once after each
+  // arm() when the ring buffer has records. Replaces an earlier watch.
+  Napi::Value Watch(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    dw_loader *l = Open(env);
+    if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "watch(onReadable)");
+    int fd = dw_loader_ring_fd(l);
+    if (fd < 0) ThrowErrno(env, "watch ring buffer (load first)", fd);
+    delete watcher_;
+    watcher_ = new RingWatcher(env, info[0].As<Napi::Function>(), fd);
+    if (int err = watcher_->error()) {
+      delete watcher_;
+      watcher_ = nullptr;
+      ThrowErrno(env, "watch ring buffer", err);
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value Arm(const Napi::CallbackInfo &info) {
+    if (!watcher_) throw Napi::Error::New(info.Env(), "arm: not watching");
+    watcher_->Arm();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unwatch(const Napi::CallbackInfo &info) {
+    delete watcher_;
+    watcher_ = nullptr;
+    return info.Env().Undefined();
   }
 
   Napi::Value Stats(const Napi::CallbackInfo &info) {
@@ -232,12 +358,15 @@ class Loader : public Napi::ObjectWrap<Loader> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo &info) {
+    delete watcher_;  // its thread waits on the ring's fd: stop it first
+    watcher_ = nullptr;
     dw_loader_close(l_);
     l_ = nullptr;
     return info.Env().Undefined();
   }
 
   dw_loader *l_ = nullptr;
+  RingWatcher *watcher_ = nullptr;
 };
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {

@@ -15,9 +15,17 @@ export interface LoaderOptions {
   hostPidNs?: number;
   /** Which bprm_check program sees #! scripts; see loadWithScriptHook. Default none. */
   scriptHook?: ScriptHook;
+  /** Which program sees executable mappings; see loadWithScriptHook. Default none. */
+  mmapHook?: MmapHook;
 }
 
 export type ScriptHook = 'lsm' | 'fentry' | 'none';
+/**
+ * lsm and fentry see mmap calls only. The sys_enter_mmap tracepoint makes
+ * every syscall of every task on the node take the slow path, so it is only
+ * loaded when asked for (mmapTracepoint) and neither LSM nor fentry loads.
+ */
+export type MmapHook = 'lsm' | 'fentry' | 'tracepoint' | 'none';
 
 export interface ProgramStats {
   name: string;
@@ -36,6 +44,14 @@ export interface NativeLoader {
   attachProgram(name: string): string;
   /** Drains the ring buffer into buf; returns bytes written ([u32 len][u32 0][record][pad 8] frames). */
   consume(buf: Buffer): number;
+  /**
+   * Calls onReadable (once per arm()) when the ring buffer holds records; a
+   * thread waits on it, so an idle sensor does not poll. Optional: loaders
+   * without it (replays, tests) are polled.
+   */
+  watch?(onReadable: () => void): void;
+  arm?(): void;
+  unwatch?(): void;
   stats(): Record<string, number>;
   programStats(): ProgramStats[];
   benchGenerate?(count: number): { written: number; dropped: number };
@@ -116,23 +132,37 @@ export function scriptHookCandidates(lsmActive = bpfLsmActive()): ScriptHook[] {
  * lockdown or sandboxes, no ftrace direct calls, LSM not active). That is a
  * feature probe by trying, never a version check. Loading without a script
  * hook only fails for reasons the other programs have too, so it is final.
+ *
+ * The exec-mapping hook rides on the same mechanism: with the LSM (fentry)
+ * script hook comes lsm/mmap_file (fentry/security_mmap_file). A kernel that
+ * refuses the mechanism (EPERM) refuses both; any other failure is retried
+ * with the script hook alone. Without either, `mmapFallback` decides
+ * (tracepoint: opt-in, it costs every syscall; none: no exec mappings).
  */
 export function loadWithScriptHook(
-  opts: Omit<LoaderOptions, 'scriptHook'>,
+  opts: Omit<LoaderOptions, 'scriptHook' | 'mmapHook'> & { mmapFallback?: 'tracepoint' | 'none' },
   candidates: ScriptHook[] = scriptHookCandidates(),
   create: (o: LoaderOptions) => NativeLoader = createLoader,
-): { loader: NativeLoader; scriptHook: ScriptHook; refused: Array<{ hook: ScriptHook; reason: string }> } {
+): { loader: NativeLoader; scriptHook: ScriptHook; mmapHook: MmapHook; refused: Array<{ hook: ScriptHook; reason: string }> } {
+  const { mmapFallback = 'none', ...base } = opts;
   const refused: Array<{ hook: ScriptHook; reason: string }> = [];
   for (const hook of candidates) {
-    const loader = create({ ...opts, scriptHook: hook });
-    try {
-      loader.load();
-      return { loader, scriptHook: hook, refused };
-    } catch (err) {
-      loader.close();
-      if (hook === 'none') throw err;
-      const e = err as LoaderError;
-      refused.push({ hook, reason: e.code ?? e.message });
+    const mmapHooks: MmapHook[] = hook === 'none' ? [mmapFallback] : [hook, mmapFallback];
+    for (const mmapHook of mmapHooks) {
+      const loader = create({ ...base, scriptHook: hook, mmapHook });
+      try {
+        loader.load();
+        return { loader, scriptHook: hook, mmapHook, refused };
+      } catch (err) {
+        loader.close();
+        if (hook === 'none') throw err;
+        const e = err as LoaderError;
+        const last = mmapHook === mmapHooks[mmapHooks.length - 1];
+        if (e.code === 'EPERM' || last) {
+          refused.push({ hook, reason: e.code ?? e.message });
+          break;
+        }
+      }
     }
   }
   throw new Error('no script hook candidates (none must be last)');

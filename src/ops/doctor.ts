@@ -35,6 +35,8 @@ export interface DoctorOptions {
   podmanStorage?: string;
   sysRoot?: string;
   scriptHooks?: ScriptHook[];
+  /** The sys_enter_mmap tracepoint where LSM and fentry are refused, as `run --mmap-tracepoint`. */
+  mmapTracepoint?: boolean;
   /** Why the programs must not even be tried (no Linux, no BPF capability, no BTF). */
   preflightError?: string;
 }
@@ -197,9 +199,12 @@ function hookRows(sensor: Sensor | undefined, loadError: string | undefined, lsm
     });
   }
   const mmap = unattached.find((u) => u.program.includes('mmap'));
+  const mmapHook = sensor.hooks.mmapHook;
   rows.push(mmap
-    ? { check: 'syscall tracepoints', status: 'degraded', detail: `sys_enter_mmap: ${mmap.reason}`, fix: 'drift.exec_mapping is off: mount tracefs at /sys/kernel/tracing and grant CAP_PERFMON' }
-    : { check: 'syscall tracepoints', status: 'ok', detail: 'sys_enter_mmap attached (drift.exec_mapping on)' });
+    ? { check: 'syscall tracepoints', status: 'degraded', detail: `${mmap.program}: ${mmap.reason}`, fix: 'drift.exec_mapping is off: mount tracefs at /sys/kernel/tracing and grant CAP_PERFMON' }
+    : mmapHook === 'none'
+      ? { check: 'syscall tracepoints', status: 'degraded', detail: 'none loaded: neither BPF-LSM nor fentry mmap_file loads here, and the sys_enter_mmap tracepoint is opt-in (it costs every syscall on the node)', fix: 'drift.exec_mapping is off: allow fentry/BPF-LSM programs, or set mmapTracepoint: true' }
+      : { check: 'syscall tracepoints', status: 'ok', detail: mmapHook === 'tracepoint' ? 'sys_enter_mmap attached (mmapTracepoint; drift.exec_mapping on)' : `no syscall tracepoint: ${mmapHook ?? 'the'} mmap_file hook sees exec mappings (drift.exec_mapping on)` });
   return rows;
 }
 
@@ -231,7 +236,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   const st = new SelfTest({ dataDir: opts.dataDir, log: quiet, metrics, kernelStats: () => sensor?.loader.stats() ?? {} });
   try {
     if (opts.preflightError) loadError = opts.preflightError;
-    else sensor = await startSensor({ log: quiet, sinks: [], metrics, claim: (ev) => st.claim(ev), ...(opts.scriptHooks ? { scriptHooks: opts.scriptHooks } : {}) });
+    else sensor = await startSensor({ log: quiet, sinks: [], metrics, claim: (ev) => st.claim(ev), mmapTracepoint: opts.mmapTracepoint ?? false, ...(opts.scriptHooks ? { scriptHooks: opts.scriptHooks } : {}) });
   } catch (err) {
     const e = err as LoaderError;
     loadError = e.libbpfLog !== undefined || e.code ? describeLoaderError(e) : e.message;

@@ -5,7 +5,7 @@ import { hostname as osHostname } from 'node:os';
 import { tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import type { Logger } from '../log.js';
-import { loadWithScriptHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { loadWithScriptHook, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
 import { PreventionController } from '../prevent/controller.js';
 import type { MapWriter } from '../prevent/maps.js';
 import { builtinSignatures } from '../signatures/index.js';
@@ -30,6 +30,8 @@ export interface SensorOptions {
   sinks: Sink[];
   includeHost?: boolean;
   emitAll?: boolean;
+  /** Exec mappings through the sys_enter_mmap tracepoint where LSM and fentry are refused (costs every syscall). */
+  mmapTracepoint?: boolean;
   signatures?: AnySignature[];
   policy?: Policy;
   /** Injected in tests; by default the real addon is opened, loaded and attached here. */
@@ -55,6 +57,8 @@ export interface SensorHooks {
   /** Which bprm_check program sees #! scripts (none: the overlay lookup); undefined with an injected loader. */
   scriptHook?: ScriptHook;
   refused: Array<{ hook: ScriptHook; reason: string }>;
+  /** Which program sees executable mappings (none: drift.exec_mapping is off); undefined with an injected loader. */
+  mmapHook?: MmapHook;
   /** Optional programs that did not attach, and why. */
   unattached: Array<{ program: string; reason: string }>;
 }
@@ -122,11 +126,12 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   if (!loader) {
     // 2 MiB holds ~6,000 full records: 60 ms of a 100k exec/s burst between 10 ms polls.
     const loaded = loadWithScriptHook(
-      { emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20 },
+      { emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20, mmapFallback: opts.mmapTracepoint ? 'tracepoint' : 'none' },
       ...(opts.scriptHooks ? [opts.scriptHooks] : []),
     );
     loader = loaded.loader;
     hooks.scriptHook = loaded.scriptHook;
+    hooks.mmapHook = loaded.mmapHook;
     hooks.refused = loaded.refused;
     for (const r of loaded.refused) metrics.inc('hooks_unavailable_total', { program: `${r.hook}_bprm_check` });
     log.info(
@@ -134,6 +139,10 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
         ? `script layers: from the kernel at exec (the deferred fput of the script; no bprm_check hook here: ${loaded.refused.map((r) => `${r.hook} ${r.reason}`).join(', ')})`
         : `script layers: from the kernel (${loaded.scriptHook} bprm_check)`,
     );
+    if (loaded.mmapHook === 'none') {
+      metrics.inc('hooks_unavailable_total', { program: 'mmap_file' });
+      log.warn('exec mappings (LD_PRELOAD of a dropped library, ld.so on a dropped file) are not watched: neither BPF-LSM nor fentry loads here; --mmap-tracepoint turns them on at a cost to every syscall on the node');
+    } else log.info(`exec mappings: ${loaded.mmapHook === 'tracepoint' ? 'sys_enter_mmap tracepoint (opt-in; every syscall pays for it)' : `${loaded.mmapHook} mmap_file`}`);
     try {
       attached = attachPrograms(loader, log, metrics, hooks);
     } catch (err) {

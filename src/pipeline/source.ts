@@ -1,8 +1,12 @@
-// The kernel as an RxJS source. The BPF side never wakes user space per
-// event, so we poll: every intervalMs, drain the ring buffer into one reused
-// buffer and emit it. A full buffer means more is waiting: drain again at
-// once. Subscribers must finish with a batch synchronously (decode copies
-// what it keeps), because the buffer is refilled on the next drain.
+// The kernel as an RxJS source. The BPF side wakes user space only for the
+// first record after the ring buffer was empty; intervalMs later the ring is
+// drained into one reused buffer and emitted, and drained again every
+// intervalMs while records keep coming (batching). Once a drain finds it
+// empty, nothing runs until the next wakeup: an idle sensor does not poll.
+// A full buffer means more is waiting: drain again at once. Loaders that
+// cannot watch (replays) are polled every intervalMs. Subscribers must
+// finish with a batch synchronously (decode copies what it keeps), because
+// the buffer is refilled on the next drain.
 //
 // With a `signal`, aborting it ends the stream cleanly: one last drain of
 // everything the kernel still holds, then complete, so every stage after it
@@ -54,8 +58,22 @@ export function kernelBatches(loader: NativeLoader, opts: SourceOptions = {}): O
       if (finishRequested) return finish();
       // A nearly full buffer: the ring likely holds more. Go again now.
       if (length > buf.length - 64 * 1024 || intervalMs <= 0) immediate = setImmediate(drain);
+      else if (length === 0 && watching) loader.arm!();
       else timer = setTimeout(drain, intervalMs);
     };
+
+    const onReadable = (): void => {
+      if (!stopped && !timer && !immediate) timer = setTimeout(drain, intervalMs);
+    };
+    let watching = false;
+    if (loader.watch && loader.arm && intervalMs > 0) {
+      try {
+        loader.watch(onReadable);
+        watching = true;
+      } catch {
+        // no watcher thread (e.g. no epoll here): poll instead
+      }
+    }
 
     const emit = (length: number): void => {
       emitting = true;
@@ -76,6 +94,7 @@ export function kernelBatches(loader: NativeLoader, opts: SourceOptions = {}): O
       stopped = true;
       clearTimeout(timer);
       if (immediate) clearImmediate(immediate);
+      if (watching) loader.unwatch?.();
       try {
         for (let i = 0; i < FINAL_DRAINS; i++) {
           const length = loader.consume(buf);
@@ -99,6 +118,13 @@ export function kernelBatches(loader: NativeLoader, opts: SourceOptions = {}): O
       stopped = true;
       clearTimeout(timer);
       if (immediate) clearImmediate(immediate);
+      if (watching) {
+        try {
+          loader.unwatch?.();
+        } catch {
+          // closed already
+        }
+      }
       signal?.removeEventListener('abort', finish);
     };
   });

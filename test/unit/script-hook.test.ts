@@ -116,3 +116,35 @@ test('sensor: a script the kernel saw needs no lookup: found even though it is g
   // Without the hook the script is looked up, and a script that is gone is counted, not reported.
   assert.equal(sensor.metrics.get('script_layer_unknown_total'), 1);
 });
+
+function fakeMmapLoader(refuse: (o: LoaderOptions) => string | undefined, log: string[]): (o: LoaderOptions) => NativeLoader {
+  return (o) => ({
+    load() {
+      log.push(`load ${o.scriptHook}/${o.mmapHook}`);
+      const code = refuse(o);
+      if (code) throw Object.assign(new Error(code), { code });
+    },
+    close: () => void log.push('close'),
+    attach: () => [], programs: () => [], attachProgram: (n: string) => n, consume: () => 0, stats: () => ({}), programStats: () => [],
+  });
+}
+
+test('exec-mapping hook: rides with the script hook; the syscall tracepoint only when opted in', () => {
+  const log: string[] = [];
+  const epermOnHooks = (o: LoaderOptions) => (o.scriptHook !== 'none' ? 'EPERM' : undefined);
+  // This host: LSM inactive, fentry refused: no tracepoint unless asked for.
+  const off = loadWithScriptHook({}, ['fentry', 'none'], fakeMmapLoader(epermOnHooks, log));
+  assert.deepEqual([off.scriptHook, off.mmapHook], ['none', 'none']);
+  assert.deepEqual(log, ['load fentry/fentry', 'close', 'load none/none'], 'EPERM refuses the mechanism: not retried without the mmap hook');
+  const on = loadWithScriptHook({ mmapFallback: 'tracepoint' }, ['fentry', 'none'], fakeMmapLoader(epermOnHooks, []));
+  assert.deepEqual([on.scriptHook, on.mmapHook], ['none', 'tracepoint']);
+  // fentry works, but security_mmap_file cannot be traced: keep the script hook, fall back for mappings.
+  const log2: string[] = [];
+  const noMmapFentry = (o: LoaderOptions) => (o.mmapHook === 'fentry' ? 'ESRCH' : undefined);
+  const r = loadWithScriptHook({ mmapFallback: 'tracepoint' }, ['fentry', 'none'], fakeMmapLoader(noMmapFentry, log2));
+  assert.deepEqual([r.scriptHook, r.mmapHook], ['fentry', 'tracepoint']);
+  assert.deepEqual(log2, ['load fentry/fentry', 'close', 'load fentry/tracepoint']);
+  assert.deepEqual(r.refused, []);
+  const lsm = loadWithScriptHook({}, ['lsm', 'fentry', 'none'], fakeMmapLoader(() => undefined, []));
+  assert.deepEqual([lsm.scriptHook, lsm.mmapHook], ['lsm', 'lsm']);
+});
