@@ -60,6 +60,7 @@ class Loader : public Napi::ObjectWrap<Loader> {
         {InstanceMethod("load", &Loader::Load), InstanceMethod("attach", &Loader::Attach),
          InstanceMethod("consume", &Loader::Consume),
          InstanceMethod("programs", &Loader::Programs), InstanceMethod("attachProgram", &Loader::AttachProgram), InstanceMethod("stats", &Loader::Stats),
+         InstanceMethod("overlayPath", &Loader::OverlayPath),
          InstanceMethod("programStats", &Loader::ProgramStats), InstanceMethod("benchGenerate", &Loader::BenchGenerate),
          InstanceMethod("mapUpdate", &Loader::MapUpdate), InstanceMethod("mapDelete", &Loader::MapDelete),
          InstanceMethod("mapClear", &Loader::MapClear), InstanceMethod("close", &Loader::Close)});
@@ -80,6 +81,7 @@ class Loader : public Napi::ObjectWrap<Loader> {
     opts.bench = o.Has("benchGenerator") && o.Get("benchGenerator").ToBoolean();
     opts.host_mnt_ns = OptU32(o, "hostMntNs");
     opts.host_pid_ns = OptU32(o, "hostPidNs");
+    opts.ovl_force_facts = o.Has("ovlForceFacts") && o.Get("ovlForceFacts").ToBoolean();
     std::string hook = o.Has("scriptHook") && o.Get("scriptHook").IsString() ? o.Get("scriptHook").As<Napi::String>().Utf8Value() : "none";
     if (hook == "lsm") opts.script_hook = DW_SCRIPT_HOOK_LSM;
     else if (hook == "fentry") opts.script_hook = DW_SCRIPT_HOOK_FENTRY;
@@ -148,6 +150,10 @@ class Loader : public Napi::ObjectWrap<Loader> {
     if (err == -ENOSPC) throw Napi::RangeError::New(env, "consume buffer is smaller than one record");
     if (err) ThrowErrno(env, "consume ring buffer", err);
     return Napi::Number::New(env, double(written));
+  }
+
+  Napi::Value OverlayPath(const Napi::CallbackInfo &info) {
+    return Napi::String::New(info.Env(), dw_loader_overlay_path(Open(info.Env())));
   }
 
   Napi::Value Stats(const Napi::CallbackInfo &info) {

@@ -15,6 +15,8 @@ export interface LoaderOptions {
   hostPidNs?: number;
   /** Which bprm_check program sees #! scripts; see loadWithScriptHook. Default none. */
   scriptHook?: ScriptHook;
+  /** Read overlay by layout facts even where its BTF exists (tests and A/B benchmarks). */
+  ovlForceFacts?: boolean;
 }
 
 export type ScriptHook = 'lsm' | 'fentry' | 'none';
@@ -37,6 +39,8 @@ export interface NativeLoader {
   /** Drains the ring buffer into buf; returns bytes written ([u32 len][u32 0][record][pad 8] frames). */
   consume(buf: Buffer): number;
   stats(): Record<string, number>;
+  /** How overlay files are told apart here: 'vmlinux BTF', 'module BTF' or 'layout facts (...)'. */
+  overlayPath(): string;
   programStats(): ProgramStats[];
   benchGenerate?(count: number): { written: number; dropped: number };
   /** Map entries as bytes in the map's own layout (src/prevent/maps.ts); sizes are checked. */

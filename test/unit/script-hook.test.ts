@@ -70,7 +70,7 @@ function fakeLoader(refuse: Set<string>, log: string[]): (o: LoaderOptions) => N
       if (refuse.has(o.scriptHook!)) throw Object.assign(new Error('Operation not permitted'), { code: 'EPERM' });
     },
     close: () => void log.push(`close ${o.scriptHook}`),
-    attach: () => [], programs: () => [], attachProgram: (n: string) => n, consume: () => 0, stats: () => ({}), programStats: () => [],
+    attach: () => [], programs: () => [], attachProgram: (n: string) => n, consume: () => 0, stats: () => ({}), overlayPath: () => 'module BTF', programStats: () => [],
   });
 }
 
