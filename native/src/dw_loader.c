@@ -50,12 +50,17 @@ static int log_cb(enum libbpf_print_level level, const char *fmt, va_list args)
 		vfprintf(stderr, fmt, copy);
 		va_end(copy);
 	}
-	char line[1024];
-	int n = vsnprintf(line, sizeof(line), fmt, args);
-	if (n <= 0)
+	char *msg = NULL;
+	int len = vasprintf(&msg, fmt, args);
+	if (len <= 0) {
+		free(msg);
 		return 0;
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
+	}
+	/* A verifier log comes as one message: its end says why. */
+	char line[2048];
+	int n = len < (int)sizeof(line) ? len : (int)sizeof(line) - 1;
+	memcpy(line, msg + len - n, n);
+	free(msg);
 	if (g_log_len + n >= sizeof(g_log)) { /* keep the newest half */
 		size_t keep = sizeof(g_log) / 2;
 		memmove(g_log, g_log + g_log_len - keep, keep);

@@ -80,9 +80,20 @@ static __always_inline void *ovl_fact_word(const void *base, u64 offset)
 	return word;
 }
 
-/* The first lower dentry, or NULL; sets *numlower (>DW_OVL_MAX_STACK: the facts do not hold). */
-static __always_inline struct dentry *ovl_facts_lower(struct dentry *dentry, struct inode *inode, u32 *numlower)
+/*
+ * The facts are read as global functions: the verifier checks each once, not
+ * at every overlay level of every hook that inlines it (Linux 5.10's verifier
+ * refused the inlined whole). Global functions take scalars, so the kernel
+ * pointers travel as u64.
+ *
+ * want_count 0: the first lower dentry, or 0. want_count 1: the number of
+ * lower layers (> DW_OVL_MAX_STACK: the facts do not hold here).
+ */
+__noinline u64 dw_ovl_facts_lower(u64 dentry_addr, u64 inode_addr, u64 want_count)
 {
+	struct dentry *dentry = (void *)dentry_addr;
+	struct inode *inode = (void *)inode_addr;
+	u32 numlower = 0;
 	u64 inode_size = bpf_core_type_size(struct inode);
 	void *fsdata = BPF_CORE_READ(dentry, d_fsdata);
 	void *oe;
@@ -90,30 +101,30 @@ static __always_inline struct dentry *ovl_facts_lower(struct dentry *dentry, str
 	if (dw_kernel_ptr(fsdata)) {
 		oe = fsdata;
 		u64 rcu = bpf_core_type_size(struct rcu_head___dw);
-		*numlower = (u32)(unsigned long)ovl_fact_word(oe, rcu);
+		numlower = (u32)(unsigned long)ovl_fact_word(oe, rcu);
 		stack = rcu + sizeof(void *);
 	} else {
 		oe = ovl_fact_word(inode, inode_size + sizeof(void *));
-		if (!oe) {
-			*numlower = 0;
-			return NULL;
-		}
-		if (!dw_kernel_ptr(oe)) {
-			*numlower = DW_OVL_MAX_STACK + 1;
-			return NULL;
-		}
-		*numlower = (u32)(unsigned long)ovl_fact_word(oe, 0);
+		if (!oe)
+			return 0;
+		if (!dw_kernel_ptr(oe))
+			return want_count ? DW_OVL_MAX_STACK + 1 : 0;
+		numlower = (u32)(unsigned long)ovl_fact_word(oe, 0);
 		stack = sizeof(void *);
 	}
-	if (*numlower == 0 || *numlower > DW_OVL_MAX_STACK)
-		return NULL;
+	if (want_count)
+		return numlower;
+	if (numlower == 0 || numlower > DW_OVL_MAX_STACK)
+		return 0;
 	/* struct ovl_path { layer; dentry; } */
 	struct dentry *lower = ovl_fact_word(oe, stack + sizeof(void *));
-	return dw_kernel_ptr(lower) ? lower : NULL;
+	return dw_kernel_ptr(lower) ? (u64)lower : 0;
 }
 
-static __always_inline u32 overlay_flags_by_facts(struct dentry *dentry, struct inode *inode)
+__noinline u32 dw_ovl_facts_flags(u64 dentry_addr, u64 inode_addr)
 {
+	struct dentry *dentry = (void *)dentry_addr;
+	struct inode *inode = (void *)inode_addr;
 	u32 flags = DW_FILE_OVERLAY | DW_FILE_OVL_LAYOUT_FACTS;
 	if (!cfg_ovl_layout_facts)
 		return flags | DW_FILE_OVL_UNRESOLVED;
@@ -148,8 +159,7 @@ static __always_inline u32 overlay_flags_by_facts(struct dentry *dentry, struct 
 	flags |= DW_FILE_OVL_UPPER_DENTRY;
 	if (alias)
 		flags |= DW_FILE_OVL_UPPER_ALIAS;
-	u32 numlower = 0;
-	ovl_facts_lower(dentry, inode, &numlower);
+	u64 numlower = dw_ovl_facts_lower(dentry_addr, inode_addr, 1);
 	if (numlower > DW_OVL_MAX_STACK)
 		return flags | DW_FILE_OVL_UNRESOLVED;
 	if (numlower > 0)
@@ -162,7 +172,7 @@ static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inod
 	u32 flags = DW_FILE_OVERLAY;
 
 	if (ovl_uses_facts())
-		return overlay_flags_by_facts(dentry, inode);
+		return dw_ovl_facts_flags((u64)dentry, (u64)inode);
 
 	struct ovl_inode *oi = ovl_inode_of(inode);
 	if (!BPF_CORE_READ(oi, __upperdentry))
@@ -224,8 +234,7 @@ static __always_inline struct dentry *ovl_real_dentry(struct dentry *dentry, str
 	if (flags & DW_FILE_OVL_LAYOUT_FACTS) {
 		if ((flags & DW_FILE_OVL_UPPER_DENTRY) && (flags & DW_FILE_OVL_UPPER_ALIAS))
 			return ovl_fact_word(inode, bpf_core_type_size(struct inode));
-		u32 numlower = 0;
-		return ovl_facts_lower(dentry, inode, &numlower);
+		return (void *)dw_ovl_facts_lower((u64)dentry, (u64)inode, 0);
 	}
 	if ((flags & DW_FILE_OVL_UPPER_DENTRY) && (flags & DW_FILE_OVL_UPPER_ALIAS))
 		return BPF_CORE_READ(ovl_inode_of(inode), __upperdentry);
