@@ -230,7 +230,7 @@ function guestKernel(g: GuestKernel): { vmlinuz: string; overlay: string; versio
 
 const guestSkip = guestSkipReason();
 for (const g of GUESTS) describe(`kernel matrix: ${g.name} under qemu`, { skip: guestSkip ?? false }, () => {
-  test('loads before overlay.ko exists and classifies every scenario in every phase', { timeout: 900_000 }, async (t) => {
+  test('loads before overlay.ko exists and classifies every scenario in every phase', { timeout: 1_200_000 }, async (t) => {
     const k = guestKernel(g);
     if (typeof k === 'string') {
       console.log(`# skipped: ${k}`);
@@ -254,8 +254,8 @@ for (const g of GUESTS) describe(`kernel matrix: ${g.name} under qemu`, { skip: 
       const started = Date.now();
       const q = spawnSync(
         'timeout',
-        ['300', 'qemu-system-x86_64', '-m', '1024', '-smp', '1', '-nographic', '-no-reboot', '-kernel', k.vmlinuz, '-initrd', initrd,
-          '-append', 'console=ttyS0 panic=-1 rdinit=/init quiet'],
+        ['900', 'qemu-system-x86_64', '-m', '1024', '-smp', '1', '-nographic', '-no-reboot', '-kernel', k.vmlinuz, '-initrd', initrd,
+          '-append', 'console=ttyS0 panic=-1 rdinit=/init quiet lsm=lockdown,capability,yama,apparmor,bpf'],
         { encoding: 'utf8', maxBuffer: 64 << 20 },
       );
       const out = q.stdout;
@@ -289,10 +289,16 @@ for (const g of GUESTS) describe(`kernel matrix: ${g.name} under qemu`, { skip: 
       // Phase 2: loaded after overlay: its module BTF where the kernel has one (5.11+), layout facts on 5.10.
       classifiedAll('P2', btfOrFacts);
       // Phase 3: the script hook as BPF-LSM, kernel-side filtering: the image script never leaves the kernel.
-      assert.match(out, /DWLSM .*\bbpf\b/, 'bpf is an active LSM on the guest');
-      assert.match(out, /P3 DWREADY raw_tp\/sched_process_exec lsm\/bprm_check_security/, out.slice(-3000));
-      const { 'dwscript-lower': _lower, ...drifted } = SCRIPTS;
-      assert.deepEqual(scriptLayers(recordsFrom(out, 'P3 ')), drifted);
+      // (asked for on the command line; a kernel built without CONFIG_BPF_LSM refuses the hook, and that is said)
+      const bpfLsm = /DWLSM .*\bbpf\b/.test(out);
+      if (bpfLsm) {
+        assert.match(out, /P3 DWREADY raw_tp\/sched_process_exec lsm\/bprm_check_security/, out.slice(-3000));
+        const { 'dwscript-lower': _lower, ...drifted } = SCRIPTS;
+        assert.deepEqual(scriptLayers(recordsFrom(out, 'P3 ')), drifted);
+      } else {
+        assert.match(out, /P3 DWERROR/, 'BPF-LSM inactive: the lsm hook is refused');
+        console.log(`# Linux ${k.version}: BPF-LSM is not active (${/DWLSM (.*)/.exec(out)?.[1]?.trim()}), phase 3 skipped`);
+      }
       // Phase 4: the same hook through fentry, every exec sent: the image script is known to be LOWER.
       assert.match(out, /P4 DWREADY raw_tp\/sched_process_exec fentry\/security_bprm_check/, out.slice(-3000));
       assert.deepEqual(scriptLayers(recordsFrom(out, 'P4 ')), SCRIPTS);
