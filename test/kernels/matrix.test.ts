@@ -262,7 +262,7 @@ for (const g of GUESTS) describe(`kernel matrix: ${g.name} under qemu`, { skip: 
       if (process.env.DW_GUEST_OUT) writeFileSync(process.env.DW_GUEST_OUT, out);
       assert.match(out, /DWDONE/, `guest did not finish (exit ${q.status}):\n${out.slice(-3000)}`);
       assert.doesNotMatch(out, /DWSCRIPTFAIL/, out.slice(-3000));
-      assert.match(out, new RegExp(`DWKERNEL ${k.version.replaceAll('.', '\\.')}`));
+      assert.ok(out.includes(`DWKERNEL ${k.version}`), `booted ${k.version}`);
       const layoutBit = g.layout === 'entry' ? FileFlag.OVL_LAYOUT_ENTRY : FileFlag.OVL_LAYOUT_FSDATA;
       const overlayPaths: string[] = [];
       /** Every scenario and nested overlay classified, no unresolved overlay exec, the layout the kernel really has. */

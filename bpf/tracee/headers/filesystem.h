@@ -231,7 +231,9 @@ static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inod
 /* The dentry one layer down that holds an overlay file. */
 static __always_inline struct dentry *ovl_real_dentry(struct dentry *dentry, struct inode *inode, u32 flags)
 {
-	if (flags & DW_FILE_OVL_LAYOUT_FACTS) {
+	/* Decided at load (not by the flags): the verifier must see the BTF reads
+	 * below as dead code where overlay's types are absent. */
+	if (ovl_uses_facts()) {
 		if ((flags & DW_FILE_OVL_UPPER_DENTRY) && (flags & DW_FILE_OVL_UPPER_ALIAS))
 			return ovl_fact_word(inode, bpf_core_type_size(struct inode));
 		return (void *)dw_ovl_facts_lower((u64)dentry, (u64)inode, 0);
