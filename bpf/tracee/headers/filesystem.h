@@ -54,7 +54,7 @@ const volatile bool cfg_ovl_layout_facts = true;  /* read overlay by layout fact
 const volatile bool cfg_ovl_force_facts = false;  /* ... even where BTF exists (tests prove the facts on it) */
 
 /* struct rcu_head is a #define for struct callback_head: BTF knows only the latter. */
-struct callback_head___dw {
+struct callback_head___dwovl {
 	void *next;
 	void *func;
 } __attribute__((preserve_access_index));
@@ -101,7 +101,7 @@ __noinline u64 dw_ovl_facts_lower(u64 dentry_addr, u64 inode_addr, u64 want_coun
 	u64 stack; /* offset of lowerstack[] in the entry */
 	if (dw_kernel_ptr(fsdata)) {
 		oe = fsdata;
-		u64 rcu = bpf_core_type_size(struct callback_head___dw);
+		u64 rcu = bpf_core_type_size(struct callback_head___dwovl);
 		if (!rcu) /* not in this kernel's BTF: the offsets are unknown */
 			return want_count ? DW_OVL_MAX_STACK + 1 : 0;
 		numlower = (u32)(unsigned long)ovl_fact_word(oe, rcu);
