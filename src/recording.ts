@@ -73,6 +73,7 @@ export function replayLoader(batches: Buffer[]): NativeLoader & { done: Promise<
       return b.length;
     },
     stats: () => ({}),
+    overlayPath: () => 'a recording (no kernel)',
     programStats: () => [],
     close() {},
   };

@@ -33,6 +33,7 @@ struct dw_loader {
 	size_t pending_len;
 	uint64_t records;
 	int btf_fd; /* merged vmlinux + overlay BTF, until load (-1: none) */
+	const char *overlay_path;
 };
 
 /* libbpf logs through one global callback: keep the tail for error messages. */
@@ -49,12 +50,17 @@ static int log_cb(enum libbpf_print_level level, const char *fmt, va_list args)
 		vfprintf(stderr, fmt, copy);
 		va_end(copy);
 	}
-	char line[1024];
-	int n = vsnprintf(line, sizeof(line), fmt, args);
-	if (n <= 0)
+	char *msg = NULL;
+	int len = vasprintf(&msg, fmt, args);
+	if (len <= 0) {
+		free(msg);
 		return 0;
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
+	}
+	/* A verifier log comes as one message: its end says why. */
+	char line[2048];
+	int n = len < (int)sizeof(line) ? len : (int)sizeof(line) - 1;
+	memcpy(line, msg + len - n, n);
+	free(msg);
 	if (g_log_len + n >= sizeof(g_log)) { /* keep the newest half */
 		size_t keep = sizeof(g_log) / 2;
 		memmove(g_log, g_log + g_log_len - keep, keep);
@@ -113,6 +119,25 @@ out:
 	return err;
 }
 
+/* Where CO-RE finds overlay's types: built into vmlinux, overlay's module BTF,
+ * or nowhere (5.10, kernels without module BTF, overlay loaded after us), and
+ * then the BPF side reads overlay by layout facts. */
+static const char *overlay_types_source(int have_module_btf)
+{
+	if (have_module_btf)
+		return "module BTF";
+	struct btf *vmlinux = btf__parse("/sys/kernel/btf/vmlinux", NULL);
+	int builtin = vmlinux && btf__find_by_name_kind(vmlinux, "ovl_inode", BTF_KIND_STRUCT) > 0;
+	btf__free(vmlinux);
+	if (builtin)
+		return "vmlinux BTF";
+	if (access("/sys/kernel/btf/overlay", R_OK) == 0)
+		return "module BTF";
+	return "layout facts (no overlay BTF)";
+}
+
+const char *dw_loader_overlay_path(const struct dw_loader *l) { return l->overlay_path; }
+
 int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 {
 	libbpf_set_print(log_cb);
@@ -129,6 +154,9 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 			snprintf(btf_path, sizeof(btf_path), "/proc/self/fd/%d", fd);
 		} /* else: libbpf reads module BTF itself where it may */
 	}
+	l->overlay_path = overlay_types_source(l->btf_fd >= 0);
+	if (opts && opts->ovl_force_facts)
+		l->overlay_path = "layout facts (forced)";
 	LIBBPF_OPTS(bpf_object_open_opts, open_opts, .btf_custom_path = btf_path[0] ? btf_path : NULL);
 	l->skel = tracee__open_opts(&open_opts);
 	if (!l->skel) {
@@ -142,6 +170,7 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 	l->skel->rodata->cfg_ignore_tgid = opts ? opts->ignore_tgid : 0;
 	l->skel->rodata->cfg_host_mnt_ns = opts ? opts->host_mnt_ns : 0;
 	l->skel->rodata->cfg_host_pid_ns = opts ? opts->host_pid_ns : 0;
+	l->skel->rodata->cfg_ovl_force_facts = opts && opts->ovl_force_facts;
 	if (!(opts && opts->bench))
 		bpf_program__set_autoload(l->skel->progs.bench_generate, false);
 	int hook = opts ? opts->script_hook : DW_SCRIPT_HOOK_NONE;

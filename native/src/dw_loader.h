@@ -22,6 +22,7 @@ struct dw_loader_opts {
 	uint32_t host_pid_ns;
 	int script_hook;      /* enum dw_script_hook: which bprm_check program to load */
 	int mmap_hook;        /* enum dw_mmap_hook: which exec-mapping program to load */
+	int ovl_force_facts;  /* read overlay by layout facts even where its BTF exists (tests, A/B) */
 };
 
 /* The #! script hook. Each needs something not every kernel allows (BPF-LSM
@@ -75,6 +76,10 @@ int dw_loader_map_update(struct dw_loader *l, const char *map, const void *key, 
 int dw_loader_map_delete(struct dw_loader *l, const char *map, const void *key, size_t key_size);
 /* Deletes every entry; returns how many, or a negative errno. */
 int dw_loader_map_clear(struct dw_loader *l, const char *map);
+/* How overlay files are told apart on this kernel, named for the start-up line:
+ * "vmlinux BTF", "module BTF", "layout facts (no overlay BTF)" or
+ * "layout facts (forced)". Valid after open. */
+const char *dw_loader_overlay_path(const struct dw_loader *l);
 void dw_loader_close(struct dw_loader *l);
 const char *dw_last_log(void);
 void dw_clear_log(void);

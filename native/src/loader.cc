@@ -144,6 +144,7 @@ class Loader : public Napi::ObjectWrap<Loader> {
          InstanceMethod("consume", &Loader::Consume),
          InstanceMethod("watch", &Loader::Watch), InstanceMethod("arm", &Loader::Arm), InstanceMethod("unwatch", &Loader::Unwatch),
          InstanceMethod("programs", &Loader::Programs), InstanceMethod("attachProgram", &Loader::AttachProgram), InstanceMethod("stats", &Loader::Stats),
+         InstanceMethod("overlayPath", &Loader::OverlayPath),
          InstanceMethod("programStats", &Loader::ProgramStats), InstanceMethod("benchGenerate", &Loader::BenchGenerate),
          InstanceMethod("mapUpdate", &Loader::MapUpdate), InstanceMethod("mapDelete", &Loader::MapDelete),
          InstanceMethod("mapClear", &Loader::MapClear), InstanceMethod("close", &Loader::Close)});
@@ -164,6 +165,7 @@ class Loader : public Napi::ObjectWrap<Loader> {
     opts.bench = o.Has("benchGenerator") && o.Get("benchGenerator").ToBoolean();
     opts.host_mnt_ns = OptU32(o, "hostMntNs");
     opts.host_pid_ns = OptU32(o, "hostPidNs");
+    opts.ovl_force_facts = o.Has("ovlForceFacts") && o.Get("ovlForceFacts").ToBoolean();
     std::string hook = o.Has("scriptHook") && o.Get("scriptHook").IsString() ? o.Get("scriptHook").As<Napi::String>().Utf8Value() : "none";
     if (hook == "lsm") opts.script_hook = DW_SCRIPT_HOOK_LSM;
     else if (hook == "fentry") opts.script_hook = DW_SCRIPT_HOOK_FENTRY;
@@ -274,6 +276,10 @@ class Loader : public Napi::ObjectWrap<Loader> {
     delete watcher_;
     watcher_ = nullptr;
     return info.Env().Undefined();
+  }
+
+  Napi::Value OverlayPath(const Napi::CallbackInfo &info) {
+    return Napi::String::New(info.Env(), dw_loader_overlay_path(Open(info.Env())));
   }
 
   Napi::Value Stats(const Napi::CallbackInfo &info) {

@@ -72,6 +72,9 @@ int main(int argc, char **argv)
 		opts.script_hook = DW_SCRIPT_HOOK_FENTRY;
 		hook_prog = "fentry_bprm_check";
 	}
+	for (int i = 4; i < argc; i++)
+		if (strcmp(argv[i], "force-facts") == 0)
+			opts.ovl_force_facts = 1;
 	if (argc > 4 && strcmp(argv[4], "no-sys-admin") == 0) {
 		int left = drop_sys_admin();
 		printf("DWCAPS sys_admin=%d\n", left);
@@ -107,6 +110,7 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("DWREADY %s %s\n", section, hook_section);
+	printf("DWOVERLAY %s\n", dw_loader_overlay_path(l));
 	fflush(stdout);
 	static uint8_t buf[1 << 20];
 	while (access(argv[1], F_OK) != 0) {

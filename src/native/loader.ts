@@ -17,6 +17,8 @@ export interface LoaderOptions {
   scriptHook?: ScriptHook;
   /** Which program sees executable mappings; see loadWithScriptHook. Default none. */
   mmapHook?: MmapHook;
+  /** Read overlay by layout facts even where its BTF exists (tests and A/B benchmarks). */
+  ovlForceFacts?: boolean;
 }
 
 export type ScriptHook = 'lsm' | 'fentry' | 'none';
@@ -53,6 +55,8 @@ export interface NativeLoader {
   arm?(): void;
   unwatch?(): void;
   stats(): Record<string, number>;
+  /** How overlay files are told apart here: 'vmlinux BTF', 'module BTF' or 'layout facts (...)'. */
+  overlayPath(): string;
   programStats(): ProgramStats[];
   benchGenerate?(count: number): { written: number; dropped: number };
   /** Map entries as bytes in the map's own layout (src/prevent/maps.ts); sizes are checked. */

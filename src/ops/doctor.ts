@@ -209,6 +209,9 @@ function hookRows(sensor: Sensor | undefined, loadError: string | undefined, lsm
 }
 
 function overlayLayoutRow(st: SelfTestResult | undefined): DoctorRow {
+  if (st?.overlayLayout && st.overlayByLayoutFacts) {
+    return { check: 'overlay layout', status: 'ok', detail: `${st.overlayLayout}, read by layout facts (no overlay BTF on this kernel) and checked by the self-test's upper-layer exec` };
+  }
   if (st?.overlayLayout) return { check: 'overlay layout', status: 'ok', detail: `${st.overlayLayout}, as CO-RE resolved it for the self-test's upper-layer exec` };
   return { check: 'overlay layout', status: 'missing', detail: 'not resolved: no upper-layer exec was classified', fix: 'see the self-test row' };
 }

@@ -54,6 +54,8 @@ export interface SelfTestResult {
   userNamespace: boolean;
   /** overlayfs dentry layout as CO-RE resolved it, from the upper probe's flags. */
   overlayLayout?: 'd_fsdata flags (6.5+)' | 'ovl_entry (before 6.5)';
+  /** The kernel read overlay by layout facts (no overlay BTF): the upper and copied-up checks are what proves them on this node. */
+  overlayByLayoutFacts?: boolean;
 }
 
 export interface SelfTestOptions {
@@ -213,6 +215,7 @@ export class SelfTest {
       return {
         ok: checks.every((c) => c.ok), at, durationMs: 0, checks, userNamespace: /^userns$/m.test(out),
         ...(layout ? { overlayLayout: layout } : {}),
+        ...(flags & FileFlag.OVL_LAYOUT_FACTS ? { overlayByLayoutFacts: true } : {}),
       };
     } finally {
       child.stdin.end(); // the namespace's init exits, and with it the mounts

@@ -99,6 +99,8 @@ export const FileFlag = {
   OVL_NESTED: 1 << 14,
   /** Nested, but the kernel could not follow the stack to the file behind it: layer unknown. */
   OVL_UNFOLLOWED: 1 << 15,
+  /** Overlay read by layout facts checked against the kernel's own data (no overlay BTF on this kernel). */
+  OVL_LAYOUT_FACTS: 1 << 19,
 } as const;
 
 /** What prevention did to the exec (DW_EXEC_* in events.h; kept in file_flags). */

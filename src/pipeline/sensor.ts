@@ -165,9 +165,9 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   }
   // The addon names the counters (enum dw_stat order); the contract test holds its list against the object's BTF.
   for (const name of Object.keys(kernel.stats())) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);
-  // Overlay's types were unknown when the object loaded (the module came
-  // later and could not be loaded up front): upper-layer files cannot be told
-  // from image files until a restart. Say so once; the counter keeps the number.
+  log.info(`overlay layers: read through ${kernel.overlayPath()}`);
+  // Overlay files the kernel could read neither by BTF nor by layout facts
+  // that checked out: their layer is UNKNOWN. Say so once; the counter keeps the number.
   // Likewise once for execs through an overlay mounted inside a container
   // that the kernel could not follow to the file behind it (layer UNKNOWN).
   let unresolvedSaid = false;
@@ -182,7 +182,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     const n = stats['ovl_unresolved'] ?? 0;
     if (n > 0 && !unresolvedSaid) {
       unresolvedSaid = true;
-      log.warn(`${n} exec(s) from overlayfs whose types were not known when the sensor loaded (overlay was not loaded then): restart the sensor to classify container layers`);
+      log.warn(`${n} exec(s) from overlayfs could not be told apart (image or container layer): overlay's layout on this kernel did not match what the sensor checks, so they are reported with layer UNKNOWN (kernel_ovl_unresolved)`);
     }
     const u = stats['ovl_unfollowed'] ?? 0;
     if (u > 0 && !unfollowedSaid) {

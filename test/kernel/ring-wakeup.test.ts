@@ -51,7 +51,7 @@ test('source: no drain while the ring is empty; records still delivered', { skip
     let drains = 0;
     const counted: NativeLoader = {
       load: () => loader.load(), attach: () => loader.attach(), programs: () => loader.programs(), attachProgram: (n) => loader.attachProgram(n),
-      stats: () => loader.stats(), programStats: () => loader.programStats(), close: () => loader.close(),
+      stats: () => loader.stats(), programStats: () => loader.programStats(), overlayPath: () => loader.overlayPath(), close: () => loader.close(),
       consume: (b: Buffer) => (drains++, loader.consume(b)),
       watch: (f: () => void) => loader.watch!(f),
       arm: () => loader.arm!(),

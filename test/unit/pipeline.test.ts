@@ -48,6 +48,7 @@ function ring() {
       return b.length;
     },
     stats: () => ({}),
+    overlayPath: () => 'module BTF',
     programStats: () => [],
     close() {},
   };

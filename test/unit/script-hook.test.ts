@@ -70,7 +70,7 @@ function fakeLoader(refuse: Set<string>, log: string[]): (o: LoaderOptions) => N
       if (refuse.has(o.scriptHook!)) throw Object.assign(new Error('Operation not permitted'), { code: 'EPERM' });
     },
     close: () => void log.push(`close ${o.scriptHook}`),
-    attach: () => [], programs: () => [], attachProgram: (n: string) => n, consume: () => 0, stats: () => ({}), programStats: () => [],
+    attach: () => [], programs: () => [], attachProgram: (n: string) => n, consume: () => 0, stats: () => ({}), overlayPath: () => 'module BTF', programStats: () => [],
   });
 }
 
@@ -125,7 +125,7 @@ function fakeMmapLoader(refuse: (o: LoaderOptions) => string | undefined, log: s
       if (code) throw Object.assign(new Error(code), { code });
     },
     close: () => void log.push('close'),
-    attach: () => [], programs: () => [], attachProgram: (n: string) => n, consume: () => 0, stats: () => ({}), programStats: () => [],
+    attach: () => [], programs: () => [], attachProgram: (n: string) => n, consume: () => 0, stats: () => ({}), programStats: () => [], overlayPath: () => 'vmlinux BTF',
   });
 }
 

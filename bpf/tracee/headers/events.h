@@ -56,6 +56,7 @@ struct dw_event_header {
 #define DW_EXEC_WOULD_PREVENT      (1U << 17) /* dry run: it would have been stopped */
 #define DW_EXEC_DENIED             (1U << 18) /* refused with -EPERM at bprm_check (BPF-LSM); comm
                                                * and argv are then the caller's, the exec never happened */
+#define DW_FILE_OVL_LAYOUT_FACTS   (1U << 19) /* overlay read by layout facts (no overlay BTF), cross-checked */
 
 /*
  * script_flags: where the exec hook cannot see the script (at

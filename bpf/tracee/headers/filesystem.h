@@ -32,12 +32,150 @@ static __always_inline struct ovl_inode *ovl_inode_of(struct inode *inode)
 	return (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
 }
 
+/*
+ * Without overlay's BTF (Linux 5.10 has no module BTF; kernels built without
+ * CONFIG_DEBUG_INFO_BTF_MODULES; overlay loaded after us), overlay is read
+ * through layout facts that hold from 5.x to 6.x:
+ *   - struct ovl_inode embeds vfs_inode and __upperdentry follows it, so the
+ *     upper dentry is at the inode plus sizeof(struct inode), a size taken
+ *     from vmlinux BTF; in >= 6.5 the next word is ovl_inode->oe;
+ *   - OVL_E_UPPER_ALIAS is bit 0 of the entry flags;
+ *   - d_fsdata before 6.5 points to struct ovl_entry { union { flags;
+ *     struct rcu_head; }; unsigned numlower; struct ovl_path lowerstack[]; }
+ *     and from 6.5 on is the flag word itself. A kernel pointer there says
+ *     the first, a small number the second: the kernel's own data picks the
+ *     layout, not a version number.
+ * Every read is cross-checked against what it must imply (an upper dentry is
+ * on another filesystem with the same file mode; an upper alias has an upper
+ * dentry; a lower stack is short); a fact that does not hold makes the file
+ * UNRESOLVED (layer UNKNOWN, counted), never LOWER.
+ */
+const volatile bool cfg_ovl_layout_facts = true;  /* read overlay by layout facts where its BTF is absent */
+const volatile bool cfg_ovl_force_facts = false;  /* ... even where BTF exists (tests prove the facts on it) */
+
+/* struct rcu_head is a #define for struct callback_head: BTF knows only the latter. */
+struct callback_head___dwovl {
+	void *next;
+	void *func;
+} __attribute__((preserve_access_index));
+
+#define DW_KERNEL_ADDR_MIN  0xffff000000000000UL /* the kernel half on x86-64 and arm64 */
+#define DW_OVL_FLAGS_MAX    0xffffUL             /* far above the few entry flag bits */
+#define DW_OVL_MAX_STACK    500                  /* overlay's own limit on lower layers */
+
+static __always_inline bool dw_kernel_ptr(const void *p)
+{
+	return (unsigned long)p >= DW_KERNEL_ADDR_MIN;
+}
+
+static __always_inline bool ovl_uses_facts(void)
+{
+	return cfg_ovl_force_facts || !bpf_core_type_exists(struct ovl_inode);
+}
+
+static __always_inline void *ovl_fact_word(const void *base, u64 offset)
+{
+	void *word = NULL;
+	if (bpf_probe_read_kernel(&word, sizeof(word), base + offset))
+		return (void *)1; /* unreadable: fails every check below */
+	return word;
+}
+
+/*
+ * The facts are read as global functions: the verifier checks each once, not
+ * at every overlay level of every hook that inlines it (Linux 5.10's verifier
+ * refused the inlined whole). Global functions take scalars, so the kernel
+ * pointers travel as u64.
+ *
+ * want_count 0: the first lower dentry, or 0. want_count 1: the number of
+ * lower layers (> DW_OVL_MAX_STACK: the facts do not hold here).
+ */
+__noinline u64 dw_ovl_facts_lower(u64 dentry_addr, u64 inode_addr, u64 want_count)
+{
+	struct dentry *dentry = (void *)dentry_addr;
+	struct inode *inode = (void *)inode_addr;
+	u32 numlower = 0;
+	u64 inode_size = bpf_core_type_size(struct inode);
+	void *fsdata = BPF_CORE_READ(dentry, d_fsdata);
+	void *oe;
+	u64 stack; /* offset of lowerstack[] in the entry */
+	if (dw_kernel_ptr(fsdata)) {
+		oe = fsdata;
+		u64 rcu = bpf_core_type_size(struct callback_head___dwovl);
+		if (!rcu) /* not in this kernel's BTF: the offsets are unknown */
+			return want_count ? DW_OVL_MAX_STACK + 1 : 0;
+		numlower = (u32)(unsigned long)ovl_fact_word(oe, rcu);
+		stack = rcu + sizeof(void *);
+	} else {
+		oe = ovl_fact_word(inode, inode_size + sizeof(void *));
+		if (!oe)
+			return 0;
+		if (!dw_kernel_ptr(oe))
+			return want_count ? DW_OVL_MAX_STACK + 1 : 0;
+		numlower = (u32)(unsigned long)ovl_fact_word(oe, 0);
+		stack = sizeof(void *);
+	}
+	if (want_count)
+		return numlower;
+	if (numlower == 0 || numlower > DW_OVL_MAX_STACK)
+		return 0;
+	/* struct ovl_path { layer; dentry; } */
+	struct dentry *lower = ovl_fact_word(oe, stack + sizeof(void *));
+	return dw_kernel_ptr(lower) ? (u64)lower : 0;
+}
+
+__noinline u32 dw_ovl_facts_flags(u64 dentry_addr, u64 inode_addr)
+{
+	struct dentry *dentry = (void *)dentry_addr;
+	struct inode *inode = (void *)inode_addr;
+	u32 flags = DW_FILE_OVERLAY | DW_FILE_OVL_LAYOUT_FACTS;
+	if (!cfg_ovl_layout_facts)
+		return flags | DW_FILE_OVL_UNRESOLVED;
+
+	struct dentry *upper = ovl_fact_word(inode, bpf_core_type_size(struct inode));
+	void *fsdata = BPF_CORE_READ(dentry, d_fsdata);
+	unsigned long entry_flags;
+	if (dw_kernel_ptr(fsdata)) {
+		flags |= DW_FILE_OVL_LAYOUT_ENTRY;
+		entry_flags = (unsigned long)ovl_fact_word(fsdata, 0);
+	} else if ((unsigned long)fsdata <= DW_OVL_FLAGS_MAX) {
+		flags |= DW_FILE_OVL_LAYOUT_FSDATA;
+		entry_flags = (unsigned long)fsdata;
+	} else {
+		return flags | DW_FILE_OVL_UNRESOLVED;
+	}
+	bool alias = entry_flags & 1UL; /* OVL_E_UPPER_ALIAS */
+	if (!upper) {
+		/* An image file; an upper alias without an upper dentry means the
+		 * offset is wrong on this kernel. */
+		return alias ? flags | DW_FILE_OVL_UNRESOLVED : flags;
+	}
+	if (!dw_kernel_ptr(upper))
+		return flags | DW_FILE_OVL_UNRESOLVED;
+	/* An upper dentry is a dentry of the upper filesystem for this very file. */
+	struct inode *upper_inode = BPF_CORE_READ(upper, d_inode);
+	struct super_block *upper_sb = BPF_CORE_READ(upper, d_sb);
+	if (!upper_inode || upper_sb == BPF_CORE_READ(dentry, d_sb) ||
+	    BPF_CORE_READ(upper_inode, i_mode) != BPF_CORE_READ(inode, i_mode) ||
+	    (u32)BPF_CORE_READ(upper_sb, s_magic) == OVERLAYFS_SUPER_MAGIC)
+		return flags | DW_FILE_OVL_UNRESOLVED;
+	flags |= DW_FILE_OVL_UPPER_DENTRY;
+	if (alias)
+		flags |= DW_FILE_OVL_UPPER_ALIAS;
+	u64 numlower = dw_ovl_facts_lower(dentry_addr, inode_addr, 1);
+	if (numlower > DW_OVL_MAX_STACK)
+		return flags | DW_FILE_OVL_UNRESOLVED;
+	if (numlower > 0)
+		flags |= DW_FILE_OVL_HAS_LOWER;
+	return flags;
+}
+
 static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inode *inode)
 {
 	u32 flags = DW_FILE_OVERLAY;
 
-	if (!bpf_core_type_exists(struct ovl_inode))
-		return flags | DW_FILE_OVL_UNRESOLVED; /* overlay module not loaded when we loaded */
+	if (ovl_uses_facts())
+		return dw_ovl_facts_flags((u64)dentry, (u64)inode);
 
 	struct ovl_inode *oi = ovl_inode_of(inode);
 	if (!BPF_CORE_READ(oi, __upperdentry))
@@ -96,6 +234,13 @@ static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inod
 /* The dentry one layer down that holds an overlay file. */
 static __always_inline struct dentry *ovl_real_dentry(struct dentry *dentry, struct inode *inode, u32 flags)
 {
+	/* Decided at load (not by the flags): the verifier must see the BTF reads
+	 * below as dead code where overlay's types are absent. */
+	if (ovl_uses_facts()) {
+		if ((flags & DW_FILE_OVL_UPPER_DENTRY) && (flags & DW_FILE_OVL_UPPER_ALIAS))
+			return ovl_fact_word(inode, bpf_core_type_size(struct inode));
+		return (void *)dw_ovl_facts_lower((u64)dentry, (u64)inode, 0);
+	}
 	if ((flags & DW_FILE_OVL_UPPER_DENTRY) && (flags & DW_FILE_OVL_UPPER_ALIAS))
 		return BPF_CORE_READ(ovl_inode_of(inode), __upperdentry);
 	/* A positive dentry without an upper has at least one lower. */
