@@ -47,7 +47,7 @@ Usage:
                      [--max-queued-findings N] [--max-connections N] [--handshake-timeout-ms N] [--pool-size N]
   driftwatch findings [--db <file|postgres://...>] [--since 10m|<time>] [--until <time>] [--signature id]
                       [--container id|name] [--namespace N] [--image I] [--host H] [--sha256 S] [--glob]
-                      [--summary sha256|image|namespace|host|signature] [--limit N] [--json]
+                      [--action alert|prevented|would_prevent] [--summary sha256|image|namespace|host|signature|action] [--limit N] [--json]
   driftwatch policy suggest [--db <file|postgres://...>] [--since 7d|<time>] [--min-containers 2] [--min-executions 3]
   driftwatch record --out <file> [--emit-all] [--duration <seconds>]
   driftwatch replay <file> [--signatures <path>]... [--policy <file>] [--jsonl <file>|-]

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { Logger } from '../log.js';
 import { existsSync } from 'node:fs';
-import { SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
+import { ACTIONS, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { startBackend } from './server.js';
 import { isPostgresUrl, openStore, sqlitePath, type FindingQuery, type FindingStore } from './store.js';
 import { parseRfc3339 } from './validate.js';
@@ -108,6 +108,7 @@ export async function findingsCommand(argv: string[], out: (s: string) => void =
       image: { type: 'string' },
       host: { type: 'string' },
       sha256: { type: 'string' },
+      action: { type: 'string' },
       glob: { type: 'boolean', default: false },
       summary: { type: 'string' },
       limit: { type: 'string', default: '1000' },
@@ -128,6 +129,10 @@ export async function findingsCommand(argv: string[], out: (s: string) => void =
     if (v === '') throw new CliUsageError(`--${key} needs a value`);
     if (!values.glob && /[*?]/.test(v)) throw new CliUsageError(`--${key} ${JSON.stringify(v)}: filters are literal; add --glob for * and ? wildcards`);
     query[key] = v;
+  }
+  if (values.action !== undefined) {
+    if (!(ACTIONS as readonly string[]).includes(values.action)) throw new CliUsageError(`--action wants one of ${ACTIONS.join(', ')} (got ${JSON.stringify(values.action)})`);
+    query.action = values.action;
   }
   if (!isPostgresUrl(values.db) && !existsSync(sqlitePath(values.db))) {
     throw new CliUsageError(`no database at ${sqlitePath(values.db)} (give the backend's --db: a SQLite file or a postgres:// URL)`);

@@ -12,6 +12,8 @@ export interface Column {
   value(f: FindingJson): string | number;
   /** Indexed as (column, time), so a filter on it is sorted by time for free. */
   indexed: boolean;
+  /** What rows stored before the column existed get (else ''). */
+  missing?: string;
 }
 
 const text = (v: string | undefined | null) => (v ?? '').slice(0, MAX_COLUMN_CHARS);
@@ -28,6 +30,8 @@ export const COLUMNS: readonly Column[] = [
   { name: 'namespace', pgType: 'TEXT', indexed: true, value: (f) => text(f.kubernetes?.namespace) },
   { name: 'hostname', pgType: 'TEXT', indexed: true, value: (f) => text(f.host?.hostname) },
   { name: 'sha256', pgType: 'TEXT', indexed: true, value: (f) => text(f.process?.executable?.sha256) },
+  // findings from before prevention carry no action: they were alerts
+  { name: 'action', pgType: 'TEXT', indexed: true, missing: 'alert', value: (f) => text(f.action) || 'alert' },
 ];
 
 /** What `findings` filters by, and the column each filter reads. */
@@ -37,7 +41,11 @@ export const FILTER_COLUMNS = {
   image: 'image',
   host: 'hostname',
   sha256: 'sha256',
+  action: 'action',
 } as const;
+
+/** What a finding's action can be (see pipeline/finding.ts actionOf). */
+export const ACTIONS = ['alert', 'prevented', 'would_prevent'] as const;
 
 /** What `findings --summary` groups by. */
 export const SUMMARY_COLUMNS = {
@@ -46,6 +54,7 @@ export const SUMMARY_COLUMNS = {
   namespace: 'namespace',
   host: 'hostname',
   signature: 'signature_id',
+  action: 'action',
 } as const;
 export type SummaryKey = keyof typeof SUMMARY_COLUMNS;
 

@@ -17,7 +17,7 @@ function schema(): string[] {
   return [
     `CREATE TABLE IF NOT EXISTS findings (${cols.join(', ')}, received_at TIMESTAMPTZ NOT NULL DEFAULT now(), body JSONB NOT NULL)`,
     // databases from before a column existed get it
-    ...COLUMNS.filter((c) => c.pgType === 'TEXT').map((c) => `ALTER TABLE findings ADD COLUMN IF NOT EXISTS ${c.name} ${c.pgType} NOT NULL DEFAULT ''`),
+    ...COLUMNS.filter((c) => c.pgType === 'TEXT').map((c) => `ALTER TABLE findings ADD COLUMN IF NOT EXISTS ${c.name} ${c.pgType} NOT NULL DEFAULT '${c.missing ?? ''}'`),
     'CREATE INDEX IF NOT EXISTS findings_time ON findings (time, id)',
     ...COLUMNS.filter((c) => c.indexed).map((c) => `CREATE INDEX IF NOT EXISTS findings_${c.name} ON findings (${c.name}, time)`),
     'CREATE TABLE IF NOT EXISTS fleet_sightings (sha256 TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (sha256, kind, value))',

@@ -55,7 +55,7 @@ export class SqliteStore implements FindingStore {
     db.exec(schema());
     // databases from before a column existed get it (and its index)
     const have = new Set((db.prepare('PRAGMA table_info(findings)').all() as Array<{ name: string }>).map((r) => r.name));
-    for (const c of COLUMNS) if (!have.has(c.name)) db.exec(`ALTER TABLE findings ADD COLUMN ${c.name} ${sqliteType(c.pgType)} NOT NULL DEFAULT ''`);
+    for (const c of COLUMNS) if (!have.has(c.name)) db.exec(`ALTER TABLE findings ADD COLUMN ${c.name} ${sqliteType(c.pgType)} NOT NULL DEFAULT '${c.missing ?? ''}'`);
     db.exec(indexes());
     return new SqliteStore(db);
   }

@@ -18,6 +18,7 @@ export interface FindingQuery {
   image?: string;
   host?: string;
   sha256?: string;
+  action?: string; // alert, prevented or would_prevent
   /** `*` and `?` in filter values are wildcards (otherwise every character is literal) */
   glob?: boolean;
   limit?: number;

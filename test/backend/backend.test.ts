@@ -377,6 +377,64 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       }
     });
 
+    test('findings --action: alert, prevented and would_prevent apply to what the kernel did; databases from before the column read as alert', async () => {
+      const db = await freshDb();
+      const backend = await startBackend({ listen: '127.0.0.1:0', db });
+      const c = client(backend.address);
+      const fs = findings(4, 'act');
+      fs[0]!.action = 'prevented';
+      fs[1]!.action = 'would_prevent';
+      fs[2]!.action = 'alert';
+      delete fs[3]!.action; // a sensor from before prevention
+      try {
+        const r = await exportRaw(c, encodeRequest(fs));
+        assert.equal(r.stored, 4, r.error?.message);
+      } finally {
+        c.close();
+        await backend.stop();
+      }
+      const run = (...args: string[]) => spawnSync(process.execPath, [cliPath, 'findings', '--db', db, '--json', ...args], { encoding: 'utf8' });
+      const ids = (...args: string[]) => {
+        const r = run(...args);
+        assert.equal(r.status, 0, r.stderr);
+        return r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l).id).sort();
+      };
+      assert.deepEqual(ids('--action', 'prevented'), ['act-0']);
+      assert.deepEqual(ids('--action', 'would_prevent'), ['act-1']);
+      assert.deepEqual(ids('--action', 'alert'), ['act-2', 'act-3']);
+      assert.deepEqual(ids('--action', 'prevented', '--sha256', fs[1]!.process!.executable!.sha256!), []);
+      const summary = run('--summary', 'action');
+      assert.equal(summary.status, 0, summary.stderr);
+      assert.deepEqual(summary.stdout.trim().split('\n').map((l) => { const j = JSON.parse(l); return [j.key, j.findings]; }), [['alert', 2], ['prevented', 1], ['would_prevent', 1]]);
+      const bad = run('--action', 'blocked');
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /--action wants one of alert, prevented, would_prevent \(got "blocked"\)/);
+
+      // a database written before the column existed: its rows were alerts
+      await dropActionColumn(db);
+      assert.match(run('--action', 'alert').stderr, /no such column|does not exist/, 'the column is really gone');
+      const reopened = await openStore(db);
+      await reopened.close();
+      assert.deepEqual(ids('--action', 'alert'), ['act-0', 'act-1', 'act-2', 'act-3']);
+      assert.deepEqual(ids('--action', 'prevented'), []);
+    });
+
+    async function dropActionColumn(db: string): Promise<void> {
+      if (kind === 'sqlite') {
+        const { DatabaseSync } = await import('node:sqlite');
+        const d = new DatabaseSync(db);
+        d.exec('DROP INDEX findings_action; ALTER TABLE findings DROP COLUMN action;');
+        d.close();
+        return;
+      }
+      const { default: pg } = await import('pg');
+      const c = new pg.Client({ connectionString: db });
+      await c.connect();
+      await c.query('DROP INDEX findings_action');
+      await c.query('ALTER TABLE findings DROP COLUMN action');
+      await c.end();
+    }
+
     if (kind === 'postgres') {
       test('two replicas on one database: sensors spread over them, a finding sent to both is stored once, fleet counts once', { timeout: 60_000 }, async () => {
         const db = await freshDb();

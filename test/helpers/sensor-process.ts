@@ -121,4 +121,11 @@ export class SensorProcess {
   }
 }
 
-export const argsContain = (token: string) => (f: Finding) => f.process.args.includes(token);
+/** Stream signatures correlate other findings (an exec session then drift, a burst): they repeat the drift's process. */
+export const CORRELATION_SIGNATURES = new Set(['drift.interactive_intrusion', 'drift.burst']);
+
+/** The finding for the exec whose args hold token (the exec's own signature, not a correlation of it). */
+export const argsContain = (token: string) => (f: Finding) => f.process.args.includes(token) && !CORRELATION_SIGNATURES.has(f.signature.id);
+
+/** Correlation findings (stream signatures) about the exec whose args hold token. */
+export const correlatedWith = (token: string) => (f: Finding) => f.process.args.includes(token) && CORRELATION_SIGNATURES.has(f.signature.id);

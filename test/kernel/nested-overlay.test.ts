@@ -12,12 +12,12 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { MiniContainer, kernelSkipReason } from '../helpers/minicontainer.js';
 import { PodmanContainers, USER_TEST_IMAGE, ensureUserTestImage, podmanSkipReason } from '../helpers/podman.js';
-import { SensorProcess, argsContain, type Finding } from '../helpers/sensor-process.js';
+import { CORRELATION_SIGNATURES, SensorProcess, argsContain, type Finding } from '../helpers/sensor-process.js';
 
 const nonce = () => randomBytes(4).toString('hex');
 const DRIFT = ['drift.new_executable', 'drift.modified_executable', 'drift.tmpfs_exec', 'drift.fileless_exec'];
 const isDrift = (f: Finding) => DRIFT.includes(f.signature.id);
-const pathIs = (p: string) => (f: Finding) => f.process.executable.path === p;
+const pathIs = (p: string) => (f: Finding) => f.process.executable.path === p && !CORRELATION_SIGNATURES.has(f.signature.id);
 
 async function metric(sensor: SensorProcess, re: RegExp): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
