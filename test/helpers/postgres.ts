@@ -1,6 +1,6 @@
 // A throwaway PostgreSQL server from Debian's packages, on a free loopback
 // port, owned by the postgres user, in a temp dir removed afterwards.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -42,9 +42,10 @@ export async function startPostgres(): Promise<PgServer> {
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
   const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
   chownSync(dir, uid, gid);
-  const asPg = ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups'];
+  const setpriv = 'setpriv';
+  const asPg = [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups'];
   const runAsPg = (cmd: string, args: string[]) =>
-    execFileSync(asPg[0], [...asPg.slice(1), join(bin, cmd), ...args], {
+    execFileSync(setpriv, [...asPg, join(bin, cmd), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       encoding: 'utf8',
       timeout: 60_000,
@@ -55,9 +56,9 @@ export async function startPostgres(): Promise<PgServer> {
   // shutdown), not daemonized by pg_ctl: a test run that is killed takes its
   // server with it instead of leaving it running.
   const log = openSync(join(dir, 'log'), 'a');
-  const postmaster = spawn(
-    asPg[0],
-    [...asPg.slice(1), '--pdeathsig', 'SIGQUIT', join(bin, 'postgres'), '-D', data, '-p', String(port), '-k', dir,
+  const postmaster: ChildProcess = spawn(
+    setpriv,
+    [...asPg, '--pdeathsig', 'SIGQUIT', join(bin, 'postgres'), '-D', data, '-p', String(port), '-k', dir,
       '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'],
     { stdio: ['ignore', log, log] },
   );
