@@ -16,8 +16,7 @@ import { policyCommand } from './policy/suggest-command.js';
 import { RecordingWriter, readRecording, replayLoader } from './recording.js';
 import { readHostNamespaces } from './pipeline/container.js';
 import { builtinSignatures } from './signatures/index.js';
-import { loadCustomSignatures } from './signatures/load-custom.js';
-import type { AnySignature } from './signatures/sdk.js';
+import { loadIsolatedSignatures, type SensorSignature } from './signatures/isolated.js';
 import { loadWithScriptHook } from './native/loader.js';
 import { kernelBatches } from './pipeline/source.js';
 import { ConfigError, configFlagOptions, flagsToConfig, resolveConfig, scriptHookCandidatesFor } from './config.js';
@@ -209,7 +208,7 @@ async function runCommand(argv: string[]): Promise<number> {
 
   // SIGHUP: new policy and custom signatures, swapped in between two events.
   process.on('SIGHUP', () => {
-    signaturesAndPolicy(cfg, log, true)
+    signaturesAndPolicy(cfg, log)
       .then(({ signatures: sigs, policy: pol }) => {
         running.reload({ signatures: sigs, ...(pol ? { policy: pol } : {}) });
         log.info(`reloaded: ${sigs.length} signature(s)${cfg.policy ? `, policy ${cfg.policy}` : ''}`);
@@ -298,12 +297,11 @@ async function configCommand(argv: string[]): Promise<number> {
 async function signaturesAndPolicy(
   values: { signatures?: string[] | undefined; strict?: boolean | undefined; policy?: string | undefined; dedupWindow?: string | undefined },
   log: Logger,
-  reload = false,
-): Promise<{ signatures: AnySignature[]; policy?: Policy }> {
-  const signatures = [...builtinSignatures];
+): Promise<{ signatures: SensorSignature[]; policy?: Policy }> {
+  const signatures: SensorSignature[] = [...builtinSignatures];
   if (values.signatures?.length) {
     const taken = new Set(signatures.map((s) => s.id));
-    const custom = await loadCustomSignatures(values.signatures, taken, reload);
+    const custom = await loadIsolatedSignatures(values.signatures, taken);
     for (const e of custom.errors) log.error(`custom signature ${e.file}: ${e.reason}`);
     if (custom.errors.length && values.strict) throw new PreflightError(`${custom.errors.length} custom signature(s) failed to load (--strict)`);
     signatures.push(...custom.signatures);

@@ -2,9 +2,12 @@
 // for it, and one isolated call per signature. A throwing signature is
 // counted; after too many consecutive errors it is disabled (one log line);
 // the others never notice. Stream signatures get the same events through
-// their own Subjects; their findings arrive on streamFindings.
+// their own Subjects; their findings arrive on streamFindings. Custom
+// signatures (isolated) run in worker threads: they get each batch after the
+// built-ins and their findings arrive on streamFindings too.
 import { LRUCache } from 'lru-cache';
-import type { Observable } from 'rxjs';
+import { merge, type Observable } from 'rxjs';
+import { DEFAULT_LIMITS, isIsolated, type IsolatedSignature, type IsolationLimits, type SensorSignature } from '../signatures/isolated.js';
 import {
   containerKey,
   isStreamSignature,
@@ -16,13 +19,16 @@ import {
   type SignatureContext,
 } from '../signatures/sdk.js';
 import { buildFinding, type BootClock, type Finding } from './finding.js';
+import { IsolatedSignatures } from './isolated-signatures.js';
 import type { Metrics } from './metrics.js';
 import { StreamSignatures } from './stream-signatures.js';
 
 export interface EngineOptions {
   hostname: string;
   clock: BootClock;
-  metrics: Metrics;
+  metrics: Pick<Metrics, 'inc'>;
+  /** Limits of the custom signatures' workers. */
+  limits?: IsolationLimits;
   maxConsecutiveErrors?: number;
   log?: (msg: string) => void;
   /** Per-signature settings (policy file: signatures.<id>.config). */
@@ -44,12 +50,24 @@ export class SignatureEngine {
   private table = new Map<EventKindName, Slot[]>();
   private readonly maxErrors: number;
   private readonly streams: StreamSignatures;
+  private readonly isolated: IsolatedSignatures | undefined;
 
   constructor(
-    signatures: AnySignature[],
+    all: SensorSignature[],
     private readonly opts: EngineOptions,
   ) {
     this.maxErrors = opts.maxConsecutiveErrors ?? 100;
+    const custom = all.filter(isIsolated);
+    const signatures = all.filter((s): s is AnySignature => !isIsolated(s));
+    if (custom.length) {
+      this.isolated = new IsolatedSignatures(custom, {
+        hostname: opts.hostname,
+        metrics: opts.metrics,
+        log: (m) => opts.log?.(m),
+        config: (id) => opts.config?.(id) ?? {},
+        limits: opts.limits ?? DEFAULT_LIMITS,
+      });
+    }
     this.streams = new StreamSignatures(signatures.filter(isStreamSignature), {
       ...opts,
       context: (sig) => {
@@ -120,18 +138,39 @@ export class SignatureEngine {
     return [...new Set([...this.table.values()].flat().map((s) => s.sig))];
   }
 
-  get signatures(): AnySignature[] {
-    return [...this.eventSignatures, ...this.streams.signatures];
+  get signatures(): SensorSignature[] {
+    return [...this.eventSignatures, ...this.streams.signatures, ...(this.isolated?.signatures ?? [])];
   }
 
-  /** Completes the stream signatures' input: open windows flush, then streamFindings completes. */
+  /** The custom signatures, which run in workers. */
+  get customSignatures(): IsolatedSignature[] {
+    return this.isolated?.signatures ?? [];
+  }
+
+  /**
+   * Completes the input of the stream and custom signatures: open windows
+   * flush, then streamFindings completes (a custom signature that does not
+   * finish in time is stopped).
+   */
   endStreams(): void {
     this.streams.end();
+    this.isolated?.end();
   }
 
-  /** Findings of the stream signatures, as they make them; completes after endStreams(). */
+  /** Findings made later than their event's dispatch: stream signatures' and custom signatures'; completes after endStreams(). */
   get streamFindings(): Observable<Finding> {
-    return this.streams.findings;
+    return this.isolated ? merge(this.streams.findings, this.isolated.findings) : this.streams.findings;
+  }
+
+  /** Findings of the built-in per-event signatures for the batch; then the batch goes to the custom signatures' workers. */
+  dispatchBatch(batch: DetectionEvent[]): Finding[] {
+    const out: Finding[] = [];
+    for (const ev of batch) {
+      const found = this.dispatch(ev);
+      for (let i = 0; i < found.length; i++) out.push(found[i]!);
+    }
+    this.isolated?.send(batch);
+    return out;
   }
 
   /** Findings of the per-event signatures; the event also goes on to the stream signatures. */

@@ -9,7 +9,8 @@ import { loadWithScriptHook, type MmapHook, type NativeLoader, type ScriptHook }
 import { PreventionController } from '../prevent/controller.js';
 import type { MapWriter } from '../prevent/maps.js';
 import { builtinSignatures } from '../signatures/index.js';
-import type { AnySignature, DetectionEvent } from '../signatures/sdk.js';
+import type { IsolationLimits, SensorSignature } from '../signatures/isolated.js';
+import type { DetectionEvent } from '../signatures/sdk.js';
 import { DEFAULT_POLICY, type Policy } from '../policy/config.js';
 import { readHostNamespaces, type HostNamespaces } from './container.js';
 import { decodeRecords } from './decode-stage.js';
@@ -32,7 +33,9 @@ export interface SensorOptions {
   emitAll?: boolean;
   /** Exec mappings through the sys_enter_mmap tracepoint where LSM and fentry are refused (costs every syscall). */
   mmapTracepoint?: boolean;
-  signatures?: AnySignature[];
+  /** Built-in and custom signatures (custom ones run in worker threads, within `isolation`). */
+  signatures?: SensorSignature[];
+  isolation?: IsolationLimits;
   policy?: Policy;
   /** Injected in tests; by default the real addon is opened, loaded and attached here. */
   loader?: NativeLoader;
@@ -66,9 +69,9 @@ export interface SensorHooks {
 export interface Sensor {
   attached: string[];
   hooks: SensorHooks;
-  readonly signatures: AnySignature[];
+  readonly signatures: SensorSignature[];
   /** Swaps signatures and/or policy between two events; nothing in flight is lost. */
-  reload(next: { signatures?: AnySignature[]; policy?: Policy }): void;
+  reload(next: { signatures?: SensorSignature[]; policy?: Policy }): void;
   metrics: Metrics;
   loader: NativeLoader;
   stop(): Promise<void>;
@@ -106,10 +109,10 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   const policy = applyPolicy(currentPolicy, metrics, log);
   const report = reportFindings(currentPolicy.dedupWindowMs, metrics, log);
   const clock = new BootClock();
-  const makeEngine = (sigs: AnySignature[], pol: Policy) =>
+  const makeEngine = (sigs: SensorSignature[], pol: Policy) =>
     new SignatureEngine(
       sigs.filter((s) => pol.signatures[s.id]?.enabled !== false),
-      { hostname, clock, metrics, log: (m) => log.warn(m), config: (id) => pol.signatures[id]?.config ?? {} },
+      { hostname, clock, metrics, log: (m) => log.warn(m), config: (id) => pol.signatures[id]?.config ?? {}, ...(opts.isolation ? { limits: opts.isolation } : {}) },
     );
   let engine = makeEngine(opts.signatures ?? builtinSignatures, currentPolicy);
   // Zero-valued series exist from the start, so rate() and absent() alerts work before the first drop.
@@ -118,6 +121,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   }
   for (const kind of ['exec', 'mmap_exec']) metrics.inc('events_total', { kind }, 0);
   for (const s of engine.signatures) metrics.inc('findings_total', { signature: s.id }, 0);
+  for (const s of engine.customSignatures) metrics.inc('signature_events_dropped_total', { signature: s.id }, 0);
   const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}) });
 
   let loader = opts.loader;

@@ -1,7 +1,8 @@
 // Stage 3: detection events → findings. The engine's table sends each event
 // only to the signatures that asked for its kind. The engine is read per
 // batch, so a reload (SIGHUP) takes effect between two batches. Stream
-// signatures make findings on their own time; they join the output here, and
+// signatures and custom ones (in workers) make findings on their own time;
+// they join the output here, and
 // the stage completes only once every engine it used has flushed its windows
 // (the sensor ends a replaced engine's streams on reload, the stage ends the
 // last one when the events end).
@@ -30,14 +31,11 @@ export function detect(engine: () => SignatureEngine, metrics: Metrics, log: Log
       };
       const sub = events.subscribe({
         next(batch) {
-          const findings: Finding[] = [];
+          let findings: Finding[] = [];
           try {
             const current = engine();
             follow(current);
-            for (const ev of batch) {
-              const found = current.dispatch(ev);
-              for (let i = 0; i < found.length; i++) findings.push(found[i]!);
-            }
+            findings = current.dispatchBatch(batch);
           } catch (err) {
             stageFailed(metrics, log, 'signatures', err);
           }

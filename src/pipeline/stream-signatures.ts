@@ -10,7 +10,7 @@ import type { Metrics } from './metrics.js';
 export interface StreamOptions {
   hostname: string;
   clock: BootClock;
-  metrics: Metrics;
+  metrics: Pick<Metrics, 'inc'>;
   log?: (msg: string) => void;
   context: (sig: StreamSignature) => StreamContext;
 }

@@ -18,7 +18,8 @@ export interface LoadError {
 }
 
 let hooked = false;
-function resolveSdkImports(): void {
+/** Makes `driftwatch/sdk` and `rxjs` resolve to the sensor's; once per thread (hooks are per thread). */
+export function resolveSdkImports(): void {
   if (hooked) return;
   hooked = true;
   const sdk = new URL('../sdk/index.js', import.meta.url).href;
@@ -57,7 +58,7 @@ const isTest = (f: string): boolean => /\.(test|spec)\.[cm]?[jt]s$/.test(f);
  * The module files that `paths` name: a file as itself, a directory as its
  * modules (tests and declarations left out), each file once, in order.
  */
-function moduleFiles(paths: string[], errors: LoadError[]): string[] {
+export function moduleFiles(paths: string[], errors: LoadError[]): string[] {
   const files: string[] = [];
   for (const path of paths) {
     const p = resolve(path);
@@ -80,9 +81,10 @@ function moduleFiles(paths: string[], errors: LoadError[]): string[] {
 }
 
 /**
- * Loads the modules that `paths` name (files or directories). Bad modules
- * are reported with the file and the reason and left out; `taken` holds ids
- * already in use (built-ins).
+ * Loads the modules that `paths` name (files or directories) into this
+ * thread, for tests and tools; the sensor loads them isolated
+ * (isolated-signatures.ts). Bad modules are reported with the file and the
+ * reason and left out; `taken` holds ids already in use (built-ins).
  */
 export async function loadCustomSignatures(
   paths: string | string[],

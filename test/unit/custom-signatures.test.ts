@@ -138,3 +138,154 @@ test('custom signatures: a stream signature loads from outside the project, with
     rmSync(other, { recursive: true, force: true });
   }
 });
+
+// Isolation: the sensor runs custom signatures in worker threads. A module
+// that loops, hogs memory, crashes or throws costs only itself.
+import { containerOf } from '../../src/pipeline/container.js';
+import { decodeExecRecord } from '../../src/pipeline/decode.js';
+import { SignatureEngine } from '../../src/pipeline/engine.js';
+import { BootClock, type Finding } from '../../src/pipeline/finding.js';
+import { Metrics } from '../../src/pipeline/metrics.js';
+import { encodeExec } from '../../src/sdk/encode.js';
+import { DEFAULT_LIMITS, loadIsolatedSignatures, type IsolationLimits } from '../../src/signatures/isolated.js';
+
+const LIMITS: IsolationLimits = { ...DEFAULT_LIMITS, eventBudgetMs: 1_000, loadBudgetMs: 5_000, memoryMb: 32 };
+const HOST = { mnt: 1, pid: 2 };
+const dropped = (path: string) => {
+  const exec = decodeExecRecord(encodeExec({ path, fileFlags: FileFlag.OVERLAY | FileFlag.OVL_UPPER_DENTRY | FileFlag.OVL_UPPER_ALIAS, cgroup: 'libpod-' + 'e'.repeat(64), args: [path, 'x'] }));
+  return { kind: 'exec' as const, exec, container: containerOf(exec, HOST) };
+};
+
+const BAD = {
+  'loop.mjs': sig('custom.loop', "if (event.exec.path === '/tmp/trigger') while (true) {}"),
+  'hog.mjs': sig('custom.hog', "if (event.exec.path === '/tmp/trigger') { const keep = []; for (;;) keep.push(new Array(1e5).fill(keep.length)); }"),
+  'crash.mjs': sig('custom.crash', "if (event.exec.path === '/tmp/trigger') setTimeout(() => { throw new Error('async boom'); });"),
+  'exits.mjs': sig('custom.exits', "if (event.exec.path === '/tmp/trigger') process.exit(3);"),
+  'throws.mjs': sig('custom.throws', "throw new Error('boom');"),
+};
+
+async function withModules<T>(files: Record<string, string>, body: (dir: string) => Promise<T>): Promise<T> {
+  const d = mkdtempSync(join(tmpdir(), 'dw-isolated-'));
+  try {
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(d, name), text);
+    return await body(d);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+}
+
+/** Runs the engine until pred holds on its metrics (or fails after ms). */
+async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('isolated: modules load in a worker; one that loops or hogs memory while loading is named and left out', async () => {
+  await withModules(
+    {
+      'good.mjs': sig('custom.good'),
+      'loops-at-load.mjs': 'while (true) {}\nexport default {};',
+      'hogs-at-load.mjs': 'const keep = []; for (;;) keep.push(new Array(1e5).fill(keep.length));\nexport default {};',
+      'syntax.js': 'export default { id: ',
+      'dup.mjs': sig('drift.new_executable'),
+    },
+    async (d) => {
+      const main = Date.now();
+      const { signatures, errors } = await loadIsolatedSignatures(d, new Set(builtinSignatures.map((s) => s.id)), { ...LIMITS, loadBudgetMs: 2_000 });
+      assert.ok(Date.now() - main < 15_000);
+      assert.deepEqual(signatures.map((s) => [s.id, s.stream, s.module.index]), [['custom.good', false, 0]]);
+      const byFile = Object.fromEntries(errors.map((e) => [e.file.split('/').pop(), e.reason]));
+      assert.deepEqual(Object.keys(byFile).sort(), ['dup.mjs', 'hogs-at-load.mjs', 'loops-at-load.mjs', 'syntax.js']);
+      assert.match(byFile['loops-at-load.mjs']!, /did not load within 2000 ms/);
+      assert.match(byFile['hogs-at-load.mjs']!, /ran out of memory while loading \(32 MB\)/);
+      assert.match(byFile['dup.mjs']!, /duplicate signature id drift\.new_executable/);
+    },
+  );
+});
+
+test('isolated: a looping, a memory-hungry, a crashing and an exiting signature are stopped, disabled, logged by name and counted; built-ins and a good custom one go on', async () => {
+  await withModules({ ...BAD, 'good.ts': sig('custom.good').replace('event, ctx', 'event: { exec: { path: string } }, ctx: { emit(): void }') }, async (d) => {
+    const { signatures, errors } = await loadIsolatedSignatures(d, new Set(builtinSignatures.map((s) => s.id)), LIMITS);
+    assert.deepEqual(errors, []);
+    assert.equal(signatures.length, 6);
+    const metrics = new Metrics();
+    const logs: string[] = [];
+    const engine = new SignatureEngine([...builtinSignatures, ...signatures], { hostname: 'h', clock: new BootClock(), metrics, limits: LIMITS, log: (m) => logs.push(m) });
+    const later: Finding[] = [];
+    let completed = false;
+    engine.streamFindings.subscribe({ next: (f) => later.push(f), complete: () => (completed = true) });
+    try {
+      // Every bad one is triggered; the main thread keeps answering while they spin.
+      const first = engine.dispatchBatch([dropped('/tmp/trigger')]);
+      assert.ok(first.some((f) => f.signature?.id === 'drift.new_executable'), 'the built-in finding is made at once, on this thread');
+      let maxLagMs = 0;
+      for (let i = 0; i < 40; i++) {
+        const t = performance.now();
+        await new Promise((r) => setTimeout(r, 25));
+        maxLagMs = Math.max(maxLagMs, performance.now() - t - 25);
+        const found = engine.dispatchBatch([dropped(`/tmp/next-${i}`)]);
+        assert.ok(found.some((f) => f.signature?.id === 'drift.new_executable' && f.process?.executable?.path === `/tmp/next-${i}`));
+      }
+      // Generous: the point is that no signature holds this thread for its budget or more.
+      assert.ok(maxLagMs < LIMITS.eventBudgetMs, `event loop lag ${maxLagMs} ms`);
+      const stopped = (id: string, reason: string) => metrics.get('signature_stopped_total', { signature: id, reason });
+      await until(() => stopped('custom.loop', 'time_budget') + stopped('custom.hog', 'memory') + stopped('custom.crash', 'crashed') + stopped('custom.exits', 'crashed') === 4, 20_000, `all four stopped; logs: ${logs.join('\n')}`);
+      for (const id of ['custom.loop', 'custom.hog', 'custom.crash', 'custom.exits']) {
+        assert.equal(metrics.get('signatures_disabled_total', { signature: id }), 1, id);
+        assert.equal(logs.filter((l) => l.includes(`custom signature ${id} ("n") stopped and disabled`)).length, 1, `${id}: ${logs.join('\n')}`);
+      }
+      assert.match(logs.find((l) => l.includes('custom.loop'))!, /spent over 1000 ms on one event/);
+      assert.match(logs.find((l) => l.includes('custom.hog'))!, /exceeded its memory limit \(32 MB heap\)/);
+      assert.match(logs.find((l) => l.includes('custom.crash'))!, /crashed: async boom/);
+      assert.match(logs.find((l) => l.includes('custom.exits'))!, /exited \(code 3\)/);
+      // The good custom signature made its findings in its worker: they arrive later, not from dispatchBatch.
+      await until(() => later.filter((f) => f.signature?.id === 'custom.good').length === 41, 10_000, 'custom.good findings');
+      const one = later.find((f) => f.signature?.id === 'custom.good')!;
+      assert.equal(one.process?.executable?.path, '/tmp/trigger');
+      assert.equal(one.container?.id, 'e'.repeat(64));
+      assert.equal(metrics.get('findings_total', { signature: 'custom.good' }), 41);
+      // The throwing one is counted from its worker and disabled after 100 consecutive errors, as on the main path.
+      for (let i = 0; i < 60; i++) engine.dispatchBatch([dropped(`/tmp/more-${i}`)]);
+      await until(() => metrics.get('signatures_disabled_total', { signature: 'custom.throws' }) === 1, 10_000, 'custom.throws disabled');
+      assert.equal(metrics.get('signature_errors_total', { signature: 'custom.throws' }), 100);
+      assert.ok(logs.some((l) => /signature custom\.throws disabled after 100 consecutive errors; last: boom/.test(l)));
+    } finally {
+      engine.close();
+    }
+    await until(() => completed, 10_000, 'findings to complete');
+  });
+});
+
+test('isolated: a stream signature runs in its worker; its windows flush when the input ends', async () => {
+  await withModules(
+    {
+      'pairs.mjs': `import { bufferCount, map, toArray } from 'rxjs';
+        import { defineStreamSignature } from 'driftwatch/sdk';
+        export default [
+          defineStreamSignature({ id: 'custom.pairs', name: 'p', version: '1', description: '', severity: 'LOW', events: ['exec'],
+            detect: (events) => events.pipe(bufferCount(2), map((evs) => ({ event: evs[evs.length - 1], data: { n: String(evs.length) } }))) }),
+          defineStreamSignature({ id: 'custom.at_end', name: 'e', version: '1', description: '', severity: 'INFO', events: ['exec'],
+            detect: (events, ctx) => events.pipe(toArray(), map((evs) => ({ event: evs[0], data: { seen: String(evs.length), config: String(ctx.config.k) } }))) }),
+        ];`,
+    },
+    async (d) => {
+      const { signatures } = await loadIsolatedSignatures(d, new Set(), LIMITS);
+      assert.deepEqual(signatures.map((s) => [s.id, s.stream]), [['custom.pairs', true], ['custom.at_end', true]]);
+      const metrics = new Metrics();
+      const engine = new SignatureEngine(signatures, { hostname: 'h', clock: new BootClock(), metrics, limits: LIMITS, config: (id) => ({ k: id }) });
+      const later: Finding[] = [];
+      const done = new Promise<void>((res) => engine.streamFindings.subscribe({ next: (f) => later.push(f), complete: res }));
+      engine.dispatchBatch([dropped('/tmp/a'), dropped('/tmp/b'), dropped('/tmp/c')]);
+      engine.endStreams();
+      await done;
+      const pairs = later.filter((f) => f.signature?.id === 'custom.pairs').map((f) => [f.process?.executable?.path, f.signature?.data?.['n']]);
+      assert.deepEqual(pairs, [['/tmp/b', '2'], ['/tmp/c', '1']]);
+      const atEnd = later.filter((f) => f.signature?.id === 'custom.at_end');
+      assert.deepEqual(atEnd.map((f) => f.signature?.data), [{ seen: '3', config: 'custom.at_end' }]);
+      engine.close();
+    },
+  );
+});
