@@ -147,7 +147,7 @@ export class IsolatedSignatures {
     if (lost > 0) this.opts.metrics.inc('signature_events_dropped_total', { signature }, lost);
     this.opts.metrics.inc('signature_stopped_total', { signature, reason });
     this.opts.metrics.inc('signatures_disabled_total', { signature });
-    this.opts.log(`custom signature ${signature} (${JSON.stringify(r.sig.name)}) stopped and disabled until the next reload: ${why}`);
+    this.opts.log(`custom signature ${signature} (${r.sig.name}) stopped and disabled until the next reload: ${why}`);
     this.completeIfDone();
   }
 

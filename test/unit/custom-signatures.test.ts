@@ -235,7 +235,7 @@ test('isolated: a looping, a memory-hungry, a crashing and an exiting signature 
       await until(() => stopped('custom.loop', 'time_budget') + stopped('custom.hog', 'memory') + stopped('custom.crash', 'crashed') + stopped('custom.exits', 'crashed') === 4, 20_000, `all four stopped; logs: ${logs.join('\n')}`);
       for (const id of ['custom.loop', 'custom.hog', 'custom.crash', 'custom.exits']) {
         assert.equal(metrics.get('signatures_disabled_total', { signature: id }), 1, id);
-        assert.equal(logs.filter((l) => l.includes(`custom signature ${id} ("n") stopped and disabled`)).length, 1, `${id}: ${logs.join('\n')}`);
+        assert.equal(logs.filter((l) => l.includes(`custom signature ${id} (n) stopped and disabled`)).length, 1, `${id}: ${logs.join('\n')}`);
       }
       assert.match(logs.find((l) => l.includes('custom.loop'))!, /spent over 1000 ms on one event/);
       assert.match(logs.find((l) => l.includes('custom.hog'))!, /exceeded its memory limit \(32 MB heap\)/);
