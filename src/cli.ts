@@ -16,10 +16,10 @@ import { policyCommand } from './policy/suggest-command.js';
 import { RecordingWriter, readRecording, replayLoader } from './recording.js';
 import { readHostNamespaces } from './pipeline/container.js';
 import { builtinSignatures } from './signatures/index.js';
-import { loadIsolatedSignatures, type SensorSignature } from './signatures/isolated.js';
+import { DEFAULT_LIMITS, loadIsolatedSignatures, type IsolationLimits, type SensorSignature } from './signatures/isolated.js';
 import { loadWithScriptHook } from './native/loader.js';
 import { kernelBatches } from './pipeline/source.js';
-import { ConfigError, configFlagOptions, flagsToConfig, resolveConfig, scriptHookCandidatesFor } from './config.js';
+import { checkSignatureLimits, ConfigError, configFlagOptions, flagsToConfig, resolveConfig, scriptHookCandidatesFor } from './config.js';
 import { startOpsServer } from './ops/http.js';
 import { falcoJsonSink } from './pipeline/falco-sink.js';
 import { startSensor } from './pipeline/sensor.js';
@@ -56,6 +56,9 @@ Common to run and replay:
   --signatures <path> load custom signatures (.ts, .js, .mjs): a module file, or a directory
                       of them; repeat for more
   --strict            refuse to start when a custom signature cannot be loaded
+  --signature-budget-ms  time one event may take in one custom signature before it is stopped
+                      (default ${DEFAULT_LIMITS.eventBudgetMs})
+  --signature-memory-mb  heap limit of each custom signature's worker (default ${DEFAULT_LIMITS.memoryMb})
   --policy <file>     exceptions, severity overrides, enable/disable, dedup (YAML or JSON)
 
 run     load the BPF sensor and report drift findings until SIGINT/SIGTERM
@@ -103,7 +106,8 @@ async function runCommand(argv: string[]): Promise<number> {
   const cfg = resolveConfig(flagsToConfig(values));
   const log = createLogger(cfg.logLevel, undefined, cfg.logFormat);
 
-  const { signatures, policy } = await signaturesAndPolicy(cfg, log);
+  const isolation = isolationLimits(cfg);
+  const { signatures, policy } = await signaturesAndPolicy(cfg, log, isolation);
   preflight(log);
   const sinks: Sink[] = [];
   if (cfg.jsonl) sinks.push(cfg.output === 'falco-json' ? falcoJsonSink(cfg.jsonl) : jsonlSink(cfg.jsonl));
@@ -152,6 +156,7 @@ async function runCommand(argv: string[]): Promise<number> {
       mmapTracepoint: cfg.mmapTracepoint,
       resolver: metadata.resolver,
       signatures,
+      isolation,
       policy,
     });
     for (const [name, _v] of Object.entries(exporter.metrics)) {
@@ -208,7 +213,7 @@ async function runCommand(argv: string[]): Promise<number> {
 
   // SIGHUP: new policy and custom signatures, swapped in between two events.
   process.on('SIGHUP', () => {
-    signaturesAndPolicy(cfg, log)
+    signaturesAndPolicy(cfg, log, isolation)
       .then(({ signatures: sigs, policy: pol }) => {
         running.reload({ signatures: sigs, ...(pol ? { policy: pol } : {}) });
         log.info(`reloaded: ${sigs.length} signature(s)${cfg.policy ? `, policy ${cfg.policy}` : ''}`);
@@ -293,15 +298,25 @@ async function configCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** The limits of the custom signatures' workers, as the settings ask. */
+function isolationLimits(values: { signatureBudgetMs?: string | undefined; signatureMemoryMb?: string | undefined }): IsolationLimits {
+  return {
+    ...DEFAULT_LIMITS,
+    ...(values.signatureBudgetMs ? { eventBudgetMs: Number(values.signatureBudgetMs) } : {}),
+    ...(values.signatureMemoryMb ? { memoryMb: Number(values.signatureMemoryMb) } : {}),
+  };
+}
+
 /** Built-in plus custom signatures, and the policy, as the flags ask. */
 async function signaturesAndPolicy(
   values: { signatures?: string[] | undefined; strict?: boolean | undefined; policy?: string | undefined; dedupWindow?: string | undefined },
   log: Logger,
+  limits: IsolationLimits,
 ): Promise<{ signatures: SensorSignature[]; policy?: Policy }> {
   const signatures: SensorSignature[] = [...builtinSignatures];
   if (values.signatures?.length) {
     const taken = new Set(signatures.map((s) => s.id));
-    const custom = await loadIsolatedSignatures(values.signatures, taken);
+    const custom = await loadIsolatedSignatures(values.signatures, taken, limits);
     for (const e of custom.errors) log.error(`custom signature ${e.file}: ${e.reason}`);
     if (custom.errors.length && values.strict) throw new PreflightError(`${custom.errors.length} custom signature(s) failed to load (--strict)`);
     signatures.push(...custom.signatures);
@@ -369,6 +384,8 @@ async function replayCommand(argv: string[], log: Logger): Promise<number> {
     options: {
       signatures: { type: 'string', multiple: true },
       strict: { type: 'boolean', default: false },
+      'signature-budget-ms': { type: 'string' },
+      'signature-memory-mb': { type: 'string' },
       policy: { type: 'string' },
       jsonl: { type: 'string' },
     },
@@ -377,12 +394,15 @@ async function replayCommand(argv: string[], log: Logger): Promise<number> {
   });
   const file = positionals[0];
   if (!file) throw new UsageError('replay needs a recording file');
-  const { signatures, policy } = await signaturesAndPolicy(values, log);
+  const limits = { signatureBudgetMs: values['signature-budget-ms'], signatureMemoryMb: values['signature-memory-mb'] };
+  checkSignatureLimits(limits);
+  const isolation = isolationLimits(limits);
+  const { signatures, policy } = await signaturesAndPolicy(values, log, isolation);
   const { header, batches } = readRecording(file);
   const sinks: Sink[] = [values.jsonl ? jsonlSink(values.jsonl) : consoleSink((s) => process.stdout.write(s))];
   const loader = replayLoader(batches);
   const sensor = await startSensor({
-    log, sinks, loader, signatures, hostNamespaces: header.host, hostname: header.hostname, pollIntervalMs: 1,
+    log, sinks, loader, signatures, isolation, hostNamespaces: header.host, hostname: header.hostname, pollIntervalMs: 1,
     ...(policy ? { policy } : {}),
   });
   await loader.done;

@@ -23,6 +23,10 @@ export interface SensorConfig {
   /** Files or directories of custom signature modules. */
   signatures?: string[];
   strict: boolean;
+  /** How long one event may take in one custom signature before its worker is stopped (ms). */
+  signatureBudgetMs?: string;
+  /** Heap limit of each custom signature's worker (MB). */
+  signatureMemoryMb?: string;
   policy?: string;
   dedupWindow?: string;
   metricsAddress: string;
@@ -73,6 +77,8 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   dataDir: 'string',
   signatures: 'list',
   strict: 'boolean',
+  signatureBudgetMs: 'string',
+  signatureMemoryMb: 'string',
   policy: 'string',
   dedupWindow: 'string',
   metricsAddress: 'string',
@@ -135,6 +141,16 @@ function fromEnv(env: NodeJS.ProcessEnv): Partial<SensorConfig> {
   return out as Partial<SensorConfig>;
 }
 
+/** The custom signatures' limits, when given, are whole numbers in range. */
+export function checkSignatureLimits(c: { signatureBudgetMs?: string | undefined; signatureMemoryMb?: string | undefined }): void {
+  const whole = (key: 'signatureBudgetMs' | 'signatureMemoryMb', min: number, max: number): void => {
+    const v = c[key];
+    if (v !== undefined && !(/^\d+$/.test(v) && Number(v) >= min && Number(v) <= max)) throw new ConfigError(`${key}: expected a whole number from ${min} to ${max} (got ${v})`);
+  };
+  whole('signatureBudgetMs', 10, 60_000);
+  whole('signatureMemoryMb', 16, 4_096);
+}
+
 function validate(c: SensorConfig): SensorConfig {
   if (c.output !== 'jsonl' && c.output !== 'falco-json') throw new ConfigError(`output: must be jsonl or falco-json (got ${c.output})`);
   if (!isLogLevel(c.logLevel)) throw new ConfigError(`logLevel: must be one of debug, info, warn, error (got ${c.logLevel})`);
@@ -144,6 +160,7 @@ function validate(c: SensorConfig): SensorConfig {
   if (c.backend && !/^[^\s]+:\d{1,5}$/.test(c.backend)) throw new ConfigError(`backend: expected host:port (got ${c.backend})`);
   if (c.falcoHttpUrl && !/^https?:\/\/[^\s/]+/.test(c.falcoHttpUrl)) throw new ConfigError(`falcoHttpUrl: expected an http:// or https:// URL (got ${c.falcoHttpUrl})`);
   if (c.otlpEndpoint && !/^(https?:\/\/)?[^\s/:]+:\d{1,5}\/?$/.test(c.otlpEndpoint)) throw new ConfigError(`otlpEndpoint: expected host:port or http(s)://host:port (got ${c.otlpEndpoint})`);
+  checkSignatureLimits(c);
   if (!!c.tlsCert !== !!c.tlsKey) throw new ConfigError('tlsCert and tlsKey: give both or neither');
   return c;
 }

@@ -79,6 +79,8 @@ const bad: Array<[string, () => unknown, RegExp]> = [
   ['falco http URL that is not http', () => resolveConfig({}, { DRIFTWATCH_FALCO_HTTP_URL: 'sidekick:2801' }), /^falcoHttpUrl: expected an http:\/\/ or https:\/\/ URL/],
   ['OTLP endpoint with a path', () => resolveConfig({ otlpEndpoint: 'http://collector:4317/v1/logs' }, {}), /^otlpEndpoint: expected host:port/],
   ['missing file', () => resolveConfig({ config: join(dir, 'absent.yaml') }, {}), /absent\.yaml: ENOENT/],
+  ['custom signature budget that is not a number', () => resolveConfig({}, { DRIFTWATCH_SIGNATURE_BUDGET_MS: '1s' }), /^signatureBudgetMs: expected a whole number from 10 to 60000 \(got 1s\)/],
+  ['custom signature memory below the floor', () => resolveConfig({ signatureMemoryMb: '8' }, {}), /^signatureMemoryMb: expected a whole number from 16 to 4096/],
 ];
 for (const [what, fn, message] of bad) {
   test(`config: ${what} is rejected naming the key`, () => {

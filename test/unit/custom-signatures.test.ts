@@ -289,3 +289,20 @@ test('isolated: a stream signature runs in its worker; its windows flush when th
     },
   );
 });
+
+test('replay: a looping custom signature is stopped within --signature-budget-ms; the built-in findings all come out', () => {
+  const rec = join(dir, 'rec.dwrec'); // written by the replay test above
+  const loopDir = join(dir, 'looping');
+  spawnSync('mkdir', [loopDir]);
+  writeFileSync(join(loopDir, 'loop.mjs'), sig('custom.spin', 'while (true) {}'));
+  const started = Date.now();
+  const r = spawnSync(process.execPath, [join(root, 'bin', 'driftwatch.js'), 'replay', rec, '--signatures', loopDir, '--signature-budget-ms', '200', '--jsonl', '-'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(Date.now() - started < 30_000);
+  const ids = r.stdout.trim().split('\n').map((l) => JSON.parse(l).signature.id).sort();
+  assert.deepEqual(ids, ['drift.fileless_exec', 'drift.fileless_exec', 'drift.modified_executable', 'drift.new_executable', 'drift.new_executable', 'drift.tmpfs_exec']);
+  assert.match(r.stderr, /custom signature custom\.spin \(n\) stopped and disabled until the next reload: spent over 200 ms on one event/);
+  const bad = spawnSync(process.execPath, [join(root, 'bin', 'driftwatch.js'), 'replay', rec, '--signature-memory-mb', 'lots'], { encoding: 'utf8' });
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /signatureMemoryMb: expected a whole number/);
+});
