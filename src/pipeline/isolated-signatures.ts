@@ -213,18 +213,6 @@ export class IsolatedSignatures {
     this.completeIfDone();
   }
 
-  /** Stops every worker now. */
-  close(): void {
-    this.ended = true;
-    clearInterval(this.watchdog);
-    for (const r of this.runners) {
-      if (r.gone) continue;
-      r.gone = true;
-      void r.worker.terminate();
-    }
-    this.completeIfDone();
-  }
-
   private completeIfDone(): void {
     if (!this.ended || this.completed || this.runners.some((r) => !r.gone)) return;
     this.completed = true;

@@ -306,3 +306,18 @@ test('replay: a looping custom signature is stopped within --signature-budget-ms
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /signatureMemoryMb: expected a whole number/);
 });
+
+test('isolated: the shipped examples (one of each kind) load in workers, and the per-event one finds from its worker', async () => {
+  const { signatures, errors } = await loadIsolatedSignatures(join(root, 'examples', 'signatures'), new Set(builtinSignatures.map((s) => s.id)), LIMITS);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(signatures.map((s) => [s.id, s.stream]), [['example.network_tool_in_exec_session', false], ['example.repeated_exec_sessions', true]]);
+  const engine = new SignatureEngine(signatures, { hostname: 'h', clock: new BootClock(), metrics: new Metrics(), limits: LIMITS });
+  const later: Finding[] = [];
+  const done = new Promise<void>((res) => engine.streamFindings.subscribe({ next: (f) => later.push(f), complete: res }));
+  const exec = decodeExecRecord(encodeExec({ path: '/usr/bin/curl', session: 2, cgroup: 'libpod-' + 'a'.repeat(64), cgroupParent: 'libpod_parent' }));
+  assert.deepEqual(engine.dispatchBatch([{ kind: 'exec', exec, container: containerOf(exec, HOST) }]), []);
+  engine.endStreams();
+  await done;
+  assert.deepEqual(later.map((f) => [f.signature?.id, f.signature?.data?.['tool']]), [['example.network_tool_in_exec_session', 'curl']]);
+  engine.close();
+});
