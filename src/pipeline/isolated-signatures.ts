@@ -9,7 +9,8 @@
 import { Worker } from 'node:worker_threads';
 import { Observable, Subject } from 'rxjs';
 import { endReason, WORKER_URL, workerResourceLimits, type IsolatedSignature, type IsolationLimits } from '../signatures/isolated.js';
-import type { BatchMessage, CounterDelta, EventSide, FromWorker, RunData } from '../signatures/isolated-worker.js';
+import type { BatchMessage, CounterDelta, EventExtras, FromWorker, RunData } from '../signatures/isolated-worker.js';
+import type { ContainerInfo } from './container.js';
 import { recordOf, type DetectionEvent, type EventKindName } from '../signatures/sdk.js';
 import type { Finding } from './finding.js';
 import type { Metrics } from './metrics.js';
@@ -40,6 +41,20 @@ interface Runner {
 
 /** How long ended workers get to flush their windows before they are cut off. */
 const FLUSH_LIMIT_MS = 2_000;
+
+/** The events at `pick` (ascending indexes) of a batch message. */
+function subset(all: BatchMessage, pick: number[]): BatchMessage {
+  const at = new Map(pick.map((from, to) => [from, to]));
+  return {
+    t: 'batch',
+    buf: all.buf,
+    starts: Uint32Array.from(pick, (i) => all.starts[i]!),
+    ends: Uint32Array.from(pick, (i) => all.ends[i]!),
+    container: Uint32Array.from(pick, (i) => all.container[i]!),
+    containers: all.containers,
+    extras: all.extras.flatMap(([i, x]) => (at.has(i) ? [[at.get(i)!, x] as [number, EventExtras]] : [])),
+  };
+}
 
 export class IsolatedSignatures {
   private readonly runners: Runner[] = [];
@@ -165,31 +180,43 @@ export class IsolatedSignatures {
     // One copy of the records for every worker: they read the shared bytes.
     const buf = new SharedArrayBuffer(bytes);
     const view = Buffer.from(buf);
-    const starts: number[] = new Array(events.length);
-    const ends: number[] = new Array(events.length);
-    const side: EventSide[] = new Array(events.length);
+    const all: BatchMessage = {
+      t: 'batch',
+      buf,
+      starts: new Uint32Array(events.length),
+      ends: new Uint32Array(events.length),
+      container: new Uint32Array(events.length),
+      containers: [],
+      extras: [],
+    };
+    const containerIndex = new Map<ContainerInfo, number>();
     let off = 0;
     for (let i = 0; i < events.length; i++) {
       const ev = events[i]!;
       const raw = recordOf(ev).raw;
       raw.copy(view, off);
-      starts[i] = off;
-      ends[i] = off += raw.length;
-      const s: EventSide = { container: ev.container };
-      if (ev.file) s.file = ev.file;
-      if (ev.kind === 'exec') {
-        if (ev.parentExecutable !== undefined) s.parentExecutable = ev.parentExecutable;
-        if (ev.script) s.script = ev.script;
+      all.starts[i] = off;
+      all.ends[i] = off += raw.length;
+      let c = containerIndex.get(ev.container);
+      if (c === undefined) containerIndex.set(ev.container, (c = all.containers.push(ev.container) - 1));
+      all.container[i] = c;
+      const parent = ev.kind === 'exec' ? ev.parentExecutable : undefined;
+      const script = ev.kind === 'exec' ? ev.script : undefined;
+      if (ev.file || parent !== undefined || script) {
+        const x: EventExtras = {};
+        if (ev.file) x.file = ev.file;
+        if (parent !== undefined) x.parentExecutable = parent;
+        if (script) x.script = script;
+        all.extras.push([i, x]);
       }
-      side[i] = s;
     }
     for (const r of this.runners) {
       if (r.gone) continue;
-      let msg: BatchMessage = { t: 'batch', buf, starts, ends, side };
+      let msg = all;
       if (r.kinds.size < wanted.size) {
         const pick = events.flatMap((ev, i) => (r.kinds.has(ev.kind) ? [i] : []));
         if (!pick.length) continue;
-        msg = { t: 'batch', buf, starts: pick.map((i) => starts[i]!), ends: pick.map((i) => ends[i]!), side: pick.map((i) => side[i]!) };
+        msg = subset(all, pick);
       }
       const n = msg.ends.length;
       if (r.sent - Atomics.load(r.progress, 0) + n > this.opts.limits.maxBacklog) {

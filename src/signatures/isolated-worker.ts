@@ -13,21 +13,26 @@ import type { Labels } from '../pipeline/metrics.js';
 import { invalidSignature, resolveSdkImports } from './load-custom.js';
 import { isStreamSignature, type AnySignature, type DetectionEvent, type FileFacts, type ScriptFacts } from './sdk.js';
 
-/** What travels beside a record's bytes: the enrichment signatures see. */
-export interface EventSide {
-  container: ContainerInfo;
+/** Enrichment beyond the container, for the events that have any. */
+export interface EventExtras {
   parentExecutable?: string;
   file?: FileFacts;
   script?: ScriptFacts;
 }
 
-/** A batch: the records' bytes in one shared buffer, record i at starts[i]..ends[i]. */
+/**
+ * A batch: record i is buf[starts[i], ends[i]) in one shared buffer, its
+ * container containers[container[i]] (a batch has few containers; each is
+ * cloned once), the rest of its enrichment in extras, by index.
+ */
 export interface BatchMessage {
   t: 'batch';
   buf: SharedArrayBuffer;
-  starts: number[];
-  ends: number[];
-  side: EventSide[];
+  starts: Uint32Array;
+  ends: Uint32Array;
+  container: Uint32Array;
+  containers: ContainerInfo[];
+  extras: Array<[index: number, extras: EventExtras]>;
 }
 
 export type ToWorker = BatchMessage | { t: 'end' };
@@ -129,10 +134,11 @@ async function run(data: RunData): Promise<void> {
   port.on('message', (m: ToWorker) => {
     if (m.t === 'end') return engine.close();
     const findings: Finding[] = [];
+    const extras = new Map(m.extras);
     for (let i = 0; i < m.ends.length; i++) {
       const start = m.starts[i]!;
       const record = decodeRecord(Buffer.from(m.buf, start, m.ends[i]! - start));
-      const side = m.side[i]!;
+      const side = { container: m.containers[m.container[i]!]!, ...extras.get(i) };
       const ev = (record.kind === 'exec' ? { kind: 'exec', exec: record, ...side } : { kind: 'mmap_exec', mmap: record, ...side }) as DetectionEvent;
       try {
         for (const f of engine.dispatch(ev)) findings.push(f);

@@ -321,3 +321,40 @@ test('isolated: the shipped examples (one of each kind) load in workers, and the
   assert.deepEqual(later.map((f) => [f.signature?.id, f.signature?.data?.['tool']]), [['example.network_tool_in_exec_session', 'curl']]);
   engine.close();
 });
+
+test('isolated: the worker sees the enrichment signatures see: container, file and script facts, parent executable', async () => {
+  await withModules(
+    {
+      'facts.mjs': `import { defineSignature } from 'driftwatch/sdk';
+        export default [
+          defineSignature({ id: 'custom.facts', name: 'f', version: '1', description: '', severity: 'LOW', events: ['exec'],
+            onEvent(e, ctx) { ctx.emit({ data: { name: String(e.container.name), sha: String(e.file?.sha256), script: String(e.script?.path), parent: String(e.parentExecutable), layer: e.exec.layer } }); } }),
+          defineSignature({ id: 'custom.maps', name: 'm', version: '1', description: '', severity: 'LOW', events: ['mmap_exec'], onEvent(e, ctx) { ctx.emit(); } }),
+        ];`,
+    },
+    async (d) => {
+      const { signatures } = await loadIsolatedSignatures(d, new Set(), LIMITS);
+      const engine = new SignatureEngine(signatures, { hostname: 'h', clock: new BootClock(), metrics: new Metrics(), limits: LIMITS });
+      const later: Finding[] = [];
+      const done = new Promise<void>((res) => engine.streamFindings.subscribe({ next: (f) => later.push(f), complete: res }));
+      const a = dropped('/tmp/a');
+      const b = { ...dropped('/tmp/b'), container: { ...a.container, name: 'web-1' }, file: { sha256: 'ab'.repeat(32) }, parentExecutable: '/bin/sh' };
+      const c = { ...dropped('/tmp/c'), container: b.container, script: { path: '/tmp/run.sh', layer: 'UPPER_NEW' as const, source: 'kernel' as const } };
+      engine.dispatchBatch([a, b, c]);
+      engine.endStreams();
+      await done;
+      assert.deepEqual(
+        later.map((f) => [f.process?.executable?.path, f.signature?.data]),
+        [
+          ['/tmp/a', { name: 'undefined', sha: 'undefined', script: 'undefined', parent: 'undefined', layer: 'UPPER_NEW' }],
+          ['/tmp/b', { name: 'web-1', sha: 'ab'.repeat(32), script: 'undefined', parent: '/bin/sh', layer: 'UPPER_NEW' }],
+          ['/tmp/c', { name: 'web-1', sha: 'undefined', script: '/tmp/run.sh', parent: 'undefined', layer: 'UPPER_NEW' }],
+        ],
+      );
+      // The finding is built from the event as the worker decoded it: hash and parent as enrichment found them.
+      assert.equal(later[1]!.process?.executable?.sha256, 'ab'.repeat(32));
+      assert.equal(later[1]!.process?.parent?.executable, '/bin/sh');
+      engine.close();
+    },
+  );
+});
