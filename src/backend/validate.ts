@@ -156,7 +156,8 @@ export function checkFinding(f: FindingJson, index: number): Checked {
   if (!f.id) return reject('id', 'missing');
   if (f.id.length > 128) return reject('id', 'longer than 128 characters');
   if (!f.time) return reject('time', 'missing');
-  if (!parseRfc3339(f.time)) return reject('time', `not an RFC 3339 date-time: ${JSON.stringify(f.time.slice(0, 40))}`);
+  const time = parseRfc3339(f.time);
+  if (!time) return reject('time', `not an RFC 3339 date-time: ${JSON.stringify(f.time.slice(0, 40))}`);
   for (const field of ['firstSeen', 'lastSeen'] as const) {
     const v = f[field];
     if (v && !parseRfc3339(v)) return reject(field, `not an RFC 3339 date-time: ${JSON.stringify(v.slice(0, 40))}`);
@@ -173,7 +174,7 @@ export function checkFinding(f: FindingJson, index: number): Checked {
     const nul = nulField(f, ''); // or only the text "\u0000", which is fine
     if (nul) return reject(nul, 'contains U+0000 (NUL)');
   }
-  canonicalTimes.set(f, parseRfc3339(f.time)!);
+  canonicalTimes.set(f, time);
   let truncated = false;
   if (Buffer.byteLength(json) > MAX_FINDING_BYTES) {
     truncated = truncateToFit(f);
