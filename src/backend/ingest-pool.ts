@@ -82,7 +82,9 @@ export class IngestWorker implements Ingester {
     this.queuedRows += rows;
     return new Promise((resolve) => {
       this.waiting.set(seq, { resolve, rows });
-      this.worker.postMessage({ op: 'ingest', seq, buf } satisfies WorkerRequest);
+      // a request that owns its memory moves to the worker instead of being copied
+      const own = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && buf.buffer instanceof ArrayBuffer;
+      this.worker.postMessage({ op: 'ingest', seq, buf } satisfies WorkerRequest, own ? [buf.buffer as ArrayBuffer] : []);
     });
   }
 
