@@ -45,6 +45,8 @@ try {
   const pumpGroups = async () => {
     if (running || !isGroupingStore(store)) return;
     running = 1;
+    // requests posted together join the first group too
+    await new Promise((r) => setImmediate(r));
     while (waiting.length) {
       const group: typeof waiting = [];
       let bytes = 0;

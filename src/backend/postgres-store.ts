@@ -6,6 +6,7 @@
 import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, FILTER_COLUMNS, likePattern, rowOf, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
+import { bodyJson } from './validate.js';
 import { applyFleet, fleetInput, type FleetState, type Sighting } from './fleet.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
@@ -175,7 +176,7 @@ export class PostgresStore implements FindingStore {
     for (const f of findings) {
       const row = rowOf(f);
       for (let i = 0; i < row.length; i++) columns[i]!.push(row[i]!);
-      bodies.push(JSON.stringify(f));
+      bodies.push(bodyJson(f));
     }
     const r = await client.query(INSERT_FINDINGS, [...columns, `[${bodies.join(',')}]`]);
     return r.rowCount ?? 0;

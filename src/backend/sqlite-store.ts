@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, FILTER_COLUMNS, likePattern, rowOf, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
+import { bodyJson } from './validate.js';
 import { applyFleet, countNew, fleetInput, type FleetState, type Sighting } from './fleet.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
@@ -181,7 +182,7 @@ export class SqliteStore implements FindingStore {
     }
     applyFleet(findings, state);
     let stored = 0;
-    for (const f of findings) stored += Number(st.finding.run(...rowOf(f), now, JSON.stringify(f)).changes);
+    for (const f of findings) stored += Number(st.finding.run(...rowOf(f), now, bodyJson(f)).changes);
     return stored;
   }
 

@@ -124,6 +124,20 @@ function rawId(buf: Uint8Array): string {
 // The canonical UTC time of each checked finding, so the stores do not parse it again.
 const canonicalTimes = new WeakMap<FindingJson, string>();
 
+// The JSON of each checked finding that was not cut, serialised by the check.
+const checkedJson = new WeakMap<FindingJson, string>();
+
+/**
+ * The JSON a store keeps for a checked finding: the check's serialisation
+ * with the backend's `fleet` appended (where JSON.stringify would put it, as
+ * it is set after the check), or a fresh one.
+ */
+export function bodyJson(f: FindingJson): string {
+  const json = checkedJson.get(f);
+  if (json === undefined) return JSON.stringify(f);
+  return f.fleet ? `${json.slice(0, -1)},"fleet":${JSON.stringify(f.fleet)}}` : json;
+}
+
 /** `time` of a checked finding as canonical UTC. */
 export function canonicalTime(f: FindingJson): string {
   return canonicalTimes.get(f) ?? parseRfc3339(f.time!)!;
@@ -179,7 +193,7 @@ export function checkFinding(f: FindingJson, index: number): Checked {
   if (Buffer.byteLength(json) > MAX_FINDING_BYTES) {
     truncated = truncateToFit(f);
     if (jsonBytes(f) > MAX_FINDING_BYTES) return reject('finding', `larger than ${MAX_FINDING_BYTES} bytes after truncating args and labels`);
-  }
+  } else checkedJson.set(f, json);
   return { ok: true, finding: f, truncated };
 }
 
