@@ -67,7 +67,7 @@ export class IngestWorker implements Ingester {
   static async start(config: WorkerConfig): Promise<IngestWorker> {
     // A young generation that holds the batches being decoded (512 findings
     // are ~6 MB as objects) lets them die young; at 8 MB they were promoted,
-    // and the old generation (RSS) peaked 130 MB higher under 16 sensors.
+    // and the old generation (RSS) peaked higher under 16 sensors.
     const worker = new Worker(new URL('./ingest-worker.js', import.meta.url), { workerData: config, resourceLimits: { maxYoungGenerationSizeMb: 32 } });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: { op: string; message?: string }) => {
