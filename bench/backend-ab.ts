@@ -3,12 +3,13 @@
 // bin/driftwatch.js) take the same load in alternation, on fresh databases,
 // and the CPU time each spends per stored finding is reported beside the
 // wall-clock rates. Usage:
-//   node dist/bench/backend-ab.js <other checkout> [seconds] [rounds] [sensors]
+//   node dist/bench/backend-ab.js <other checkout> [seconds] [rounds] [sensors] [live|fixed]
+// (live: findings carry the time of sending; fixed: the same 512 times on every batch)
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { runLoad } from '../test/helpers/load.js';
+import { runLoad, type LoadTimes } from '../test/helpers/load.js';
 import { freePort, postgresSkipReason, startPostgres } from '../test/helpers/postgres.js';
 import { cliPath } from '../test/helpers/sensor-process.js';
 
@@ -18,7 +19,7 @@ const ticks = (pid: number) => {
 };
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
-async function once(cli: string, db: string, seconds: number, sensors: number) {
+async function once(cli: string, db: string, seconds: number, sensors: number, times: LoadTimes) {
   const port = await freePort();
   const proc = spawn(process.execPath, [cli, 'backend', '--listen', `127.0.0.1:${port}`, '--db', db], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -30,7 +31,7 @@ async function once(cli: string, db: string, seconds: number, sensors: number) {
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(proc.pid!))), 200);
   const t0 = ticks(proc.pid!);
-  const r = await runLoad(`127.0.0.1:${port}`, sensors, seconds);
+  const r = await runLoad(`127.0.0.1:${port}`, sensors, seconds, 512, undefined, times);
   const cpuUs = ((ticks(proc.pid!) - t0) / 100) * 1e6;
   clearInterval(sampler);
   proc.kill('SIGTERM');
@@ -43,6 +44,7 @@ async function main() {
   const seconds = Number(process.argv[3] ?? 10);
   const rounds = Number(process.argv[4] ?? 2);
   const sensors = Number(process.argv[5] ?? 4);
+  const times = (process.argv[6] ?? 'live') as LoadTimes;
   const tmp = mkdtempSync(join(tmpdir(), 'driftwatch-bench-ab-'));
   const pg = postgresSkipReason() ? undefined : await startPostgres();
   let n = 0;
@@ -59,8 +61,8 @@ async function main() {
       for (let round = 0; round < rounds; round++) {
         for (const [name, cli] of [['this', cliPath], ['other', other]] as const) {
           const db = store === 'sqlite' ? join(tmp, `ab-${++n}.db`) : await freshPg();
-          const r = await once(cli, db, seconds, sensors);
-          console.log(JSON.stringify({ store, round, build: name, sensors, ...r }));
+          const r = await once(cli, db, seconds, sensors, times);
+          console.log(JSON.stringify({ store, round, build: name, sensors, times, ...r }));
         }
       }
     }

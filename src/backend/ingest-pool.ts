@@ -65,7 +65,10 @@ export class IngestWorker implements Ingester {
   }
 
   static async start(config: WorkerConfig): Promise<IngestWorker> {
-    const worker = new Worker(new URL('./ingest-worker.js', import.meta.url), { workerData: config, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+    // A young generation that holds the batches being decoded (512 findings
+    // are ~6 MB as objects) lets them die young; at 8 MB they were promoted,
+    // and the old generation (RSS) peaked higher under 16 sensors.
+    const worker = new Worker(new URL('./ingest-worker.js', import.meta.url), { workerData: config, resourceLimits: { maxYoungGenerationSizeMb: 32 } });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: { op: string; message?: string }) => {
         if (m.op === 'ready') (worker.off('message', onMessage), resolve());
@@ -82,7 +85,9 @@ export class IngestWorker implements Ingester {
     this.queuedRows += rows;
     return new Promise((resolve) => {
       this.waiting.set(seq, { resolve, rows });
-      this.worker.postMessage({ op: 'ingest', seq, buf } satisfies WorkerRequest);
+      // a request that owns its memory moves to the worker instead of being copied
+      const own = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && buf.buffer instanceof ArrayBuffer;
+      this.worker.postMessage({ op: 'ingest', seq, buf } satisfies WorkerRequest, own ? [buf.buffer as ArrayBuffer] : []);
     });
   }
 

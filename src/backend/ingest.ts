@@ -3,7 +3,7 @@
 // refuses), and say which were rejected and why.
 import { describeRejections, checkEncodedFinding, splitRequest, type Rejection } from './validate.js';
 import { insertBisecting, isStoreUnavailable } from './bisect.js';
-import type { FindingStore } from './store.js';
+import type { FindingStore, InsertResult } from './store.js';
 import type { FindingJson } from '#gen/finding-json.js';
 
 export interface IngestLimits {
@@ -15,7 +15,10 @@ export type IngestOutcome =
   | { kind: 'invalid'; message: string }
   | { kind: 'unavailable'; message: string };
 
-export async function ingest(store: FindingStore, buf: Uint8Array, limits: IngestLimits): Promise<IngestOutcome> {
+type Checked = { kind: 'checked'; good: FindingJson[]; rejected: Rejection[]; truncated: number };
+
+/** Decodes and checks every finding of a request; the request is refused only when none is good. */
+function checkRequest(buf: Uint8Array, limits: IngestLimits): Checked | Extract<IngestOutcome, { kind: 'invalid' }> {
   let parts: Uint8Array[];
   try {
     parts = splitRequest(buf);
@@ -36,11 +39,50 @@ export async function ingest(store: FindingStore, buf: Uint8Array, limits: Inges
     }
   }
   if (good.length === 0) return { kind: 'invalid', message: `all ${parts.length} findings invalid: ${describeRejections(rejected, 3)}` };
+  return { kind: 'checked', good, rejected, truncated };
+}
+
+export async function ingest(store: FindingStore, buf: Uint8Array, limits: IngestLimits): Promise<IngestOutcome> {
+  const c = checkRequest(buf, limits);
+  if (c.kind === 'invalid') return c;
+  const { good, rejected, truncated } = c;
   try {
     const r = await insertBisecting(store, good);
     for (const f of r.failed) rejected.push({ index: good.findIndex((g) => g.id === f.id), id: f.id, field: 'finding', reason: `refused by the store: ${f.reason}` });
     return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected, truncated };
   } catch (err) {
     return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}${isStoreUnavailable(err) ? '' : ' (bisect)'}` };
+  }
+}
+
+/** A store that writes synchronously and can hold several inserts in one transaction (SQLite). */
+export interface GroupingStore extends FindingStore {
+  transaction<T>(fn: () => T): T;
+  insertSync(findings: FindingJson[]): InsertResult;
+}
+
+export function isGroupingStore(store: FindingStore): store is GroupingStore {
+  return typeof (store as Partial<GroupingStore>).transaction === 'function';
+}
+
+/**
+ * Several requests in one transaction, each decoded and checked just before
+ * its insert (one decoded request in memory at a time). Null when the
+ * transaction failed and was rolled back: then nothing of the group is
+ * stored, and the caller runs each request on its own (where a finding the
+ * store refuses is bisected out).
+ */
+export function ingestGroupSync(store: GroupingStore, bufs: Uint8Array[], limits: IngestLimits): IngestOutcome[] | null {
+  try {
+    return store.transaction(() =>
+      bufs.map((buf): IngestOutcome => {
+        const c = checkRequest(buf, limits);
+        if (c.kind === 'invalid') return c;
+        const r = store.insertSync(c.good);
+        return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected: c.rejected, truncated: c.truncated };
+      }),
+    );
+  } catch {
+    return null;
   }
 }

@@ -6,7 +6,8 @@
 import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, FILTER_COLUMNS, likePattern, rowOf, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
-import { applyFleet, fleetInput, type FleetState } from './fleet.js';
+import { bodyJson } from './validate.js';
+import { applyFleet, fleetInput, type FleetState, type Sighting } from './fleet.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
 // Replicas starting together must not race on CREATE (it is not atomic in PostgreSQL).
@@ -26,14 +27,21 @@ function schema(): string[] {
   ];
 }
 
+// The bodies travel as one JSON array (a jsonb[] literal costs the client an
+// escaping pass over every body); row k takes element k - 1.
 const INSERT_FINDINGS = (() => {
-  const names = [...COLUMNS.map((c) => c.name), 'body'];
-  const arrays = [...COLUMNS.map((c, i) => `$${i + 1}::${c.pgType.toLowerCase()}[]`), `$${COLUMNS.length + 1}::jsonb[]`];
-  return `INSERT INTO findings (${names.join(', ')}) SELECT * FROM unnest(${arrays.join(', ')}) ON CONFLICT (id) DO NOTHING`;
+  const names = COLUMNS.map((c) => c.name);
+  const arrays = COLUMNS.map((c, i) => `$${i + 1}::${c.pgType.toLowerCase()}[]`);
+  return `INSERT INTO findings (${names.join(', ')}, body)
+    SELECT ${names.map((n) => `u.${n}`).join(', ')}, $${COLUMNS.length + 1}::jsonb -> (u.k - 1)::int
+    FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS u (${names.join(', ')}, k)
+    ON CONFLICT (id) DO NOTHING`;
 })();
 
 // Sightings first (only the new ones are counted), then the per-sha256
-// counters grow by what was new; one round trip.
+// counters grow by what was new; one round trip. A binary with nothing new
+// is only read: its row is neither rewritten nor locked, so replicas and
+// concurrent batches do not queue on the counters of a busy binary.
 const UPSERT_FLEET = `
 WITH s AS (
   INSERT INTO fleet_sightings (sha256, kind, value)
@@ -43,19 +51,34 @@ WITH s AS (
   SELECT sha256, count(*) FILTER (WHERE kind = 'c')::int AS c, count(*) FILTER (WHERE kind = 'i')::int AS i,
          count(*) FILTER (WHERE kind = 'h')::int AS h
   FROM s GROUP BY sha256
+), x AS (
+  SELECT u.sha256, u.first_seen, coalesce(n.c, 0) AS c, coalesce(n.i, 0) AS i, coalesce(n.h, 0) AS h
+  FROM unnest($4::text[], $5::timestamptz[]) AS u (sha256, first_seen)
+  LEFT JOIN n ON n.sha256 = u.sha256 LEFT JOIN fleet_binaries f ON f.sha256 = u.sha256
+  WHERE f.sha256 IS NULL OR n.sha256 IS NOT NULL OR u.first_seen < f.first_seen
+), up AS (
+  INSERT INTO fleet_binaries AS b (sha256, first_seen, containers, images, hosts)
+  SELECT sha256, first_seen, c, i, h FROM x ORDER BY sha256
+  ON CONFLICT (sha256) DO UPDATE SET first_seen = least(b.first_seen, excluded.first_seen),
+    containers = b.containers + excluded.containers, images = b.images + excluded.images, hosts = b.hosts + excluded.hosts
+  RETURNING sha256, first_seen, containers, images, hosts, (xmax = 0) AS created
 )
-INSERT INTO fleet_binaries AS b (sha256, first_seen, containers, images, hosts)
-SELECT u.sha256, u.first_seen, coalesce(n.c, 0), coalesce(n.i, 0), coalesce(n.h, 0)
-FROM unnest($4::text[], $5::timestamptz[]) AS u (sha256, first_seen) LEFT JOIN n USING (sha256)
-ORDER BY u.sha256
-ON CONFLICT (sha256) DO UPDATE SET first_seen = least(b.first_seen, excluded.first_seen),
-  containers = b.containers + excluded.containers, images = b.images + excluded.images, hosts = b.hosts + excluded.hosts
-RETURNING sha256, first_seen, containers, images, hosts, (xmax = 0) AS created`;
+SELECT * FROM up
+UNION ALL
+SELECT f.sha256, f.first_seen, f.containers, f.images, f.hosts, false FROM fleet_binaries f
+WHERE f.sha256 = ANY($4::text[]) AND NOT EXISTS (SELECT 1 FROM up WHERE up.sha256 = f.sha256)`;
+
+// Sightings are never deleted, so one this process saw committed needs no
+// INSERT again (true across replicas: another's commit only adds).
+const KNOWN_SIGHTINGS_MAX = 500_000;
+const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}`;
 
 /** Deadlock or serialization failure between replicas: the transaction is simply run again. */
 const RETRY = new Set(['40P01', '40001']);
 
 export class PostgresStore implements FindingStore {
+  private readonly knownSightings = new Set<string>();
+
   private constructor(private readonly pool: pg.Pool) {}
 
   static async open(url: string, opts: OpenOptions = {}): Promise<PostgresStore> {
@@ -91,6 +114,7 @@ export class PostgresStore implements FindingStore {
 
   private async insertOnce(findings: FindingJson[]): Promise<InsertResult> {
     const client = await this.pool.connect();
+    const fresh: Sighting[] = [];
     try {
       await client.query('BEGIN');
       // In order: a dedup summary (foldOf) updates its first finding, which may
@@ -102,7 +126,7 @@ export class PostgresStore implements FindingStore {
           plain.push(f);
           continue;
         }
-        stored += await this.insertPlain(client, plain);
+        stored += await this.insertPlain(client, plain, fresh);
         plain = [];
         const first = await client.query('SELECT body FROM findings WHERE id = $1 FOR UPDATE', [f.foldOf]);
         if (!first.rowCount) {
@@ -114,8 +138,10 @@ export class PostgresStore implements FindingStore {
         await client.query('UPDATE findings SET body = $1 WHERE id = $2', [JSON.stringify(applySummary(first.rows[0].body as FindingJson, f)), f.foldOf]);
         stored++;
       }
-      stored += await this.insertPlain(client, plain);
+      stored += await this.insertPlain(client, plain, fresh);
       await client.query('COMMIT');
+      if (this.knownSightings.size + fresh.length > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
+      for (const x of fresh) this.knownSightings.add(sightingKey(x));
       return { stored, duplicates: findings.length - stored };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
@@ -126,15 +152,17 @@ export class PostgresStore implements FindingStore {
   }
 
   /** Fleet tables (one statement), then the findings (one multi-row INSERT); inside the caller's transaction. */
-  private async insertPlain(client: pg.PoolClient, findings: FindingJson[]): Promise<number> {
+  private async insertPlain(client: pg.PoolClient, findings: FindingJson[], freshOut: Sighting[]): Promise<number> {
     if (!findings.length) return 0;
     const input = fleetInput(findings);
+    const fresh = input.sightings.filter((x) => !this.knownSightings.has(sightingKey(x)));
+    freshOut.push(...fresh);
     const state = new Map<string, FleetState>();
     if (input.binaries.length) {
       const r = await client.query(UPSERT_FLEET, [
-        input.sightings.map((s) => s.sha256),
-        input.sightings.map((s) => s.kind),
-        input.sightings.map((s) => s.value),
+        fresh.map((x) => x.sha256),
+        fresh.map((x) => x.kind),
+        fresh.map((x) => x.value),
         input.binaries.map((b) => b.sha256),
         input.binaries.map((b) => b.firstSeen),
       ]);
@@ -148,9 +176,9 @@ export class PostgresStore implements FindingStore {
     for (const f of findings) {
       const row = rowOf(f);
       for (let i = 0; i < row.length; i++) columns[i]!.push(row[i]!);
-      bodies.push(JSON.stringify(f));
+      bodies.push(bodyJson(f));
     }
-    const r = await client.query(INSERT_FINDINGS, [...columns, bodies]);
+    const r = await client.query(INSERT_FINDINGS, [...columns, `[${bodies.join(',')}]`]);
     return r.rowCount ?? 0;
   }
 

@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, FILTER_COLUMNS, likePattern, rowOf, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
+import { bodyJson } from './validate.js';
 import { applyFleet, countNew, fleetInput, type FleetState, type Sighting } from './fleet.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
@@ -35,9 +36,14 @@ const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}
 
 export class SqliteStore implements FindingStore {
   private readonly knownSightings = new Set<string>();
+  /** Counters of fleet_binaries as last committed by this connection (see transaction()). */
+  private readonly binaries = new Map<string, Omit<FleetState, 'created'>>();
+  private dataVersion = -1;
+  /** What the open transaction wrote to the fleet tables; remembered once it commits. */
+  private pending?: { sightings: Sighting[]; binaries: Map<string, Omit<FleetState, 'created'>> };
   private statements?: {
     finding: StatementSync; sighting: StatementSync; binary: StatementSync; created: StatementSync;
-    summary: StatementSync; firstOf: StatementSync; update: StatementSync;
+    summary: StatementSync; firstOf: StatementSync; update: StatementSync; dataVersion: StatementSync;
   };
 
   private constructor(private readonly db: DatabaseSync) {}
@@ -51,7 +57,12 @@ export class SqliteStore implements FindingStore {
     }
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const db = new DatabaseSync(path);
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;');
+    // 16 KiB pages (for a new file; an existing one keeps its size): a row
+    // with its JSON body is ~2.2 KB, so 4 KiB pages held one row each, and a
+    // commit writes (and syscalls) per page. The cache is 32 MiB: with times
+    // that grow, the pages a batch writes are the right edges of the indexes.
+    db.exec('PRAGMA page_size = 16384');
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;');
     db.exec(schema());
     // databases from before a column existed get it (and its index)
     const have = new Set((db.prepare('PRAGMA table_info(findings)').all() as Array<{ name: string }>).map((r) => r.name));
@@ -70,6 +81,7 @@ export class SqliteStore implements FindingStore {
       summary: this.db.prepare('INSERT INTO summaries (id, fold_of, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING'),
       firstOf: this.db.prepare('SELECT body FROM findings WHERE id = ?'),
       update: this.db.prepare('UPDATE findings SET body = ? WHERE id = ?'),
+      dataVersion: this.db.prepare('PRAGMA data_version'),
       binary: this.db.prepare(
         `INSERT INTO fleet_binaries AS b (sha256, first_seen, containers, images, hosts) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (sha256) DO UPDATE SET first_seen = min(b.first_seen, excluded.first_seen),
@@ -79,14 +91,47 @@ export class SqliteStore implements FindingStore {
     });
   }
 
-  /** Synchronous insert (the worker calls this). */
-  insertSync(findings: FindingJson[]): InsertResult {
-    const st = this.prepared();
-    const now = new Date().toISOString();
-    let stored = 0;
-    const fresh: Sighting[] = [];
+  /**
+   * Runs fn in one transaction. The ingest worker stores every request that
+   * is waiting in one, because a commit costs the pages it writes (the
+   * table's and every index's), and the requests of a group share most of
+   * the index pages: per finding, one commit for 16 requests is several
+   * times cheaper than one each.
+   */
+  transaction<T>(fn: () => T): T {
+    if (this.pending) return fn();
+    const pending = { sightings: [] as Sighting[], binaries: new Map<string, Omit<FleetState, 'created'>>() };
     this.db.exec('BEGIN IMMEDIATE');
+    // data_version moves when another connection committed: then the
+    // counters remembered here may be stale (sightings are never deleted, so
+    // the known ones stay true)
+    const version = Number((this.prepared().dataVersion.get() as { data_version: number }).data_version);
+    if (version !== this.dataVersion) (this.binaries.clear(), (this.dataVersion = version));
+    this.pending = pending;
     try {
+      const out = fn();
+      this.db.exec('COMMIT');
+      // remembered only once committed: a rolled-back write never happened
+      if (this.knownSightings.size + pending.sightings.length > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
+      for (const s of pending.sightings) this.knownSightings.add(sightingKey(s));
+      if (this.binaries.size + pending.binaries.size > KNOWN_SIGHTINGS_MAX) this.binaries.clear();
+      for (const [sha, b] of pending.binaries) this.binaries.set(sha, b);
+      return out;
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    } finally {
+      this.pending = undefined;
+    }
+  }
+
+  /** Synchronous insert (the worker calls this), in its own transaction or the caller's. */
+  insertSync(findings: FindingJson[]): InsertResult {
+    return this.transaction(() => {
+      const st = this.prepared();
+      const fresh = this.pending!;
+      const now = new Date().toISOString();
+      let stored = 0;
       // In order: a dedup summary (foldOf) updates its first finding, which may
       // be earlier in this batch, so the findings before it are written first.
       let plain: FindingJson[] = [];
@@ -107,36 +152,37 @@ export class SqliteStore implements FindingStore {
         stored++;
       }
       stored += this.insertPlain(plain, now, fresh);
-      this.db.exec('COMMIT');
-    } catch (err) {
-      this.db.exec('ROLLBACK');
-      throw err;
-    }
-    // remembered only once committed: a rolled-back sighting was never stored
-    if (this.knownSightings.size + fresh.length > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
-    for (const s of fresh) this.knownSightings.add(sightingKey(s));
-    return { stored, duplicates: findings.length - stored };
+      return { stored, duplicates: findings.length - stored };
+    });
   }
 
   /** Fleet tables, then the findings; inside the caller's transaction. */
-  private insertPlain(findings: FindingJson[], now: string, freshOut: Sighting[]): number {
+  private insertPlain(findings: FindingJson[], now: string, pending: NonNullable<SqliteStore['pending']>): number {
     if (!findings.length) return 0;
     const st = this.prepared();
     const input = fleetInput(findings);
     const fresh = input.sightings.filter((s) => !this.knownSightings.has(sightingKey(s)));
-    freshOut.push(...fresh);
+    pending.sightings.push(...fresh);
     const inserted = fresh.filter((s) => Number(st.sighting.run(s.sha256, s.kind, s.value).changes) > 0);
     const added = countNew(inserted);
     const state = new Map<string, FleetState>();
     for (const b of input.binaries) {
-      const n = added.get(b.sha256) ?? { c: 0, i: 0, h: 0 };
-      const created = !st.created.get(b.sha256);
-      const r = st.binary.get(b.sha256, b.firstSeen, n.c, n.i, n.h) as { first_seen: string; containers: number; images: number; hosts: number };
-      state.set(b.sha256, { firstSeen: r.first_seen, containers: r.containers, images: r.images, hosts: r.hosts, created });
+      const n = added.get(b.sha256);
+      // a binary the fleet knows, with nothing new: its counters as they are
+      const known = pending.binaries.get(b.sha256) ?? this.binaries.get(b.sha256);
+      if (known && !n && known.firstSeen <= b.firstSeen) {
+        state.set(b.sha256, { ...known, created: false });
+        continue;
+      }
+      const created = !known && !st.created.get(b.sha256);
+      const r = st.binary.get(b.sha256, b.firstSeen, n?.c ?? 0, n?.i ?? 0, n?.h ?? 0) as { first_seen: string; containers: number; images: number; hosts: number };
+      const counters = { firstSeen: r.first_seen, containers: r.containers, images: r.images, hosts: r.hosts };
+      pending.binaries.set(b.sha256, counters);
+      state.set(b.sha256, { ...counters, created });
     }
     applyFleet(findings, state);
     let stored = 0;
-    for (const f of findings) stored += Number(st.finding.run(...rowOf(f), now, JSON.stringify(f)).changes);
+    for (const f of findings) stored += Number(st.finding.run(...rowOf(f), now, bodyJson(f)).changes);
     return stored;
   }
 

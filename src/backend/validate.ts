@@ -124,6 +124,20 @@ function rawId(buf: Uint8Array): string {
 // The canonical UTC time of each checked finding, so the stores do not parse it again.
 const canonicalTimes = new WeakMap<FindingJson, string>();
 
+// The JSON of each checked finding that was not cut, serialised by the check.
+const checkedJson = new WeakMap<FindingJson, string>();
+
+/**
+ * The JSON a store keeps for a checked finding: the check's serialisation
+ * with the backend's `fleet` appended (where JSON.stringify would put it, as
+ * it is set after the check), or a fresh one.
+ */
+export function bodyJson(f: FindingJson): string {
+  const json = checkedJson.get(f);
+  if (json === undefined) return JSON.stringify(f);
+  return f.fleet ? `${json.slice(0, -1)},"fleet":${JSON.stringify(f.fleet)}}` : json;
+}
+
 /** `time` of a checked finding as canonical UTC. */
 export function canonicalTime(f: FindingJson): string {
   return canonicalTimes.get(f) ?? parseRfc3339(f.time!)!;
@@ -156,7 +170,8 @@ export function checkFinding(f: FindingJson, index: number): Checked {
   if (!f.id) return reject('id', 'missing');
   if (f.id.length > 128) return reject('id', 'longer than 128 characters');
   if (!f.time) return reject('time', 'missing');
-  if (!parseRfc3339(f.time)) return reject('time', `not an RFC 3339 date-time: ${JSON.stringify(f.time.slice(0, 40))}`);
+  const time = parseRfc3339(f.time);
+  if (!time) return reject('time', `not an RFC 3339 date-time: ${JSON.stringify(f.time.slice(0, 40))}`);
   for (const field of ['firstSeen', 'lastSeen'] as const) {
     const v = f[field];
     if (v && !parseRfc3339(v)) return reject(field, `not an RFC 3339 date-time: ${JSON.stringify(v.slice(0, 40))}`);
@@ -173,12 +188,12 @@ export function checkFinding(f: FindingJson, index: number): Checked {
     const nul = nulField(f, ''); // or only the text "\u0000", which is fine
     if (nul) return reject(nul, 'contains U+0000 (NUL)');
   }
-  canonicalTimes.set(f, parseRfc3339(f.time)!);
+  canonicalTimes.set(f, time);
   let truncated = false;
   if (Buffer.byteLength(json) > MAX_FINDING_BYTES) {
     truncated = truncateToFit(f);
     if (jsonBytes(f) > MAX_FINDING_BYTES) return reject('finding', `larger than ${MAX_FINDING_BYTES} bytes after truncating args and labels`);
-  }
+  } else checkedJson.set(f, json);
   return { ok: true, finding: f, truncated };
 }
 

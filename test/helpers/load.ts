@@ -1,13 +1,20 @@
 // A load generator for the backend: N "sensors", each a gRPC channel of its
 // own sending one batch at a time (as the exporter does), with realistic
 // findings of about 1.3 KB. Batches are encoded once; each send patches fresh
-// ids into a copy, so every finding sent is new to the backend.
+// ids into a copy, so every finding sent is new to the backend, and (unless
+// asked for fixed times) the time of sending, as a live fleet's findings carry
+// the time of their exec: stores see times that grow, not the same 512 again.
 import * as grpc from '@grpc/grpc-js';
 import { driftwatch } from '#gen/finding.js';
 import type { FindingJson } from '#gen/finding-json.js';
 
 const { Finding, ExportRequest, ExportResponse } = driftwatch.v1;
 const ID_PLACEHOLDER = 'ffffffffffffffff';
+// as long as every ISO time from 1970 to 9999, so a send can overwrite it in place
+const TIME_PLACEHOLDER = '1999-09-09T09:09:09.999Z';
+
+/** `live`: each send carries the current time; `fixed`: finding i always has the same time (the rows before 2026-12-02). */
+export type LoadTimes = 'live' | 'fixed';
 
 /** One realistic drift finding; `i` picks its container, image, host and binary from fixed pools. */
 export function realisticFinding(i: number, id = `${ID_PLACEHOLDER}${String(i).padStart(8, '0')}`): FindingJson {
@@ -54,23 +61,35 @@ export function encodeRequest(findings: FindingJson[]): Buffer {
 export class BatchTemplate {
   private readonly buf: Buffer;
   private readonly offsets: number[] = [];
+  private readonly timeOffsets: number[] = [];
   private next = 0;
 
-  constructor(size: number, private readonly runId = Math.floor(Math.random() * 0xffffff)) {
-    this.buf = encodeRequest(Array.from({ length: size }, (_, i) => realisticFinding(i)));
-    const needle = Buffer.from(ID_PLACEHOLDER);
-    for (let at = this.buf.indexOf(needle); at >= 0; at = this.buf.indexOf(needle, at + needle.length)) this.offsets.push(at);
+  constructor(size: number, private readonly runId = Math.floor(Math.random() * 0xffffff), times: LoadTimes = 'live') {
+    const findings = Array.from({ length: size }, (_, i) => realisticFinding(i));
+    if (times === 'live') for (const f of findings) f.time = TIME_PLACEHOLDER;
+    this.buf = encodeRequest(findings);
+    const find = (text: string, out: number[]) => {
+      const needle = Buffer.from(text);
+      for (let at = this.buf.indexOf(needle); at >= 0; at = this.buf.indexOf(needle, at + needle.length)) out.push(at);
+    };
+    find(ID_PLACEHOLDER, this.offsets);
     if (this.offsets.length !== size) throw new Error(`found ${this.offsets.length} ids in a batch of ${size}`);
+    if (times === 'live') find(TIME_PLACEHOLDER, this.timeOffsets);
+    if (times === 'live' && this.timeOffsets.length !== size) throw new Error(`found ${this.timeOffsets.length} times in a batch of ${size}`);
   }
 
   get bytes(): number {
     return this.buf.length;
   }
 
-  /** A copy with new, unique ids. */
+  /** A copy with new, unique ids (and the current time, for live times). */
   fresh(): Buffer {
     const b = Buffer.from(this.buf);
     for (const off of this.offsets) b.write((this.runId * 0x100000000 + this.next++).toString(16).padStart(16, '0'), off, 'latin1');
+    if (this.timeOffsets.length) {
+      const now = new Date().toISOString();
+      for (const off of this.timeOffsets) b.write(now, off, 'latin1');
+    }
     return b;
   }
 }
@@ -126,8 +145,8 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 /** Closed loop: every sensor sends its next batch when the last one was answered. */
-export async function runLoad(address: string, sensors: number, seconds: number, batch = 512, token?: string): Promise<LoadResult> {
-  const template = new BatchTemplate(batch);
+export async function runLoad(address: string, sensors: number, seconds: number, batch = 512, token?: string, times: LoadTimes = 'live'): Promise<LoadResult> {
+  const template = new BatchTemplate(batch, undefined, times);
   const latencies: number[] = [];
   const errors: Record<string, number> = {};
   let stored = 0;

@@ -5,7 +5,7 @@ import { driftwatch } from '#gen/finding.js';
 import { isStoreUnavailable } from '../../src/backend/bisect.js';
 import { likePattern } from '../../src/backend/columns.js';
 import { bearerMatches } from '../../src/backend/server.js';
-import { checkEncodedFinding, checkFinding, LABELS_TRUNCATED, MAX_FINDING_BYTES, parseRfc3339, splitRequest } from '../../src/backend/validate.js';
+import { bodyJson, checkEncodedFinding, checkFinding, LABELS_TRUNCATED, MAX_FINDING_BYTES, parseRfc3339, splitRequest } from '../../src/backend/validate.js';
 import { encodeRequest, realisticFinding } from '../helpers/load.js';
 
 test('RFC 3339: strict date-times pass and normalise to UTC; what Date.parse or SQLite would take loosely does not', () => {
@@ -67,6 +67,23 @@ test('an oversized finding has args and labels cut and marked to fit 64 KiB; wha
   g.process!.executable!.path = '/' + 'p'.repeat(70_000);
   const s = checkFinding(g, 0);
   assert.equal(!s.ok && s.rejection.field, 'finding');
+});
+
+test('the stored body is the JSON of the finding as checked, with the fleet fields the store set, also after truncation', () => {
+  const f = realisticFinding(9, 'body');
+  const c = checkFinding(f, 0);
+  assert.ok(c.ok);
+  assert.equal(bodyJson(c.finding), JSON.stringify(c.finding));
+  c.finding.fleet = { firstSeen: '2026-11-01T00:00:00.000Z', isNew: true, containers: 3, images: 1, hosts: 2 };
+  assert.equal(bodyJson(c.finding), JSON.stringify(c.finding));
+  assert.deepEqual(JSON.parse(bodyJson(c.finding)).fleet, c.finding.fleet);
+  c.finding.fleet = { firstSeen: '2026-11-01T00:00:00.000Z', isNew: false, containers: 4, images: 1, hosts: 2 };
+  assert.equal(bodyJson(c.finding), JSON.stringify(c.finding), 'a second insert (bisect) carries the new counters');
+  const big = realisticFinding(10, 'body-big');
+  big.process!.args = Array.from({ length: 200 }, () => 'a'.repeat(1000));
+  const b = checkFinding(big, 0);
+  assert.ok(b.ok && b.truncated);
+  assert.equal(bodyJson(b.finding), JSON.stringify(b.finding));
 });
 
 test('a finding that is not a protobuf message is rejected on its own', () => {
