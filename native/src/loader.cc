@@ -15,6 +15,7 @@
 
 #include "dw_loader.h"
 #include "events.h"
+#include "process_exit.h"
 #include "safe_open.h"
 
 namespace {
@@ -377,6 +378,7 @@ class Loader : public Napi::ObjectWrap<Loader> {
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   SafeOpenInit(env, exports);
+  ProcessExitInit(env, exports);
   return Loader::Init(env, exports);
 }
 

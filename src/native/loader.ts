@@ -65,6 +65,8 @@ export interface NativeLoader {
   mapDelete?(map: string, key: Buffer): boolean;
   /** Deletes every entry; returns how many. */
   mapClear?(map: string): number;
+  /** Fills the kernel's exec_watch map: command names whose image execs are emitted, with their kind bits. */
+  setExecWatch?(entries: Array<{ comm: string; kinds: number }>): void;
   close(): void;
 }
 

@@ -4,6 +4,7 @@
 import { hostname as osHostname } from 'node:os';
 import { tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
+import { DEFAULT_PACKAGE_MANAGERS, PackageWindows, type ProcessExits } from '../enrich/package-windows.js';
 import type { Logger } from '../log.js';
 import { loadWithScriptHook, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
 import { PreventionController } from '../prevent/controller.js';
@@ -18,6 +19,7 @@ import { createEnricher } from './enrich.js';
 import { enrichEvents } from './enrich-stage.js';
 import { BootClock } from './finding.js';
 import { Metrics } from './metrics.js';
+import { EXEC_WATCH_PACKAGE_MANAGER } from '../enrich/package-windows.js';
 import { applyPolicy } from './policy-stage.js';
 import { reportFindings } from './report-stage.js';
 import { detect } from './signature-stage.js';
@@ -50,6 +52,10 @@ export interface SensorOptions {
   claim?: (ev: DetectionEvent) => boolean;
   /** How often kernel counters are checked for conditions worth a log line. */
   kernelCheckMs?: number;
+  /** Command names of package managers whose execs open a window (process.executable.installedBy). */
+  packageManagers?: readonly string[];
+  /** How package managers' exits are learnt; pidfds by default. With an injected loader (replays), windows need this. */
+  processExits?: ProcessExits;
 }
 
 /** What the kernel accepted at start: for doctor and the logs. */
@@ -118,7 +124,12 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   }
   for (const kind of ['exec', 'mmap_exec']) metrics.inc('events_total', { kind }, 0);
   for (const s of engine.signatures) metrics.inc('findings_total', { signature: s.id }, 0);
-  const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}) });
+  const packageManagers = opts.packageManagers ?? DEFAULT_PACKAGE_MANAGERS;
+  // The live kernel's processes only: a replay's pids are not this machine's.
+  const packageWindows = !opts.loader || opts.processExits
+    ? new PackageWindows({ metrics, managers: packageManagers, ...(opts.processExits ? { exits: opts.processExits } : {}) })
+    : undefined;
+  const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}), ...(packageWindows ? { packageWindows } : {}) });
 
   let loader = opts.loader;
   let attached: string[] = [];
@@ -151,6 +162,11 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     }
   }
   const kernel = loader;
+  // The kernel emits package managers' image execs (exec_watch); the windows need them.
+  if (packageWindows) {
+    if (kernel.setExecWatch) kernel.setExecWatch(packageManagers.map((comm) => ({ comm, kinds: EXEC_WATCH_PACKAGE_MANAGER })));
+    else log.warn('this kernel object cannot watch package managers\' execs: files they install are reported without installedBy');
+  }
   // Prevention: the kernel decides from maps kept here (src/prevent/).
   let prevention: PreventionController | undefined;
   if (kernel.mapUpdate && kernel.mapDelete && kernel.mapClear) {
@@ -254,6 +270,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       stopping.abort();
       await finished;
       engine.close();
+      packageWindows?.close();
       for (const s of opts.sinks) await s.close();
       if (!opts.loader) kernel.close();
     },
