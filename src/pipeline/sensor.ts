@@ -5,7 +5,8 @@ import { hostname as osHostname } from 'node:os';
 import { tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import type { Logger } from '../log.js';
-import { loadWithScriptHook, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { loadWithScriptHook, setExecWatch, type ExecWatchEntry, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { interpreterWatchEntries } from './interpreters.js';
 import { PreventionController } from '../prevent/controller.js';
 import type { MapWriter } from '../prevent/maps.js';
 import { builtinSignatures } from '../signatures/index.js';
@@ -50,6 +51,11 @@ export interface SensorOptions {
   claim?: (ev: DetectionEvent) => boolean;
   /** How often kernel counters are checked for conditions worth a log line. */
   kernelCheckMs?: number;
+  /**
+   * Image execs the kernel still sends (exec_watch): the union of the
+   * interpreters (default: interpreterWatchEntries()) and package managers.
+   */
+  execWatch?: ExecWatchEntry[];
 }
 
 /** What the kernel accepted at start: for doctor and the logs. */
@@ -162,6 +168,15 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       throw err;
     }
     if (prevention.active) log.info(`prevention on${currentPolicy.prevention?.dryRun ? ' (dry run: nothing is stopped)' : ''}`);
+  }
+  if (kernel.mapUpdate && kernel.mapClear) {
+    try {
+      const n = setExecWatch(kernel, opts.execWatch ?? interpreterWatchEntries());
+      log.debug(`exec watch: ${n} names`);
+    } catch (err) {
+      if (!opts.loader) kernel.close();
+      throw err;
+    }
   }
   // The addon names the counters (enum dw_stat order); the contract test holds its list against the object's BTF.
   for (const name of Object.keys(kernel.stats())) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);
