@@ -22,10 +22,6 @@ export const DEFAULT_PACKAGE_MANAGERS: readonly string[] = [
   'pip', 'pip3', 'npm', 'yarn', 'pnpm', 'gem', 'bundle', 'composer',
 ];
 
-/** file_flags bit from the kernel contract (events.h DW_EXEC_WATCH_PACKAGE_MANAGER). */
-export const WATCH_PACKAGE_MANAGER = 1 << 21;
-/** exec_watch value bit (DW_WATCH_PACKAGE_MANAGER). */
-export const EXEC_WATCH_PACKAGE_MANAGER = 1 << 1;
 
 /** What a finding says about the package manager that last changed its file. */
 export interface InstalledBy {
@@ -185,7 +181,7 @@ export class PackageWindows {
 
   /** Every exec record, in ring-buffer order (before any later record is judged). */
   observe(rec: ExecEvent): void {
-    if (!(rec.fileFlags & WATCH_PACKAGE_MANAGER)) return;
+    if (!rec.watchPackageManager) return;
     const refused = this.refusal(rec);
     if (refused) {
       this.metrics.inc('package_windows_refused_total', { reason: refused });
@@ -211,7 +207,9 @@ export class PackageWindows {
       this.metrics.inc('package_windows_dropped_total', { reason: 'per_container' });
     }
     const c = this.exits.clocks();
-    const w: Window = { manager: rec.comm, hostPid, startTimeNs, startNs: rec.ktimeNs + (c.realtimeNs - c.boottimeNs) };
+    // A binary by its own (checked) name: the kernel also matches a symlink's target name.
+    const name = rec.fileFlags & FileFlag.SCRIPT ? rec.comm : basename(rec.path).slice(0, 15);
+    const w: Window = { manager: name, hostPid, startTimeNs, startNs: rec.ktimeNs + (c.realtimeNs - c.boottimeNs) };
     const watch = this.exits.watch(hostPid, startTimeNs, (endNs) => {
       if (w.endNs !== undefined) return;
       w.endNs = endNs;

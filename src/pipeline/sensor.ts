@@ -6,7 +6,8 @@ import { tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import { DEFAULT_PACKAGE_MANAGERS, PackageWindows, type ProcessExits } from '../enrich/package-windows.js';
 import type { Logger } from '../log.js';
-import { loadWithScriptHook, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { loadWithScriptHook, setExecWatch, type ExecWatchEntry, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { interpreterWatchEntries } from './interpreters.js';
 import { PreventionController } from '../prevent/controller.js';
 import type { MapWriter } from '../prevent/maps.js';
 import { builtinSignatures } from '../signatures/index.js';
@@ -19,7 +20,7 @@ import { createEnricher } from './enrich.js';
 import { enrichEvents } from './enrich-stage.js';
 import { BootClock } from './finding.js';
 import { Metrics } from './metrics.js';
-import { EXEC_WATCH_PACKAGE_MANAGER } from '../enrich/package-windows.js';
+import { WatchKind } from './records.js';
 import { applyPolicy } from './policy-stage.js';
 import { reportFindings } from './report-stage.js';
 import { detect } from './signature-stage.js';
@@ -52,6 +53,11 @@ export interface SensorOptions {
   claim?: (ev: DetectionEvent) => boolean;
   /** How often kernel counters are checked for conditions worth a log line. */
   kernelCheckMs?: number;
+  /**
+   * Image execs the kernel still sends (exec_watch) for interpreters (default:
+   * interpreterWatchEntries()); the package managers below are added to them.
+   */
+  execWatch?: ExecWatchEntry[];
   /** Command names of package managers whose execs open a window (process.executable.installedBy). */
   packageManagers?: readonly string[];
   /** How package managers' exits are learnt; pidfds by default. With an injected loader (replays), windows need this. */
@@ -162,11 +168,6 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     }
   }
   const kernel = loader;
-  // The kernel emits package managers' image execs (exec_watch); the windows need them.
-  if (packageWindows) {
-    if (kernel.setExecWatch) kernel.setExecWatch(packageManagers.map((comm) => ({ comm, kinds: EXEC_WATCH_PACKAGE_MANAGER })));
-    else log.warn('this kernel object cannot watch package managers\' execs: files they install are reported without installedBy');
-  }
   // Prevention: the kernel decides from maps kept here (src/prevent/).
   let prevention: PreventionController | undefined;
   if (kernel.mapUpdate && kernel.mapDelete && kernel.mapClear) {
@@ -178,6 +179,17 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       throw err;
     }
     if (prevention.active) log.info(`prevention on${currentPolicy.prevention?.dryRun ? ' (dry run: nothing is stopped)' : ''}`);
+  }
+  if (kernel.mapUpdate && kernel.mapClear) {
+    try {
+      // Package managers' image execs open the windows (src/enrich/package-windows.ts).
+      const managers = packageWindows ? packageManagers.map((comm) => ({ comm, kinds: WatchKind.PACKAGE_MANAGER })) : [];
+      const n = setExecWatch(kernel, [...(opts.execWatch ?? interpreterWatchEntries()), ...managers]);
+      log.debug(`exec watch: ${n} names`);
+    } catch (err) {
+      if (!opts.loader) kernel.close();
+      throw err;
+    }
   }
   // The addon names the counters (enum dw_stat order); the contract test holds its list against the object's BTF.
   for (const name of Object.keys(kernel.stats())) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);

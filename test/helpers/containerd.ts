@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CriClient } from '../../src/enrich/cri-client.js';
 import { busyboxOciArchive } from './images.js';
-import { cgroupHierarchies, removeCgroupTree, startDaemon, stopDaemon, unmountUnder, waitForSocket } from './daemons.js';
+import { cgroupHierarchies, removeCgroupTree, startDaemon, stopDaemon, unmountUnder, waitForSocket, waitUntilReady } from './daemons.js';
 
 export const CRI_TEST_IMAGE = 'localhost/driftwatch-test-busybox:1';
 export const CRI_SANDBOX_IMAGE = 'localhost/driftwatch-test-sandbox:1';
@@ -107,17 +107,12 @@ export class PrivateContainerd {
     return c;
   }
 
-  private async waitReady(): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      try {
-        await this.cri.call('Version', { version: 'v1' }, { deadlineMs: 2_000 });
-        return;
-      } catch (err) {
-        if (Date.now() > deadline) throw new Error(`CRI did not answer: ${(err as Error).message}; ${this.log()}`);
-        await new Promise((res) => setTimeout(res, 200));
-      }
-    }
+  private waitReady(): Promise<void> {
+    return waitUntilReady(
+      () => this.cri.call('Version', { version: 'v1' }, { deadlineMs: 2_000 }),
+      30_000,
+      (err) => `CRI did not answer: ${(err as Error | undefined)?.message}; ${this.log()}`,
+    );
   }
 
   log(): string {

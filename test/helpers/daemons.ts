@@ -24,6 +24,21 @@ export async function waitForSocket(path: string, child: ChildProcess, logFile: 
   }
 }
 
+/** Polls probe every 200 ms until it returns anything but false; a throw counts as not ready yet. */
+export async function waitUntilReady(probe: () => Promise<unknown>, timeoutMs: number, describe: (lastError: unknown) => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let lastError: unknown;
+    try {
+      if ((await probe()) !== false) return;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) throw new Error(describe(lastError));
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
 /** SIGTERM, then SIGKILL after graceMs; resolves when the process is gone. */
 export async function stopDaemon(child: ChildProcess, graceMs = 15_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode) return;

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dockerRequest } from '../../src/enrich/docker-engine.js';
 import { busyboxRootfsTar } from './images.js';
-import { cgroupHierarchies, removeCgroupTree, startDaemon, stopDaemon, unmountUnder, waitForSocket } from './daemons.js';
+import { cgroupHierarchies, removeCgroupTree, startDaemon, stopDaemon, unmountUnder, waitForSocket, waitUntilReady } from './daemons.js';
 
 export function dockerSkipReason(): string | null {
   if (process.getuid?.() !== 0) return 'docker tests need root';
@@ -101,14 +101,12 @@ export class PrivateDocker {
     return d;
   }
 
-  private async waitReady(): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const r = await dockerRequest(this.socket, 'GET', '/_ping').catch(() => null);
-      if (r?.status === 200) return;
-      if (Date.now() > deadline) throw new Error(`dockerd did not answer /_ping: ${this.log('dockerd')}`);
-      await new Promise((res) => setTimeout(res, 200));
-    }
+  private waitReady(): Promise<void> {
+    return waitUntilReady(
+      async () => (await dockerRequest(this.socket, 'GET', '/_ping').catch(() => null))?.status === 200,
+      30_000,
+      () => `dockerd did not answer /_ping: ${this.log('dockerd')}`,
+    );
   }
 
   log(which: 'dockerd' | 'containerd'): string {

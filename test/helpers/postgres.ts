@@ -1,7 +1,7 @@
 // A throwaway PostgreSQL server from Debian's packages, on a free loopback
 // port, owned by the postgres user, in a temp dir removed afterwards.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,20 +42,48 @@ export async function startPostgres(): Promise<PgServer> {
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
   const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
   chownSync(dir, uid, gid);
-  const asPg = (cmd: string, args: string[]) =>
-    execFileSync('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', join(bin, cmd), ...args], {
+  const setpriv = 'setpriv';
+  const asPg = [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups'];
+  const runAsPg = (cmd: string, args: string[]) =>
+    execFileSync(setpriv, [...asPg, join(bin, cmd), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       encoding: 'utf8',
       timeout: 60_000,
     });
-  asPg('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
+  runAsPg('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
   const port = await freePort();
-  asPg('pg_ctl', ['-D', data, '-w', '-t', '30', '-l', join(dir, 'log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
+  // The postmaster is our child with a parent-death signal (SIGQUIT: immediate
+  // shutdown), not daemonized by pg_ctl: a test run that is killed takes its
+  // server with it instead of leaving it running.
+  const log = openSync(join(dir, 'log'), 'a');
+  const postmaster: ChildProcess = spawn(
+    setpriv,
+    [...asPg, '--pdeathsig', 'SIGQUIT', join(bin, 'postgres'), '-D', data, '-p', String(port), '-k', dir,
+      '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'],
+    { stdio: ['ignore', log, log] },
+  );
+  closeSync(log);
+  postmaster.unref();
+  const exited = new Promise<number | null>((resolve) => postmaster.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const ready = spawnSync(join(bin, 'pg_isready'), ['-q', '-h', '127.0.0.1', '-p', String(port)]).status === 0;
+    if (ready) break;
+    const code = await Promise.race([exited, new Promise<'wait'>((r) => setTimeout(() => r('wait'), 100))]);
+    if (code !== 'wait' || Date.now() > deadline) {
+      postmaster.kill('SIGQUIT');
+      const tail = readFileSync(join(dir, 'log'), 'utf8').split('\n').slice(-20).join('\n');
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`PostgreSQL did not start (${code === 'wait' ? 'timeout' : `exit ${code}`}):\n${tail}`);
+    }
+  }
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     stop() {
       try {
-        asPg('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+        runAsPg('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      } catch {
+        postmaster.kill('SIGKILL');
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { driftwatch } from '#gen/finding.js';
-import { PackageWindows, WATCH_PACKAGE_MANAGER, pidfdExits, type ProcessExits } from '../../src/enrich/package-windows.js';
+import { PackageWindows, pidfdExits, type ProcessExits } from '../../src/enrich/package-windows.js';
 import { processExitAddon } from '../../src/native/process-exit.js';
 import type { OverlayFacts } from '../../src/enrich/overlay-facts.js';
 import { parsePolicy } from '../../src/policy/config.js';
@@ -18,7 +18,9 @@ import { createEnricher } from '../../src/pipeline/enrich.js';
 import { toFalco } from '../../src/pipeline/falco-sink.js';
 import { BootClock, buildFinding, type Finding } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
-import { FileFlag as F, ScriptFlag } from '../../src/pipeline/records.js';
+import { ExecWatch, FileFlag as F, ScriptFlag } from '../../src/pipeline/records.js';
+
+const WATCH_PACKAGE_MANAGER = ExecWatch.PACKAGE_MANAGER;
 import { encodeExec, type RecordSpec } from '../../src/sdk/encode.js';
 import newExecutable from '../../src/signatures/new-executable.js';
 
@@ -103,6 +105,10 @@ test('only the image\'s own package manager opens a window; refusals are counted
   w.observe(manager(100n, { fileFlags: UPPER | WATCH_PACKAGE_MANAGER, path: '/tmp/apt-get' }));
   // A symlink named apt-get to another image binary: the kernel's path is the target's.
   w.observe(manager(100n, { path: '/usr/bin/sleep' }));
+  // A symlink with another name to the image's apt-get is apt-get: named by its file.
+  const viaLink = new PackageWindows({ metrics: new Metrics(), exits: fakeExits() });
+  viaLink.observe(manager(100n, { comm: 'get-things' }));
+  assert.equal(viaLink.installedBy(drifted(150n))?.manager, 'apt-get');
   // A dropped #! script named npm, run by the image's interpreter.
   w.observe(manager(100n, { comm: 'npm', path: '/usr/bin/env', fileFlags: LOWER | F.SCRIPT | WATCH_PACKAGE_MANAGER, scriptFlags: ScriptFlag.KNOWN | UPPER }));
   // A #! script whose layer the kernel did not see.
