@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <sys/epoll.h>
@@ -70,6 +71,67 @@ struct Exited {
   uint64_t realtime_ns;
 };
 
+// What the waiting thread and the JS object share. The thread is never
+// joined: at teardown Node may finalize the object while it holds the
+// thread-safe function's lock, which a joined thread could be waiting for.
+// The last owner (the thread, once stopped) closes the fds.
+struct Shared {
+  std::mutex mu;
+  std::unordered_map<uint32_t, int> fds;
+  int ep = -1, stop_fd = -1;
+  bool stopped = false;
+  Napi::ThreadSafeFunction tsfn;
+
+  ~Shared() {
+    for (auto &kv : fds) close(kv.second);
+    if (ep >= 0) close(ep);
+    if (stop_fd >= 0) close(stop_fd);
+  }
+
+  bool Forget(uint32_t token) {  // with mu held
+    auto it = fds.find(token);
+    if (it == fds.end()) return false;
+    epoll_ctl(ep, EPOLL_CTL_DEL, it->second, nullptr);
+    close(it->second);
+    fds.erase(it);
+    return true;
+  }
+};
+
+constexpr uint64_t kStopTag = UINT64_MAX;
+
+void Run(std::shared_ptr<Shared> sh) {
+  epoll_event evs[32];
+  for (bool stop = false; !stop;) {
+    int n = epoll_wait(sh->ep, evs, 32, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    uint64_t now = Now(CLOCK_REALTIME);
+    for (int i = 0; i < n && !stop; i++) {
+      if (evs[i].data.u64 == kStopTag) {
+        stop = true;
+        break;
+      }
+      uint32_t token = uint32_t(evs[i].data.u64);
+      {
+        std::lock_guard<std::mutex> lk(sh->mu);
+        if (sh->stopped) {
+          stop = true;
+          break;
+        }
+        if (!sh->Forget(token)) continue;  // removed meanwhile
+      }
+      auto *item = new Exited{token, now};
+      auto status = sh->tsfn.NonBlockingCall(item, [](Napi::Env env, Napi::Function cb, Exited *e) {
+        cb.Call({Napi::Number::New(env, e->token), Napi::BigInt::New(env, e->realtime_ns)});
+        delete e;
+      });
+      if (status != napi_ok) delete item;
+    }
+  }
+  sh->tsfn.Release();
+}
+
 class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -79,120 +141,72 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
   }
 
   // new ExitWatcher(onExit(token, realtimeNs)): onExit runs on the JS thread.
-  explicit ExitWatcher(const Napi::CallbackInfo &info) : Napi::ObjectWrap<ExitWatcher>(info) {
+  explicit ExitWatcher(const Napi::CallbackInfo &info) : Napi::ObjectWrap<ExitWatcher>(info), sh_(std::make_shared<Shared>()) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "new ExitWatcher(onExit)");
-    stop_fd_ = eventfd(0, EFD_CLOEXEC);
-    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    sh_->stop_fd = eventfd(0, EFD_CLOEXEC);
+    sh_->ep = epoll_create1(EPOLL_CLOEXEC);
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = kStopTag;
-    if (stop_fd_ < 0 || ep_ < 0 || epoll_ctl(ep_, EPOLL_CTL_ADD, stop_fd_, &ev)) {
+    if (sh_->stop_fd < 0 || sh_->ep < 0 || epoll_ctl(sh_->ep, EPOLL_CTL_ADD, sh_->stop_fd, &ev)) {
       int err = errno;
-      Shutdown();
+      sh_->stopped = true;
       throw ErrnoError(env, "exit watcher", err);
     }
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "driftwatch-exits", 0, 1);
-    tsfn_.Unref(env);  // watching exits never keeps the process alive by itself
-    has_tsfn_ = true;
-    thread_ = std::thread([this] { Run(); });
+    sh_->tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "driftwatch-exits", 0, 1);
+    sh_->tsfn.Unref(env);  // watching exits never keeps the process alive by itself
+    std::thread(Run, sh_).detach();
   }
 
-  ~ExitWatcher() override { Shutdown(); }
+  ~ExitWatcher() override { Stop(); }
 
  private:
-  static constexpr uint64_t kStopTag = UINT64_MAX;
-
   // add(pidfd, token): the watcher owns the fd from here on and closes it.
   Napi::Value Add(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "add(pidfd, token)");
     int fd = info[0].As<Napi::Number>().Int32Value();
     uint32_t token = info[1].As<Napi::Number>().Uint32Value();
-    std::lock_guard<std::mutex> lk(mu_);
-    if (ep_ < 0) {
+    std::lock_guard<std::mutex> lk(sh_->mu);
+    if (sh_->stopped) {
       close(fd);
       throw Napi::Error::New(env, "exit watcher is closed");
     }
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = token;
-    if (fds_.count(token) || epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev)) {
-      int err = fds_.count(token) ? EEXIST : errno;
+    bool dup = sh_->fds.count(token) > 0;
+    if (dup || epoll_ctl(sh_->ep, EPOLL_CTL_ADD, fd, &ev)) {
+      int err = dup ? EEXIST : errno;
       close(fd);
       throw ErrnoError(env, "watch pidfd", err);
     }
-    fds_[token] = fd;
+    sh_->fds[token] = fd;
     return env.Undefined();
   }
 
   // remove(token): stop watching (closes the fd); false when it already fired.
   Napi::Value Remove(const Napi::CallbackInfo &info) {
     uint32_t token = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
-    std::lock_guard<std::mutex> lk(mu_);
-    return Napi::Boolean::New(info.Env(), Forget(token));
+    std::lock_guard<std::mutex> lk(sh_->mu);
+    return Napi::Boolean::New(info.Env(), !sh_->stopped && sh_->Forget(token));
   }
 
   Napi::Value Close(const Napi::CallbackInfo &info) {
-    Shutdown();
+    Stop();
     return info.Env().Undefined();
   }
 
-  bool Forget(uint32_t token) {  // with mu_ held
-    auto it = fds_.find(token);
-    if (it == fds_.end()) return false;
-    epoll_ctl(ep_, EPOLL_CTL_DEL, it->second, nullptr);
-    close(it->second);
-    fds_.erase(it);
-    return true;
+  void Stop() {
+    std::lock_guard<std::mutex> lk(sh_->mu);
+    if (sh_->stopped) return;
+    sh_->stopped = true;
+    uint64_t one = 1;
+    if (write(sh_->stop_fd, &one, sizeof(one)) < 0) {}
   }
 
-  void Run() {
-    epoll_event evs[32];
-    for (;;) {
-      int n = epoll_wait(ep_, evs, 32, -1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return;
-      uint64_t now = Now(CLOCK_REALTIME);
-      for (int i = 0; i < n; i++) {
-        if (evs[i].data.u64 == kStopTag) return;
-        uint32_t token = uint32_t(evs[i].data.u64);
-        {
-          std::lock_guard<std::mutex> lk(mu_);
-          if (!Forget(token)) continue;  // removed meanwhile
-        }
-        auto *item = new Exited{token, now};
-        auto status = tsfn_.NonBlockingCall(item, [](Napi::Env env, Napi::Function cb, Exited *e) {
-          cb.Call({Napi::Number::New(env, e->token), Napi::BigInt::New(env, e->realtime_ns)});
-          delete e;
-        });
-        if (status != napi_ok) delete item;
-      }
-    }
-  }
-
-  void Shutdown() {
-    if (stop_fd_ >= 0) {
-      uint64_t one = 1;
-      if (write(stop_fd_, &one, sizeof(one)) < 0) {}
-    }
-    if (thread_.joinable()) thread_.join();
-    std::lock_guard<std::mutex> lk(mu_);
-    for (auto &kv : fds_) close(kv.second);
-    fds_.clear();
-    if (ep_ >= 0) close(ep_);
-    if (stop_fd_ >= 0) close(stop_fd_);
-    ep_ = stop_fd_ = -1;
-    if (has_tsfn_) tsfn_.Release();
-    has_tsfn_ = false;
-  }
-
-  Napi::ThreadSafeFunction tsfn_;
-  bool has_tsfn_ = false;
-  std::thread thread_;
-  std::mutex mu_;
-  std::unordered_map<uint32_t, int> fds_;
-  int ep_ = -1, stop_fd_ = -1;
+  std::shared_ptr<Shared> sh_;
 };
 
 }  // namespace
