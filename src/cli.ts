@@ -154,6 +154,7 @@ async function runCommand(argv: string[]): Promise<number> {
       includeHost: cfg.includeHost,
       emitAll: cfg.emitAll,
       mmapTracepoint: cfg.mmapTracepoint,
+      packageManagers: cfg.packageManagers,
       resolver: metadata.resolver,
       signatures,
       isolation,

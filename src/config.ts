@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { ScriptHook } from './native/loader.js';
+import { DEFAULT_PACKAGE_MANAGERS } from './enrich/package-windows.js';
 import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log.js';
 
 export interface SensorConfig {
@@ -42,6 +43,8 @@ export interface SensorConfig {
   dockerSocket?: string;
   /** Exec mappings through the sys_enter_mmap tracepoint where neither BPF-LSM nor fentry loads: costs every syscall on the node. */
   mmapTracepoint: boolean;
+  /** Command names of package managers: their execs open a window, and files they write get installedBy. */
+  packageManagers: string[];
 }
 
 export class ConfigError extends Error {}
@@ -58,6 +61,7 @@ export const CONFIG_DEFAULTS: SensorConfig = {
   selftest: true,
   scriptHook: 'auto',
   mmapTracepoint: false,
+  packageManagers: [...DEFAULT_PACKAGE_MANAGERS],
 };
 
 /** A list is repeated as a flag, a YAML sequence (or one string) in the file, and `:`-separated in the environment, like PATH. */
@@ -89,6 +93,7 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   criSocket: 'string',
   dockerSocket: 'string',
   mmapTracepoint: 'boolean',
+  packageManagers: 'list',
 };
 
 /** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */
@@ -161,6 +166,7 @@ function validate(c: SensorConfig): SensorConfig {
   if (c.falcoHttpUrl && !/^https?:\/\/[^\s/]+/.test(c.falcoHttpUrl)) throw new ConfigError(`falcoHttpUrl: expected an http:// or https:// URL (got ${c.falcoHttpUrl})`);
   if (c.otlpEndpoint && !/^(https?:\/\/)?[^\s/:]+:\d{1,5}\/?$/.test(c.otlpEndpoint)) throw new ConfigError(`otlpEndpoint: expected host:port or http(s)://host:port (got ${c.otlpEndpoint})`);
   checkSignatureLimits(c);
+  for (const m of c.packageManagers) if (!/^[^/\s]{1,15}$/.test(m)) throw new ConfigError(`packageManagers: ${JSON.stringify(m)} is not a command name (at most 15 characters, no / or space)`);
   if (!!c.tlsCert !== !!c.tlsKey) throw new ConfigError('tlsCert and tlsKey: give both or neither');
   return c;
 }

@@ -175,6 +175,8 @@ static __always_inline void emit_exec(struct task_struct *task, struct linux_bin
 		stat_inc(DW_STAT_EXEC_EMITTED);
 }
 
+#include "watch.bpf.h"
+
 SEC("raw_tp/sched_process_exec")
 int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -222,11 +224,17 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 			stat_inc(DW_STAT_OVL_UNFOLLOWED);
 	}
 	if (!file_is_drift_candidate(flags) && !(script_open && (flags & DW_FILE_FOREIGN_NS))) {
-		if (!cfg_emit_all) {
+		u32 watch = watch_image_exec(task, dentry);
+		if (watch) {
+			flags |= watch;
+		} else if (!cfg_emit_all) {
 			stat_inc(DW_STAT_EXEC_FILTERED);
 			return 0;
+		} else {
+			flags |= DW_FILE_EMITTED_ALL;
 		}
-		flags |= DW_FILE_EMITTED_ALL;
+	} else {
+		flags |= watch_drift_exec(dentry);
 	}
 	u32 tgid = BPF_CORE_READ(task, tgid);
 	if (cfg_ignore_tgid && tgid == cfg_ignore_tgid) {

@@ -61,6 +61,7 @@ export function findingAttributes(f: FindingJson): Attributes {
   set('driftwatch.mitre.technique', f.signature?.mitre?.technique);
   set('driftwatch.executable.layer', x.layer);
   set('driftwatch.executable.sha256', x.sha256);
+  set('driftwatch.executable.installed_by', x.installedBy?.manager);
   set('driftwatch.process.session', p.session);
   set('driftwatch.process.pid_in_container', p.pid);
   set('driftwatch.process.ancestry', (p.ancestry ?? []).map((an) => an.comm ?? ''));

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WATCH_COMM_MAX, WATCH_INLINE_OPT_SHIFT, WATCH_MULTICALL, WatchKind } from '../pipeline/records.js';
 
 export interface LoaderOptions {
   emitAll?: boolean;
@@ -66,6 +67,60 @@ export interface NativeLoader {
   /** Deletes every entry; returns how many. */
   mapClear?(map: string): number;
   close(): void;
+}
+
+/** One exec_watch entry: a comm (the exec'd file's basename) and its DW_WATCH_* value. */
+export interface ExecWatchEntry {
+  comm: string;
+  /** WatchKind bits (records.ts). */
+  kinds: number;
+  /** Interpreters: the short option letter whose cluster makes the first operand inline code (sh -c). */
+  inlineOption?: string;
+  /** A multi-call binary (busybox): its applet, not its name, says what runs. */
+  multiCall?: boolean;
+}
+
+/** The map key: comm as the kernel sets it, cut to 15 bytes and NUL-padded. */
+export function execWatchKey(comm: string): Buffer {
+  const key = Buffer.alloc(16);
+  const bytes = Buffer.from(comm, 'utf8');
+  if (!bytes.length || bytes.includes(0) || bytes.includes(0x2f)) throw new Error(`exec watch: not a file name: ${JSON.stringify(comm)}`);
+  bytes.copy(key, 0, 0, Math.min(bytes.length, WATCH_COMM_MAX));
+  return key;
+}
+
+export function execWatchValue(kinds: number, inlineOption?: string, multiCall = false): Buffer {
+  const v = Buffer.alloc(4);
+  let n = (kinds & (WatchKind.INTERPRETER | WatchKind.PACKAGE_MANAGER)) | (multiCall ? WATCH_MULTICALL : 0);
+  if (inlineOption) {
+    if (!/^[A-Za-z]$/.test(inlineOption)) throw new Error(`exec watch: inline option must be one letter: ${JSON.stringify(inlineOption)}`);
+    n |= inlineOption.charCodeAt(0) << WATCH_INLINE_OPT_SHIFT;
+  }
+  v.writeUInt32LE(n >>> 0);
+  return v;
+}
+
+/**
+ * Fills exec_watch (the image execs the kernel still sends) with the union
+ * of the configured interpreters and package managers: entries with the same
+ * key (also after the 15-byte cut) merge their kinds; an inline option is
+ * kept where one says it. Starts over each call. Returns the keys written.
+ */
+export function setExecWatch(loader: Pick<NativeLoader, 'mapUpdate' | 'mapClear'>, entries: ExecWatchEntry[]): number {
+  if (!loader.mapUpdate || !loader.mapClear) throw new Error('exec watch: this loader cannot write maps');
+  const merged = new Map<string, { key: Buffer; kinds: number; inlineOption?: string; multiCall?: boolean }>();
+  for (const e of entries) {
+    const key = execWatchKey(e.comm);
+    const id = key.toString('hex');
+    const m = merged.get(id) ?? { key, kinds: 0 };
+    m.kinds |= e.kinds;
+    m.inlineOption ??= e.inlineOption;
+    m.multiCall ||= e.multiCall ?? false;
+    merged.set(id, m);
+  }
+  loader.mapClear('exec_watch');
+  for (const m of merged.values()) loader.mapUpdate('exec_watch', m.key, execWatchValue(m.kinds, m.inlineOption, m.multiCall));
+  return merged.size;
 }
 
 /** An error from the addon: code is the errno name (EPERM, ENOENT, ...). */

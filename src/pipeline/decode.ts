@@ -11,6 +11,7 @@ import {
   EXEC,
   EXEC_VERSION,
   EventKind,
+  ExecWatch,
   FRAME_HEADER,
   HDR,
   HEADER_SIZE,
@@ -132,6 +133,10 @@ export class ExecEvent extends RecordView implements ProcessFileRecord {
     const f = this.scriptFlags;
     return f & ScriptFlag.KNOWN ? classify(f & ScriptFlag.FILE_MASK) : undefined;
   }
+  /** An interpreter (exec_watch) with a script-like operand; an image exec sent for this alone is not drift. */
+  get watchInterpreter(): boolean { return (this.fileFlags & ExecWatch.INTERPRETER) !== 0; }
+  /** A package manager (exec_watch); an image exec sent for this alone is not drift. */
+  get watchPackageManager(): boolean { return (this.fileFlags & ExecWatch.PACKAGE_MANAGER) !== 0; }
   get startTimeNs(): bigint { return this.raw.readBigUInt64LE(EXEC.startTimeNs); }
   get session(): SessionName { return SESSION_NAMES[this.raw[EXEC.session]!] ?? 'unknown'; }
   get sessionHostPid(): number { return this.raw.readUInt32LE(EXEC.sessionHostPid); }

@@ -7,6 +7,7 @@ import { LRUCache } from 'lru-cache';
 import { ContainerStorage } from '../enrich/container-storage.js';
 import type { ContainerMetadata, MetadataResolver } from '../enrich/metadata.js';
 import { OverlayFacts, type OverlayDirs } from '../enrich/overlay-facts.js';
+import type { PackageWindows } from '../enrich/package-windows.js';
 import { UNREADABLE_REASONS, type KernelFileId } from '../enrich/safe-open.js';
 import type { FileFactReason } from '../signatures/sdk.js';
 
@@ -32,6 +33,8 @@ export interface EnricherOptions {
   storage?: ContainerStorage;
   /** How long file facts (hash, image comparison, script layer) may hold an event; default 10 s. */
   fileFactsTimeoutMs?: number;
+  /** Package-manager windows: see every exec in order, and say which manager last changed a drifted file. */
+  packageWindows?: PackageWindows;
 }
 
 /** How long file facts wait for the runtime's storage of a container whose processes are all gone. */
@@ -129,6 +132,9 @@ export function createEnricher(opts: EnricherOptions): Enricher {
 
   return {
     enrich(rec) {
+      // In ring-buffer order, before anything is awaited: a manager's exec is
+      // seen before any later exec of a file it wrote.
+      if (rec.kind === 'exec') opts.packageWindows?.observe(rec);
       const container = containerOf(rec, opts.host);
       const ev: DetectionEvent = rec.kind === 'exec' ? { kind: 'exec', exec: rec, container } : { kind: 'mmap_exec', mmap: rec, container };
       // Host events are dropped right after this: spend nothing on them.
@@ -146,6 +152,10 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       // Image files (only sent when recording everything, or as a script's
       // interpreter) need no file facts: they cannot be drift themselves.
       const drifted = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags);
+      if (drifted && rec.layer !== 'MEMFD' && opts.packageWindows) {
+        const by = opts.packageWindows.installedBy(rec);
+        if (by) ev.installedBy = by;
+      }
       if (drifted) {
         work.push(
           withDeadline(fileFacts(rec, slowMeta), deadlineMs, (): FileFacts => ({ sha256Unavailable: 'timeout' })).then((f) => {

@@ -120,6 +120,7 @@ export function buildFinding(
   if (ev.file?.sha256Unavailable) x.sha256Unavailable = ev.file.sha256Unavailable;
   if (ev.file?.sameAsImageUnavailable) x.sameAsImageUnavailable = ev.file.sameAsImageUnavailable;
   if (ev.file?.source) x.factsSource = ev.file.source;
+  if (ev.installedBy) x.installedBy = { ...ev.installedBy, managers: [...ev.installedBy.managers] };
   const ct = f.container!;
   if (c.runtime) ct.runtime = c.runtime;
   if (c.name) ct.name = c.name;

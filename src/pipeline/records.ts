@@ -110,6 +110,20 @@ export const ExecOutcome = {
   DENIED: 1 << 18,
 } as const;
 
+/** Image execs sent because exec_watch matched their comm or file name (DW_EXEC_WATCH_* in events.h). */
+export const ExecWatch = {
+  INTERPRETER: 1 << 20,
+  PACKAGE_MANAGER: 1 << 21,
+} as const;
+
+/** exec_watch map values (DW_WATCH_* in events.h): kind bits, and an interpreter's inline-code option letter. */
+export const WatchKind = { INTERPRETER: 1 << 0, PACKAGE_MANAGER: 1 << 1 } as const;
+export const WATCH_INLINE_OPT_SHIFT = 8;
+/** A multi-call binary (busybox): matched by its own file name only when re-run through /proc/self/exe. */
+export const WATCH_MULTICALL = 1 << 16;
+/** comm is the exec'd file's basename cut to this many bytes (TASK_COMM_LEN - 1). */
+export const WATCH_COMM_MAX = 15;
+
 /** script_flags (u16): the #! script's own FileFlag bits 0-9, valid with KNOWN (set by a bprm_check hook). */
 export const ScriptFlag = {
   KNOWN: 1 << 15,

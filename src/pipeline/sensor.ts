@@ -4,8 +4,10 @@
 import { hostname as osHostname } from 'node:os';
 import { tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
+import { DEFAULT_PACKAGE_MANAGERS, PackageWindows, type ProcessExits } from '../enrich/package-windows.js';
 import type { Logger } from '../log.js';
-import { loadWithScriptHook, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { loadWithScriptHook, setExecWatch, type ExecWatchEntry, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { interpreterWatchEntries } from './interpreters.js';
 import { PreventionController } from '../prevent/controller.js';
 import type { MapWriter } from '../prevent/maps.js';
 import { builtinSignatures } from '../signatures/index.js';
@@ -19,6 +21,7 @@ import { createEnricher } from './enrich.js';
 import { enrichEvents } from './enrich-stage.js';
 import { BootClock } from './finding.js';
 import { Metrics } from './metrics.js';
+import { WatchKind } from './records.js';
 import { applyPolicy } from './policy-stage.js';
 import { reportFindings } from './report-stage.js';
 import { detect } from './signature-stage.js';
@@ -53,6 +56,15 @@ export interface SensorOptions {
   claim?: (ev: DetectionEvent) => boolean;
   /** How often kernel counters are checked for conditions worth a log line. */
   kernelCheckMs?: number;
+  /**
+   * Image execs the kernel still sends (exec_watch) for interpreters (default:
+   * interpreterWatchEntries()); the package managers below are added to them.
+   */
+  execWatch?: ExecWatchEntry[];
+  /** Command names of package managers whose execs open a window (process.executable.installedBy). */
+  packageManagers?: readonly string[];
+  /** How package managers' exits are learnt; pidfds by default. With an injected loader (replays), windows need this. */
+  processExits?: ProcessExits;
 }
 
 /** What the kernel accepted at start: for doctor and the logs. */
@@ -122,7 +134,12 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   for (const kind of ['exec', 'mmap_exec']) metrics.inc('events_total', { kind }, 0);
   for (const s of engine.signatures) metrics.inc('findings_total', { signature: s.id }, 0);
   for (const s of engine.customSignatures) metrics.inc('signature_events_dropped_total', { signature: s.id }, 0);
-  const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}) });
+  const packageManagers = opts.packageManagers ?? DEFAULT_PACKAGE_MANAGERS;
+  // The live kernel's processes only: a replay's pids are not this machine's.
+  const packageWindows = !opts.loader || opts.processExits
+    ? new PackageWindows({ metrics, managers: packageManagers, ...(opts.processExits ? { exits: opts.processExits } : {}) })
+    : undefined;
+  const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}), ...(packageWindows ? { packageWindows } : {}) });
 
   let loader = opts.loader;
   let attached: string[] = [];
@@ -166,6 +183,17 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       throw err;
     }
     if (prevention.active) log.info(`prevention on${currentPolicy.prevention?.dryRun ? ' (dry run: nothing is stopped)' : ''}`);
+  }
+  if (kernel.mapUpdate && kernel.mapClear) {
+    try {
+      // Package managers' image execs open the windows (src/enrich/package-windows.ts).
+      const managers = packageWindows ? packageManagers.map((comm) => ({ comm, kinds: WatchKind.PACKAGE_MANAGER })) : [];
+      const n = setExecWatch(kernel, [...(opts.execWatch ?? interpreterWatchEntries()), ...managers]);
+      log.debug(`exec watch: ${n} names`);
+    } catch (err) {
+      if (!opts.loader) kernel.close();
+      throw err;
+    }
   }
   // The addon names the counters (enum dw_stat order); the contract test holds its list against the object's BTF.
   for (const name of Object.keys(kernel.stats())) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);
@@ -258,6 +286,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       stopping.abort();
       await finished;
       engine.close();
+      packageWindows?.close();
       for (const s of opts.sinks) await s.close();
       if (!opts.loader) kernel.close();
     },

@@ -24,6 +24,11 @@ export interface ExceptionRule {
   /** Every given label must be present and match its glob. */
   labels?: Record<string, string>;
   session?: 'init' | 'exec';
+  /**
+   * Package managers (globs of command names), any of them: the executable was
+   * last changed while one of them ran in its container (process.executable.installedBy).
+   */
+  installedBy?: string[];
   reason?: string;
 }
 
@@ -69,7 +74,7 @@ export class PolicyError extends Error {}
 export const DEFAULT_POLICY: Policy = { signatures: {}, exceptions: [], dedupWindowMs: 60_000 };
 
 const GLOB_KEYS = ['signature', 'image', 'container', 'namespace', 'label', 'executable', 'args', 'ancestor', 'parent', 'imageId'] as const;
-const EXCEPTION_KEYS = [...GLOB_KEYS, 'sha256', 'labels', 'session', 'reason'] as const;
+const EXCEPTION_KEYS = [...GLOB_KEYS, 'sha256', 'labels', 'session', 'installedBy', 'reason'] as const;
 const SHA256 = /^[0-9a-f]{64}$/;
 
 function duration(v: unknown, key: string): number {
@@ -157,6 +162,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
         if (e['session'] !== 'init' && e['session'] !== 'exec') throw new PolicyError(`${key}.session: expected init or exec (got ${JSON.stringify(e['session'])})`);
         rule.session = e['session'];
       }
+      if (e['installedBy'] !== undefined) rule.installedBy = globs(e['installedBy'], `${key}.installedBy`);
       if (!EXCEPTION_KEYS.some((k) => k !== 'reason' && rule[k] !== undefined)) {
         throw new PolicyError(`${key}: matches everything; give at least one of ${EXCEPTION_KEYS.filter((k) => k !== 'reason').join(', ')}`);
       }

@@ -72,6 +72,16 @@ function compile(policy: Policy): CompiledRule[] {
       const session = r.session;
       checks.push((f) => f.process?.session === session);
     }
+    if (r.installedBy) {
+      // A fact about process.executable: a finding about a #! script
+      // (signature.data.script) is about another file, whose ctime the kernel did not record.
+      const res = r.installedBy.map(globToRegExp);
+      checks.push((f) => {
+        if (f.signature?.data?.['script']) return false;
+        const managers = f.process?.executable?.installedBy?.managers ?? [];
+        return managers.some((m) => res.some((re) => re.test(m)));
+      });
+    }
     if (r.args) {
       const re = globToRegExp(r.args.replaceAll('/', '\u0000'));
       checks.push((f) => re.test((f.process?.args ?? []).join(' ').replaceAll('/', '\u0000')));

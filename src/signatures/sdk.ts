@@ -8,6 +8,7 @@ import type { Layer } from '../pipeline/classify.js';
 import type { ExecEvent, MmapEvent } from '../pipeline/decode.js';
 import type { ContainerInfo } from '../pipeline/container.js';
 import type { UnreadableReason } from '../enrich/safe-open.js';
+import type { InstalledBy } from '../enrich/package-windows.js';
 
 export type Severity = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW' | 'INFO';
 export const SEVERITIES: readonly Severity[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW', 'INFO'];
@@ -61,6 +62,8 @@ export interface ExecDetection {
   parentExecutable?: string;
   file?: FileFacts;
   script?: ScriptFacts;
+  /** The executed file was last changed while a package manager of its container ran (its ctime, as the kernel recorded it). */
+  installedBy?: InstalledBy;
 }
 
 /** A drifted file mapped executable. */
@@ -69,6 +72,7 @@ export interface MmapDetection {
   mmap: MmapEvent;
   container: ContainerInfo;
   file?: FileFacts;
+  installedBy?: InstalledBy;
 }
 
 export type DetectionEvent = ExecDetection | MmapDetection;

@@ -1,12 +1,15 @@
 // A real-workload corpus on the real kernel: a Debian container (the
 // debootstrap base the image build makes) with the host's network and apt
-// configuration installs a package from Debian's archive and runs it, npm
-// installs a CLI from the npm registry (whose install script runs the binary
-// it fetched) and runs it, and a shell drops a binary into /tmp and runs it. Two sensors watch at once: one
-// without a policy reports all of it with the ancestry that shows who did it;
-// one with the shipped package-managers policy excepts (and counts) what ran
-// under apt, dpkg and npm, still reports the dropped binary, and sends it on to
-// Falco http_output and OTLP receivers on loopback.
+// configuration installs a package from Debian's archive and runs it, then
+// drops a binary after apt-get exited and runs that; npm installs a CLI from
+// the npm registry (whose install script runs the binary it fetched) and runs
+// it; and a shell drops a binary into /tmp and runs it. Two sensors watch at
+// once: one without a policy reports all of it, with the ancestry that shows
+// who did it and, for what a package manager wrote, installedBy (the kernel
+// saw the manager's exec, its pidfd its exit); one with the shipped
+// package-managers policy excepts (and counts) what ran under apt, dpkg and
+// npm and what they installed, still reports both dropped binaries, and sends
+// them on to Falco http_output and OTLP receivers on loopback.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -20,6 +23,7 @@ import { kernelSkipReason } from '../helpers/minicontainer.js';
 import { podmanSkipReason } from '../helpers/podman.js';
 import { startFalcoReceiver, startOtlpReceiver, type FalcoReceiver, type OtlpReceiver } from '../helpers/receivers.js';
 import { SensorProcess, type Finding } from '../helpers/sensor-process.js';
+import { loadPolicy } from '../../src/policy/config.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const BASE_IMAGE = 'localhost/driftwatch-base:bookworm-1';
@@ -117,7 +121,12 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
       '--falco-http-url', falco.url,
       '--otlp-endpoint', otlp.endpoint,
     ]);
-    apt = await debian(dir, `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${PACKAGE} >/dev/null && ${PACKAGE} --version`);
+    // The window closes when the sensor learns of apt-get's exit (a pidfd, within milliseconds): a second later is after it.
+    apt = await debian(
+      dir,
+      `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${PACKAGE} >/dev/null && ${PACKAGE} --version` +
+        ` && sleep 1 && cp /usr/bin/ls /tmp/after-${n} && /tmp/after-${n} -d /tmp`,
+    );
     npmProblem = nodeImageProblem();
     if (!npmProblem) {
       npm = await debian(dir, `npm install -g --no-audit --no-fund --loglevel=error ${NPM_CLI} && esbuild --version`, NODE_IMAGE);
@@ -156,6 +165,15 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
     );
     assert.equal(program.process.executable.layer, 'UPPER_NEW');
     assert.ok(ancestry(program).length > 0 && !underPackageManager(program), `started by the container's shell, not by the package manager: ${ancestry(program).join(' < ')}`);
+    // dpkg wrote it, run by apt-get: both windows hold its ctime, dpkg's is the innermost.
+    const by = program.process.executable.installedBy;
+    assert.ok(by, `installedBy on the installed /usr/bin/${PACKAGE} (ctime ${program.process.executable.ctime})`);
+    assert.equal(by.manager, 'dpkg');
+    assert.ok(by.managers.includes('apt-get'), by.managers.join(', '));
+    assert.ok(by.windowStart <= program.process.executable.ctime! && (!by.windowEnd || program.process.executable.ctime! <= by.windowEnd), JSON.stringify(by));
+    const after = await all.finding((f) => f.container.id === apt.id && f.process.executable.path === `/tmp/after-${n}`, 'the binary dropped after apt-get exited');
+    assert.equal(after.signature.id, 'drift.new_executable');
+    assert.equal(after.process.executable.installedBy, undefined, `changed after every package manager of the container exited: ${JSON.stringify(after.process.executable.installedBy)}`);
   });
 
   test(`npm install -g ${NPM_CLI}: what its install script runs is reported under npm, and so is the CLI run afterwards`, async (t) => {
@@ -166,6 +184,8 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
     const installTime = await all.finding((f) => f.container.id === npm!.id && ancestry(f).some((c) => c.startsWith('npm')), 'an exec under npm', 30_000);
     assert.match(installTime.process.executable.path + String(installTime.signature.data?.['script'] ?? ''), /esbuild/);
     const cli = await all.finding((f) => f.container.id === npm!.id && !underPackageManager(f) && /esbuild/.test(f.process.executable.path + String(f.signature.data?.['script'] ?? '')), 'the CLI run from the shell');
+    assert.equal(cli.signature.id, 'drift.new_executable', 'esbuild\'s install script puts the native binary in place of its JS shim');
+    assert.equal(cli.process.executable.installedBy?.manager, 'npm', `installedBy npm: ${JSON.stringify(cli.process.executable.installedBy)}`);
     t.diagnostic(`npm: ${installTime.signature.id} ${installTime.process.executable.path} under ${ancestry(installTime).join(' < ')}; then ${cli.signature.id} ${cli.process.executable.path} under ${ancestry(cli).join(' < ')}`);
   });
 
@@ -176,6 +196,7 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
     assert.equal(seen.signature.id, 'drift.new_executable');
     assert.equal(seen.container.id, dropped.id);
     assert.ok(ancestry(seen).length > 0 && !underPackageManager(seen), ancestry(seen).join(' < '));
+    assert.equal(seen.process.executable.installedBy, undefined, 'no package manager ran in that container');
     const kept = await quiet.finding((f) => f.process.executable.path === path, 'dropped binary (package-managers policy)');
     await quiet.waitFor(() => falco.alerts.some((a) => a['uuid'] === kept.id), 15_000, 'the Falco alert');
     await quiet.waitFor(() => otlp.records.some((r) => r.attributes['driftwatch.finding.id'] === kept.id), 30_000, 'the OTLP log record');
@@ -187,7 +208,7 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
     assert.deepEqual(falco.problems, []);
   });
 
-  test('with the package-managers policy, what ran under apt and dpkg is excepted and counted; nothing else is', async (t) => {
+  test('with the package-managers policy, what ran under apt and dpkg and what they installed are excepted and counted; the binary dropped after is not', async (t) => {
     if (apt.status !== 0) {
       t.skip('Debian\'s archive is not reachable from the container');
       return;
@@ -197,25 +218,33 @@ describe('real workloads (real kernel, podman, Debian archive)', { skip: skip ??
     assert.ok(underPm.length >= 1, 'the unfiltered sensor saw the install');
     // Both sensors saw the same execs: wait until the quiet one has dealt with them.
     await quiet.finding((f) => f.process.executable.path === `/tmp/fetched-${n}`, 'the later dropped binary');
+    await quiet.finding((f) => f.process.executable.path === `/tmp/after-${n}`, 'the binary dropped after apt-get exited');
     const quietFromApt = quiet.matching((f) => f.container.id === apt.id);
     assert.deepEqual(quietFromApt.filter(underPackageManager).map((f) => f.process.executable.path), [], 'nothing under apt or dpkg reported');
+    const installed = fromApt.filter((f) => !underPackageManager(f) && f.process.executable.installedBy);
+    assert.deepEqual(installed.map((f) => f.process.executable.path), [`/usr/bin/${PACKAGE}`], 'the installed program, run from the shell, is what apt installed');
     assert.deepEqual(
-      quietFromApt.map((f) => `${f.signature.id} ${f.process.executable.path}`).sort(),
-      fromApt.filter((f) => !underPackageManager(f)).map((f) => `${f.signature.id} ${f.process.executable.path}`).sort(),
-      'everything else from the container still reported (the installed program run from the shell)',
+      [...new Set(quietFromApt.map((f) => f.process.executable.path))],
+      [`/tmp/after-${n}`],
+      'only the binary dropped after apt-get exited is reported from that container',
     );
     let npmExcepted = 0;
     if (npm && !npmProblem) {
       const fromNpm = all.matching((f) => f.container.id === npm!.id);
       const quietFromNpm = quiet.matching((f) => f.container.id === npm!.id);
-      npmExcepted = fromNpm.filter(underPackageManager).length;
-      assert.ok(npmExcepted >= 1, 'the unfiltered sensor saw the install script run the fetched binary');
-      assert.deepEqual(quietFromNpm.filter(underPackageManager).map((f) => f.process.executable.path), [], 'nothing under npm reported');
-      assert.ok(quietFromNpm.length >= 1, 'the CLI run from the shell is still reported');
+      npmExcepted = fromNpm.length;
+      assert.ok(fromNpm.filter(underPackageManager).length >= 1, 'the unfiltered sensor saw the install script run the fetched binary');
+      assert.ok(fromNpm.some((f) => !underPackageManager(f) && f.process.executable.installedBy?.manager === 'npm'), 'and the CLI run from the shell, installed by npm');
+      assert.deepEqual(quietFromNpm.map((f) => `${f.signature.id} ${f.process.executable.path}`), [], 'nothing from the npm container reported');
     }
     const metrics = await (await fetch(`http://127.0.0.1:${quiet.metricsPort}/metrics`)).text();
     const excepted = [...metrics.matchAll(/^driftwatch_policy_excepted_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
-    assert.ok(excepted >= underPm.length + npmExcepted, `policy_excepted_total ${excepted} counts the ${underPm.length + npmExcepted} excepted finding(s)`);
-    t.diagnostic(`apt-get install ${PACKAGE}: ${fromApt.length} finding(s), ${underPm.length} under apt/dpkg (excepted: ${excepted}); reported with the policy: ${quietFromApt.map((f) => f.process.executable.path).join(', ')}`);
+    const expected = underPm.length + installed.length + npmExcepted;
+    assert.ok(excepted >= expected, `policy_excepted_total ${excepted} counts the ${expected} excepted finding(s)`);
+    // The installedBy rule (the policy's last) counted the installed program.
+    const lastRule = loadPolicy(join(repoRoot, 'examples', 'policy', 'package-managers.yaml')).exceptions.length - 1;
+    const byInstalled = [...metrics.matchAll(new RegExp(`^driftwatch_policy_excepted_total\\{[^}]*rule="${lastRule}"[^}]*\\} (\\d+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
+    assert.ok(byInstalled >= installed.length + (npm && !npmProblem ? 1 : 0), `the installedBy rule counted ${byInstalled}`);
+    t.diagnostic(`apt-get install ${PACKAGE}: ${fromApt.length} finding(s), ${underPm.length} under apt/dpkg, ${installed.length} installed by them (excepted in all: ${excepted}, by installedBy: ${byInstalled}); reported with the policy: ${quietFromApt.map((f) => f.process.executable.path).join(', ')}`);
   });
 });

@@ -137,6 +137,17 @@ test('kernel contract: flag bits, versions and kinds in the header match records
   mirror('DW_FILE_', R.FileFlag);
   mirror('DW_TRUNC_', R.TruncFlag);
   mirror('DW_SCRIPT_', R.ScriptFlag);
+  const execBits = Object.fromEntries([...defines('DW_EXEC_')].filter(([k]) => k !== 'VERSION'));
+  assert.deepEqual({ ...R.ExecOutcome, ...Object.fromEntries(Object.entries(R.ExecWatch).map(([k, v]) => [`WATCH_${k}`, v])) }, execBits, 'DW_EXEC_* (header) against records.ts');
+  const watch = defines('DW_WATCH_');
+  assert.equal(watch.get('INLINE_OPT_SHIFT'), R.WATCH_INLINE_OPT_SHIFT);
+  watch.delete('INLINE_OPT_SHIFT');
+  assert.equal(watch.get('MULTICALL'), R.WATCH_MULTICALL);
+  watch.delete('MULTICALL');
+  assert.deepEqual(Object.fromEntries(watch), R.WatchKind, 'DW_WATCH_* (header) against records.ts');
+  // File facts, outcomes and watch bits share file_flags: no bit is used twice.
+  const all = [...Object.values(R.FileFlag), ...Object.values(R.ExecOutcome), ...Object.values(R.ExecWatch)];
+  assert.equal(all.reduce((a, b) => a | b, 0).toString(2).replace(/0/g, '').length, all.length, 'file_flags bits overlap');
   const versions = defines('DW_');
   assert.equal(versions.get('EXEC_VERSION'), R.EXEC_VERSION);
   assert.equal(versions.get('MMAP_VERSION'), R.MMAP_VERSION);
@@ -147,4 +158,30 @@ test('kernel contract: flag bits, versions and kinds in the header match records
     );
   assert.deepEqual(enumValues('dw_session'), R.Session);
   assert.deepEqual(enumValues('dw_event_kind'), R.EventKind);
+});
+
+test('kernel contract: exec_watch keys and values as setExecWatch writes them', { skip }, async () => {
+  const { execWatchKey, execWatchValue, setExecWatch } = await import('../../src/native/loader.js');
+  const key = btf().get('dw_watch_key');
+  assert.ok(key && key.kind === 'STRUCT', 'struct dw_watch_key in the object\'s BTF');
+  assert.equal(key.size, execWatchKey('sh').length);
+  assert.deepEqual(key.members!.map((m) => [m.name, m.bits_offset]), [['comm', 0]]);
+  assert.equal(execWatchValue(0).length, 4, 'value is a u32');
+  // comm is the basename cut to 15 bytes and NUL-padded, as the kernel sets it.
+  assert.equal(execWatchKey('python3.11').toString('latin1'), 'python3.11\0\0\0\0\0\0');
+  assert.equal(execWatchKey('a-very-long-interpreter').toString('latin1'), 'a-very-long-int\0');
+  assert.throws(() => execWatchKey('usr/bin/sh'), /not a file name/);
+  assert.equal(execWatchValue(R.WatchKind.INTERPRETER, 'c').readUInt32LE(0), R.WatchKind.INTERPRETER | (0x63 << R.WATCH_INLINE_OPT_SHIFT));
+  // The union of interpreters and package managers: one key per comm, kinds merged.
+  const writes: Array<[string, Buffer, Buffer]> = [];
+  const n = setExecWatch({ mapUpdate: (m, k, v) => void writes.push([m, k, v]), mapClear: () => 0 }, [
+    { comm: 'sh', kinds: R.WatchKind.INTERPRETER, inlineOption: 'c' },
+    { comm: 'apk', kinds: R.WatchKind.PACKAGE_MANAGER },
+    { comm: 'sh', kinds: R.WatchKind.PACKAGE_MANAGER },
+  ]);
+  assert.equal(n, 2);
+  assert.deepEqual(writes.map(([m, k, v]) => [m, k.toString('latin1').replace(/\0+$/, ''), v.readUInt32LE(0)]), [
+    ['exec_watch', 'sh', R.WatchKind.INTERPRETER | R.WatchKind.PACKAGE_MANAGER | (0x63 << R.WATCH_INLINE_OPT_SHIFT)],
+    ['exec_watch', 'apk', R.WatchKind.PACKAGE_MANAGER],
+  ]);
 });

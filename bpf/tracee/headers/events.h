@@ -57,6 +57,20 @@ struct dw_event_header {
 #define DW_EXEC_DENIED             (1U << 18) /* refused with -EPERM at bprm_check (BPF-LSM); comm
                                                * and argv are then the caller's, the exec never happened */
 #define DW_FILE_OVL_LAYOUT_FACTS   (1U << 19) /* overlay read by layout facts (no overlay BTF), cross-checked */
+/* The task's comm (or the exec'd file's own name) is in exec_watch: an image
+ * exec sent only for that reason is not drift by itself (watch.bpf.h). */
+#define DW_EXEC_WATCH_INTERPRETER      (1U << 20) /* an interpreter with a script-like first operand */
+#define DW_EXEC_WATCH_PACKAGE_MANAGER  (1U << 21)
+
+/*
+ * exec_watch values (maps.h): kind bits, and for interpreters the short
+ * option letter that makes the first operand inline code (sh -c), in bits
+ * 8-15; 0 where no option is judged in the kernel.
+ */
+#define DW_WATCH_INTERPRETER      (1U << 0)
+#define DW_WATCH_PACKAGE_MANAGER  (1U << 1)
+#define DW_WATCH_INLINE_OPT_SHIFT 8
+#define DW_WATCH_MULTICALL        (1U << 16) /* busybox: by its own file name only when re-run as /proc/self/exe */
 
 /*
  * script_flags: where the exec hook cannot see the script (at
@@ -203,6 +217,9 @@ enum dw_stat {
 	DW_STAT_PREVENT_FAILED,    /* bpf_send_signal refused: the exec ran */
 	DW_STAT_PREVENT_SCRIPT_UNSEEN, /* a #! script's own file was not found at exec: judged by its interpreter */
 	DW_STAT_SCRIPT_UNSEEN, /* a #! exec whose script file the kernel side could not find */
+	DW_STAT_WATCH_EMITTED, /* image execs sent because exec_watch matched */
+	DW_STAT_WATCH_INLINE,  /* watched interpreter execs dropped: inline code (sh -c) */
+	DW_STAT_WATCH_NO_OPERAND, /* watched interpreter execs dropped: no operand (REPL, stdin) */
 	DW_STAT_MAX,
 };
 

@@ -38,6 +38,19 @@ struct {
 	__type(value, u64);
 } stats SEC(".maps");
 
+/* Image execs user space still wants, by the task's comm after exec
+ * (NUL-padded, at most 15 bytes); filled from config at start. */
+struct dw_watch_key {
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct dw_watch_key);
+	__type(value, u32); /* DW_WATCH_* */
+} exec_watch SEC(".maps");
+
 static __always_inline void stat_inc(u32 idx)
 {
 	u64 *v = bpf_map_lookup_elem(&stats, &idx);

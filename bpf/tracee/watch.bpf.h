@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * Watched image execs: interpreters running a script file and package
+ * managers (exec_watch in maps.h, filled by user space from config).
+ *
+ * Image execs are dropped before any string is copied; this check sits on
+ * that path, so it is one 16-byte comm read and one hash lookup. Only where
+ * the comm misses is the exec'd file's own name looked up too (a symlink
+ * with another name to an image interpreter: comm is the link's name), and
+ * only when that name differs from the comm. Names are compared as two
+ * little-endian words, no string is copied.
+ *
+ * An interpreter is sent only inside a container (own mount and pid
+ * namespaces, where the host's are known), and only when its arguments have an operand: the first
+ * argument after argv[0] that is not an option. A bare shell or REPL reads
+ * from a terminal or stdin, and a shell's `-c` (the option letter comes
+ * from the map value) runs inline code; both are counted and dropped, since
+ * `sh -c` is among the most frequent execs of all. Everything finer (python
+ * -m, perl -e, options that take a value) is parsed in user space, which
+ * errs on the side of sending.
+ */
+#ifndef DRIFTWATCH_WATCH_BPF_H
+#define DRIFTWATCH_WATCH_BPF_H
+
+#include "headers/vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "headers/events.h"
+#include "headers/maps.h"
+
+#define DW_WATCH_ARGV_SCAN 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, char[2 * DW_WATCH_ARGV_SCAN]); /* masked reads stay inside */
+} watch_argv SEC(".maps");
+
+/* Low n bytes of a little-endian word. */
+static __always_inline u64 low_bytes(u64 w, u32 n)
+{
+	return n >= 8 ? w : w & ((1ULL << (8 * n)) - 1);
+}
+
+/* The exec_watch value for this exec: by comm, else by the file's own name. */
+static __always_inline u32 watch_lookup(struct dentry *dentry)
+{
+	struct dw_watch_key key = {};
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	u32 *v = bpf_map_lookup_elem(&exec_watch, &key);
+	if (v)
+		return *v;
+
+	u32 len = BPF_CORE_READ(dentry, d_name.len);
+	if (len > 15)
+		len = 15; /* comm's truncation, so keys are the same either way */
+	u64 w[2] = {};
+	if (bpf_probe_read_kernel(w, sizeof(w), BPF_CORE_READ(dentry, d_name.name)))
+		return 0;
+	w[0] = low_bytes(w[0], len);
+	w[1] = len > 8 ? low_bytes(w[1], len - 8) : 0;
+	u64 *c = (u64 *)key.comm;
+	if (w[0] == c[0] && w[1] == c[1])
+		return 0; /* same name: already missed */
+	/* A multi-call binary (busybox) run by another name runs the applet of
+	 * that name, which just missed; by /proc/self/exe (comm "exe") its
+	 * applet is argv[0], which is not read here: judged like a shell. */
+	bool reexec = c[0] == 0x657865 /* "exe" */ && c[1] == 0;
+	c[0] = w[0];
+	c[1] = w[1];
+	v = bpf_map_lookup_elem(&exec_watch, &key);
+	if (!v || ((*v & DW_WATCH_MULTICALL) && !reexec))
+		return 0;
+	return *v;
+}
+
+enum dw_operand { DW_OPERAND_NONE, DW_OPERAND_INLINE, DW_OPERAND_FILE };
+
+/*
+ * The first operand of the new image's argv (read from its mm, like
+ * put_argv): a file, inline code (a short option cluster holding the
+ * inline letter came first), or none. A scan that ends inside options says
+ * FILE: the kernel cannot tell, user space can.
+ */
+static __always_inline enum dw_operand watch_operand(struct task_struct *task, u8 inline_opt)
+{
+	u32 zero = 0;
+	char *buf = bpf_map_lookup_elem(&watch_argv, &zero);
+	if (!buf)
+		return DW_OPERAND_FILE;
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long start = BPF_CORE_READ(mm, arg_start);
+	unsigned long end = BPF_CORE_READ(mm, arg_end);
+	u64 len = end > start ? end - start : 0;
+	bool cut = len > DW_WATCH_ARGV_SCAN;
+	if (cut)
+		len = DW_WATCH_ARGV_SCAN;
+	if (len == 0)
+		return DW_OPERAND_NONE;
+	if (bpf_probe_read_user(buf, len & (DW_WATCH_ARGV_SCAN * 2 - 1), (void *)start))
+		return DW_OPERAND_FILE;
+
+	/* One small state, so the verifier's states at the loop head repeat and prune. */
+	enum { ST_ARGV0, ST_START, ST_OPT1, ST_CLUSTER, ST_SKIP } st = ST_ARGV0;
+	for (u32 i = 0; i < DW_WATCH_ARGV_SCAN; i++) {
+		if (i >= len)
+			break;
+		char ch = buf[i & (DW_WATCH_ARGV_SCAN - 1)];
+		if (st == ST_START) {
+			if (ch != '-' && ch != '+')
+				return DW_OPERAND_FILE; /* also an empty operand: user space says */
+			st = ST_OPT1;
+		} else if (ch == 0) {
+			st = ST_START;
+		} else if (st == ST_OPT1) {
+			if (ch == '-')
+				st = ST_SKIP; /* a long option (or "--"): never inline here */
+			else if (ch == (char)inline_opt)
+				return DW_OPERAND_INLINE;
+			else
+				st = ST_CLUSTER;
+		} else if (st == ST_CLUSTER && ch == (char)inline_opt) {
+			return DW_OPERAND_INLINE;
+		}
+	}
+	return cut ? DW_OPERAND_FILE : DW_OPERAND_NONE;
+}
+
+/*
+ * An image exec about to be dropped: the DW_EXEC_WATCH_* bits it is sent
+ * with, or 0 to drop it.
+ */
+static __always_inline u32 watch_image_exec(struct task_struct *task, struct dentry *dentry)
+{
+	u32 v = watch_lookup(dentry);
+	if (!v)
+		return 0;
+	u32 out = 0;
+	if (v & DW_WATCH_PACKAGE_MANAGER)
+		out |= DW_EXEC_WATCH_PACKAGE_MANAGER;
+	/* Scripts on the host are no drift: only containers' interpreters. */
+	if ((v & DW_WATCH_INTERPRETER) && (!cfg_host_mnt_ns || task_in_foreign_ns(task))) {
+		enum dw_operand op = watch_operand(task, (u8)(v >> DW_WATCH_INLINE_OPT_SHIFT));
+		if (op == DW_OPERAND_FILE)
+			out |= DW_EXEC_WATCH_INTERPRETER;
+		else
+			stat_inc(op == DW_OPERAND_INLINE ? DW_STAT_WATCH_INLINE : DW_STAT_WATCH_NO_OPERAND);
+	}
+	if (out)
+		stat_inc(DW_STAT_WATCH_EMITTED);
+	return out;
+}
+
+/* A drift candidate is sent anyway; the bits only tell user space what it runs. */
+static __always_inline u32 watch_drift_exec(struct dentry *dentry)
+{
+	u32 v = watch_lookup(dentry);
+	return ((v & DW_WATCH_INTERPRETER) ? DW_EXEC_WATCH_INTERPRETER : 0) |
+	       ((v & DW_WATCH_PACKAGE_MANAGER) ? DW_EXEC_WATCH_PACKAGE_MANAGER : 0);
+}
+
+#endif
