@@ -215,12 +215,12 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     const n = stats['ovl_unresolved'] ?? 0;
     if (n > 0 && !unresolvedSaid) {
       unresolvedSaid = true;
-      log.warn(`${n} exec(s) from overlayfs could not be told apart (image or container layer): overlay's layout on this kernel did not match what the sensor checks, so they are reported with layer UNKNOWN (kernel_ovl_unresolved)`);
+      log.warn(`${n} exec(s) from overlayfs could not be told apart (image or container layer): overlay's layout on this kernel did not match what the sensor checks, so they are reported with layer UNKNOWN (kernel_ovl_unresolved_total)`);
     }
     const u = stats['ovl_unfollowed'] ?? 0;
     if (u > 0 && !unfollowedSaid) {
       unfollowedSaid = true;
-      log.warn(`${u} exec(s) through an overlay mounted inside a container could not be followed to the file behind it on this kernel: reported with layer UNKNOWN (kernel_ovl_unfollowed)`);
+      log.warn(`${u} exec(s) through an overlay mounted inside a container could not be followed to the file behind it on this kernel: reported with layer UNKNOWN (kernel_ovl_unfollowed_total)`);
     }
     if (unresolvedSaid && unfollowedSaid) clearInterval(unresolvedCheck);
   }, opts.kernelCheckMs ?? 5_000);
