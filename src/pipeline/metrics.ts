@@ -1,7 +1,8 @@
 // Counters for everything the sensor sees, drops and produces. Every place
 // that drops an event or a finding increments one of these. Each Metrics owns
 // its own prom-client Registry (never the global one), so two sensors in one
-// process, and the tests, do not share series.
+// process, and the tests, do not share series. An increment adds to a number
+// cached per series; prom-client collects the numbers when scraped.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { helpFor } from './metrics-help.js';
 
@@ -26,7 +27,6 @@ interface CounterSeries {
 }
 
 interface CounterFamily {
-  metric: Counter<string>;
   labelNames: string[];
   series: Map<string, CounterSeries>;
 }
@@ -60,9 +60,11 @@ function seriesKey(labelNames: string[], labels: Labels): string {
   return key;
 }
 
-function sameNames(family: string[], labels: Labels): boolean {
+/** Every series of a name has the label names of its first; a mix is a programming error. */
+function checkLabelNames(name: string, family: string[], labels: Labels): void {
   const keys = Object.keys(labels);
-  return keys.length === family.length && keys.every((k) => family.includes(k));
+  if (keys.length === family.length && keys.every((k) => family.includes(k))) return;
+  throw new Error(`metric ${name}: labels ${keys.join(',') || '(none)'} differ from ${family.join(',') || '(none)'}`);
 }
 
 export class Metrics {
@@ -78,13 +80,11 @@ export class Metrics {
 
   /** Adds to a counter kept here; `by` 0 creates the series, so rate() and absent() work before the first event. */
   inc(name: string, labels: Labels = NO_LABELS, by = 1): void {
+    if (!(by >= 0)) throw new RangeError(`metric ${name}: a counter cannot change by ${by}`);
     const family = this.counters.get(name) ?? this.counterFamily(name, labels);
     const key = family.labelNames.length ? seriesKey(family.labelNames, labels) : '';
-    let s = family.series.get(key);
-    if (!s) s = this.counterSeries(name, family, key, labels);
+    const s = family.series.get(key) ?? this.counterSeries(name, family, key, labels);
     s.value += by;
-    if (family.labelNames.length) family.metric.inc(s.labels, by);
-    else family.metric.inc(by);
   }
 
   /** Records one observation (seconds) in a histogram with LATENCY_BUCKETS. */
@@ -103,7 +103,7 @@ export class Metrics {
     const key = seriesKey(family.labelNames, labels);
     let s = family.series.get(key);
     if (!s) {
-      if (!sameNames(family.labelNames, labels)) throw new Error(`metric ${name}: labels ${Object.keys(labels).join(',') || '(none)'} differ from ${family.labelNames.join(',') || '(none)'}`);
+      checkLabelNames(name, family.labelNames, labels);
       family.series.set(key, (s = { labels: { ...labels }, count: 0, sum: 0 }));
     }
     s.count++;
@@ -163,19 +163,25 @@ export class Metrics {
 
   private counterFamily(name: string, labels: Labels): CounterFamily {
     const labelNames = Object.keys(labels);
-    const family: CounterFamily = {
-      metric: new Counter({ name: METRIC_PREFIX + name, help: helpFor(name), labelNames, registers: [this.registry] }),
+    const series = new Map<string, CounterSeries>();
+    // The hot path only adds to a number held here; prom-client gets the values when scraped.
+    new Counter({
+      name: METRIC_PREFIX + name,
+      help: helpFor(name),
       labelNames,
-      series: new Map(),
-    };
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of series.values()) this.inc(s.labels, s.value);
+      },
+    });
+    const family: CounterFamily = { labelNames, series };
     this.counters.set(name, family);
     return family;
   }
 
   private counterSeries(name: string, family: CounterFamily, key: string, labels: Labels): CounterSeries {
-    if (!sameNames(family.labelNames, labels)) {
-      throw new Error(`metric ${name}: labels ${Object.keys(labels).join(',') || '(none)'} differ from ${family.labelNames.join(',') || '(none)'}`);
-    }
+    checkLabelNames(name, family.labelNames, labels);
     const s = { labels: Object.freeze({ ...labels }) as Labels, value: 0 };
     family.series.set(key, s);
     return s;
@@ -215,7 +221,7 @@ export class Metrics {
     } else if (family.type !== type) {
       throw new Error(`metric ${name} is a ${family.type}, not a ${type}`);
     }
-    if (!sameNames(family.labelNames, labels)) throw new Error(`metric ${name}: labels ${Object.keys(labels).join(',') || '(none)'} differ from ${family.labelNames.join(',') || '(none)'}`);
+    checkLabelNames(name, family.labelNames, labels);
     family.series.set(seriesKey(family.labelNames, labels), { labels: { ...labels }, read });
   }
 }
