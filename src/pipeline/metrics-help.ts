@@ -24,6 +24,13 @@ const HELP: Record<string, string> = {
   policy_excepted_total: 'Findings dropped by a policy exception, by signature and rule index.',
   findings_action_total: 'Findings reported, by signature and what the kernel did (alert, prevented, would_prevent).',
   findings_folded_total: 'Repeated findings folded into a dedup summary, by signature.',
+  signature_stopped_total: 'Custom signatures stopped, by signature and reason (time_budget, memory, crashed, load).',
+  signature_events_dropped_total: 'Events a custom signature did not get: its worker was stopped or its backlog full.',
+  // package managers
+  package_windows_total: 'Package-manager runs that opened a window for their container.',
+  package_windows_open: 'Package-manager windows open now.',
+  package_windows_refused_total: 'Package-manager execs that opened no window, by reason.',
+  package_windows_dropped_total: 'Package-manager windows dropped for the bounds, by reason.',
   // prevention
   prevention_containers: 'Containers the prevention maps know.',
   prevention_containers_in_scope: 'Containers in which drift is prevented.',
@@ -75,6 +82,9 @@ const HELP: Record<string, string> = {
   kernel_prevent_failed_total: 'Execs prevention meant to stop, but the kill signal was refused: they ran.',
   kernel_prevent_script_unseen_total: '#! scripts prevention could not find at exec: judged by their interpreter.',
   kernel_script_unseen_total: '#! execs whose script file the kernel side could not find.',
+  kernel_watch_emitted_total: 'Image execs sent to user space because exec_watch matched (package managers).',
+  kernel_watch_inline_total: 'Watched interpreter execs dropped: inline code (sh -c).',
+  kernel_watch_no_operand_total: 'Watched interpreter execs dropped: no operand (REPL, stdin).',
   kernel_records_delivered_total: 'Ring-buffer records delivered to the pipeline.',
   kernel_records_pending: '1 while the ring buffer holds records not yet read.',
   bpf_stats_enabled: 'kernel.bpf_stats_enabled: 1 when BPF program run time is counted.',
