@@ -81,7 +81,7 @@ export class Metrics {
 
   /** Adds to a counter kept here; `by` 0 creates the series, so rate() and absent() work before the first event. */
   inc(name: string, labels: Labels = NO_LABELS, by = 1): void {
-    if (!(by >= 0)) throw new RangeError(`metric ${name}: a counter cannot change by ${by}`);
+    if (!(by >= 0 && by !== Infinity)) throw new RangeError(`metric ${name}: a counter cannot change by ${by}`);
     const family = this.counters.get(name) ?? this.counterFamily(name, labels);
     const key = family.labelNames.length ? seriesKey(family.labelNames, labels) : '';
     const s = family.series.get(key) ?? this.counterSeries(name, family, key, labels);

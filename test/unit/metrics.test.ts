@@ -105,13 +105,14 @@ test('metrics: each Metrics is its own registry; process metrics only where aske
   assert.equal(typeOf(tb, 'nodejs_gc_duration_seconds'), 'histogram');
 });
 
-test('metrics: a label set that differs from the first use of a name is refused, naming both', () => {
+test('metrics: a label set that differs from the first use of a name, or a bad increment, is refused where it is made', () => {
   const m = new Metrics();
   m.inc('findings_total', { signature: 'x' });
   assert.throws(() => m.inc('findings_total', { sig: 'x' }), /findings_total: labels sig differ from signature/);
   assert.throws(() => m.inc('findings_total'), /labels \(none\) differ from signature/);
   m.gauge('selftest', () => 1, { check: 'exec' });
   assert.throws(() => m.counterFrom('selftest', () => 1, { check: 'exec' }), /selftest is a gauge, not a counter/);
+  for (const bad of [-1, NaN, Infinity]) assert.throws(() => m.inc('reloads_total', {}, bad), /reloads_total: a counter cannot change by/);
 });
 
 test('metrics: the kernel stats map and BPF program stats are counters read at scrape; the old gauge names stay', async () => {
