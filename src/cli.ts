@@ -109,6 +109,7 @@ async function runCommand(argv: string[]): Promise<number> {
   const isolation = isolationLimits(cfg);
   const { signatures, policy } = await signaturesAndPolicy(cfg, log, isolation);
   preflight(log);
+  const metrics = new Metrics({ processMetrics: true });
   const sinks: Sink[] = [];
   if (cfg.jsonl) sinks.push(cfg.output === 'falco-json' ? falcoJsonSink(cfg.jsonl) : jsonlSink(cfg.jsonl));
   if (!cfg.jsonl || cfg.jsonl !== '-') sinks.push(consoleSink());
@@ -130,17 +131,17 @@ async function runCommand(argv: string[]): Promise<number> {
     ...(cfg.token ? { token: cfg.token } : {}),
     ...(tls ? { tls } : {}),
     log: (m) => log.warn(m),
+    observeLatency: (s) => metrics.observe('export_latency_seconds', s),
   });
   sinks.push({ write: (f) => exporter.export(f), close: () => exporter.shutdown() });
   // Integrations: each its own spool and retries, so one being down holds up no other.
-  const integrations = startIntegrations(cfg, log);
+  const integrations = startIntegrations(cfg, log, metrics);
   for (const i of integrations) sinks.push({ write: (f) => i.exporter.export(f), close: () => i.exporter.shutdown() });
 
   const metadata = await detectMetadataResolver(log, {
     ...(cfg.criSocket ? { criSocket: cfg.criSocket } : {}),
     ...(cfg.dockerSocket ? { dockerSocket: cfg.dockerSocket } : {}),
   });
-  const metrics = new Metrics();
   let kernelStats: () => Record<string, number> = () => ({});
   const selftest = cfg.selftest ? new SelfTest({ dataDir: cfg.dataDir, log, metrics, kernelStats: () => kernelStats() }) : undefined;
   let sensor;
@@ -160,13 +161,13 @@ async function runCommand(argv: string[]): Promise<number> {
       isolation,
       policy,
     });
-    for (const [name, _v] of Object.entries(exporter.metrics)) {
-      sensor.metrics.gauge(name, () => exporter.metrics[name as keyof typeof exporter.metrics]);
+    for (const name of Object.keys(exporter.metrics) as Array<keyof typeof exporter.metrics>) {
+      sensor.metrics.counterFrom(name, () => exporter.metrics[name]);
     }
     sensor.metrics.gauge('export_spool_bytes', () => exporter.queuedBytes);
     for (const i of integrations) {
       for (const name of Object.keys(i.exporter.metrics) as Array<keyof typeof i.exporter.metrics>) {
-        sensor.metrics.gauge(name.replace(/^export_/, `${i.name}_`), () => i.exporter.metrics[name]);
+        sensor.metrics.counterFrom(name.replace(/^export_/, `${i.name}_`), () => i.exporter.metrics[name]);
       }
       sensor.metrics.gauge(`${i.name}_spool_bytes`, () => i.exporter.queuedBytes);
     }
@@ -186,7 +187,6 @@ async function runCommand(argv: string[]): Promise<number> {
   const ops = await startOpsServer({
     address: cfg.metricsAddress,
     metrics: running.metrics,
-    programStats: () => running.loader.programStats(),
     // Attached is not enough: ready once this node has shown that it detects drift.
     ready: () => !stopping && running.attached.length > 0 && (!selftest || selftest.passed),
     notReadyReason: () => {

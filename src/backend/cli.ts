@@ -4,7 +4,8 @@ import type { Logger } from '../log.js';
 import { existsSync } from 'node:fs';
 import { ACTIONS, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { startBackend } from './server.js';
-import { isPostgresUrl, openStore, sqlitePath, type FindingQuery, type FindingStore } from './store.js';
+import { isPostgresUrl, openStore, sqlitePath } from './open-store.js';
+import type { FindingQuery, FindingStore } from './store.js';
 import { parseRfc3339 } from './validate.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/driftwatch';

@@ -3,7 +3,8 @@
 // against), and stops the worker on shutdown.
 import { Worker } from 'node:worker_threads';
 import { ingest, type IngestLimits, type IngestOutcome } from './ingest.js';
-import { openStore, type FindingStore } from './store.js';
+import { openStore } from './open-store.js';
+import type { FindingStore } from './store.js';
 import type { WorkerConfig, WorkerRequest } from './ingest-worker.js';
 
 /** Where the server hands request bytes to be stored. */

@@ -3,7 +3,7 @@
 // waits on them.
 import { parentPort, workerData } from 'node:worker_threads';
 import { ingest, ingestGroupSync, isGroupingStore, type IngestLimits, type IngestOutcome } from './ingest.js';
-import { openStore } from './store.js';
+import { openStore } from './open-store.js';
 
 export interface WorkerConfig extends IngestLimits {
   db: string;

@@ -12,7 +12,8 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { driftwatch, grpc as grpcHealth } from '#gen/finding.js';
 import type { FindingJson } from '#gen/finding-json.js';
 import { InlineIngest, IngestWorker, type Ingester } from './ingest-pool.js';
-import { openStore, type FindingStore } from './store.js';
+import { openStore } from './open-store.js';
+import type { FindingStore } from './store.js';
 import { checkFinding, describeRejections, splitRequest } from './validate.js';
 
 export interface TlsFiles {

@@ -1,6 +1,7 @@
-// Where the backend keeps findings: SQLite (a file, the default) or
-// PostgreSQL (a postgres:// URL). Both dedupe on the finding id, so a finding
-// sent twice, or to two replicas, is stored once.
+// Where the backend keeps findings: the interface both stores implement,
+// SQLite (a file, the default) and PostgreSQL (a postgres:// URL), and what
+// they share. Both dedupe on the finding id, so a finding sent twice, or to
+// two replicas, is stored once. open-store.ts picks one by its URL.
 import type { FindingJson } from '#gen/finding-json.js';
 import type { SummaryKey } from './columns.js';
 
@@ -42,28 +43,11 @@ export interface FindingStore {
   close(): Promise<void>;
 }
 
-export function isPostgresUrl(url: string): boolean {
-  return /^postgres(ql)?:\/\//.test(url);
-}
-
-export function sqlitePath(url: string): string {
-  return url.replace(/^sqlite:(\/\/)?/, '');
-}
-
 export interface OpenOptions {
   /** Open for reading only: SQLite refuses a file that does not exist instead of creating it. */
   readOnly?: boolean;
   /** PostgreSQL pool size. */
   poolSize?: number;
-}
-
-export async function openStore(url: string, opts: OpenOptions = {}): Promise<FindingStore> {
-  if (isPostgresUrl(url)) {
-    const { PostgresStore } = await import('./postgres-store.js');
-    return PostgresStore.open(url, opts);
-  }
-  const { SqliteStore } = await import('./sqlite-store.js');
-  return SqliteStore.open(sqlitePath(url), opts);
 }
 
 export const clampLimit = (limit: number | undefined) => Math.max(1, Math.min(limit ?? 1000, 100_000));

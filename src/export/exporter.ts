@@ -17,6 +17,8 @@ export interface ExporterOptions extends Partial<TransportOptions> {
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   log?: (msg: string) => void;
+  /** Seconds from sending each batch to the answer (confirmed, rejected or failed). */
+  observeLatency?: (seconds: number) => void;
 }
 
 export interface ExporterMetrics {
@@ -102,7 +104,9 @@ export class Exporter {
     this.syncSpoolStats();
     if (records.length === 0) return;
     const findings = records.map((r) => JSON.parse(r.toString('utf8')) as FindingJson);
+    const sentAt = performance.now();
     const outcome = await this.transport.export(findings);
+    this.opts.observeLatency?.((performance.now() - sentAt) / 1000);
     if (outcome.kind === 'retryable') {
       this.metrics.export_retries_total++;
       this.attempt++;

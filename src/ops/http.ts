@@ -1,15 +1,12 @@
-// Prometheus /metrics and /healthz, /readyz for probes. Counters come from
-// the sensor's Metrics; kernel counters and BPF program run time are read
-// when scraped.
-import { readFileSync } from 'node:fs';
+// Prometheus /metrics and /healthz, /readyz for probes. /metrics is the
+// sensor's own prom-client registry; what is kept elsewhere (kernel counters,
+// BPF program run time, the export spool) is read when scraped.
 import { createServer, type Server } from 'node:http';
-import type { ProgramStats } from '../native/loader.js';
 import type { Metrics } from '../pipeline/metrics.js';
 
 export interface OpsServerOptions {
   address: string; // host:port
   metrics: Metrics;
-  programStats?: () => ProgramStats[];
   ready: () => boolean;
   /** Why /readyz says 503, when there is more to say than "not ready". */
   notReadyReason?: () => string | undefined;
@@ -17,52 +14,14 @@ export interface OpsServerOptions {
   selftest?: { run(): Promise<unknown>; readonly last: unknown };
 }
 
-const sanitize = (name: string) => `driftwatch_${name.replace(/[^a-zA-Z0-9_]/g, '_')}`;
-const labelText = (labels: Record<string, string>) => {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
-  return parts.length ? `{${parts.join(',')}}` : '';
-};
-
-function bpfStatsEnabled(): number {
-  try {
-    return readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim() === '1' ? 1 : 0;
-  } catch {
-    return 0;
-  }
-}
-
-export function prometheusText(metrics: Metrics, programStats?: () => ProgramStats[]): string {
-  const byName = new Map<string, { type: string; lines: string[] }>();
-  for (const m of metrics.snapshot()) {
-    const name = sanitize(m.name);
-    const entry = byName.get(name) ?? { type: m.type, lines: [] };
-    entry.lines.push(`${name}${labelText(m.labels)} ${Number.isFinite(m.value) ? m.value : 'NaN'}`);
-    byName.set(name, entry);
-  }
-  let out = '';
-  for (const [name, { type, lines }] of byName) out += `# TYPE ${name} ${type}\n${lines.join('\n')}\n`;
-  // run_time_ns only advances while kernel.bpf_stats_enabled=1 (off by default: it costs a clock read per run).
-  out += `# TYPE driftwatch_bpf_stats_enabled gauge\ndriftwatch_bpf_stats_enabled ${bpfStatsEnabled()}\n`;
-  try {
-    const progs = programStats?.() ?? [];
-    if (progs.length) {
-      out += '# TYPE driftwatch_bpf_program_run_time_ns_total counter\n';
-      for (const p of progs) out += `driftwatch_bpf_program_run_time_ns_total{program="${p.name}"} ${p.runTimeNs}\n`;
-      out += '# TYPE driftwatch_bpf_program_runs_total counter\n';
-      for (const p of progs) out += `driftwatch_bpf_program_runs_total{program="${p.name}"} ${p.runCount}\n`;
-    }
-  } catch {
-    /* loader closed */
-  }
-  return out;
-}
-
 export async function startOpsServer(opts: OpsServerOptions): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     if (url === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(prometheusText(opts.metrics, opts.programStats));
+      opts.metrics.text().then(
+        (text) => res.writeHead(200, { 'content-type': opts.metrics.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(`metrics failed: ${String(err)}\n`),
+      );
     } else if (url === '/healthz') {
       res.writeHead(200).end('ok\n');
     } else if (url === '/readyz') {

@@ -9,25 +9,52 @@ import { ExecOutcome } from './records.js';
 /** A finding is the proto3 JSON mapping of driftwatch.v1.Finding (types generated from proto/). */
 export type Finding = FindingJson;
 
-/** Wall-clock time of a boot-clock timestamp; the offset is re-read now and then. */
+/**
+ * The kernel's clock (CLOCK_BOOTTIME, what events are stamped with): now, and
+ * as wall-clock time. Node reads CLOCK_MONOTONIC, which differs from it by the
+ * time the machine was suspended; that difference and the wall clock's offset
+ * are re-read now and then.
+ */
 export class BootClock {
-  private offsetMs = 0;
-  private readAt = 0;
+  private suspendedNs = 0n;
+  private wallAtBootMs = 0;
+  private readAt = -Infinity;
   constructor(private readonly uptimePath = '/proc/uptime') {}
 
-  private offset(): number {
+  private calibrate(): void {
     const now = Date.now();
-    if (now - this.readAt > 60_000) {
-      const uptimeSec = Number(readFileSync(this.uptimePath, 'utf8').split(' ')[0]);
-      this.offsetMs = now - uptimeSec * 1000;
-      this.readAt = now;
-    }
-    return this.offsetMs;
+    if (now - this.readAt <= 60_000) return;
+    const before = process.hrtime.bigint();
+    const uptimeSec = readFileSync(this.uptimePath, 'utf8').split(' ')[0]!;
+    const mono = (before + process.hrtime.bigint()) / 2n;
+    // /proc/uptime is cut to 10 ms: a difference it cannot tell from none is none.
+    const diff = BigInt(Math.round(Number(uptimeSec) * 1000)) * 1_000_000n - mono;
+    this.suspendedNs = diff > -20_000_000n && diff < 1_000_000n ? 0n : diff + 5_000_000n;
+    this.wallAtBootMs = now - Number(this.nowNsCalibrated() / 1000n) / 1000;
+    this.readAt = now;
+  }
+
+  private nowNsCalibrated(): bigint {
+    return process.hrtime.bigint() + this.suspendedNs;
+  }
+
+  /** CLOCK_BOOTTIME now, in ns: comparable with an event's ktimeNs. */
+  nowNs(): bigint {
+    this.calibrate();
+    return this.nowNsCalibrated();
   }
 
   toDate(bootNs: bigint): Date {
-    return new Date(this.offset() + Number(bootNs / 1_000_000n));
+    this.calibrate();
+    return new Date(this.wallAtBootMs + Number(bootNs / 1_000_000n));
   }
+}
+
+/** The kernel timestamp of the event a finding was made from (none for summaries). */
+const eventTimes = new WeakMap<Finding, bigint>();
+
+export function eventTimeOf(f: Finding): bigint | undefined {
+  return eventTimes.get(f);
 }
 
 /** What the kernel did to the exec (prevention): the finding's action. */
@@ -133,5 +160,6 @@ export function buildFinding(
   f.count = 1;
   f.firstSeen = f.time;
   f.lastSeen = f.time;
+  eventTimes.set(f, e.ktimeNs);
   return f;
 }

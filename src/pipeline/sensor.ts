@@ -20,6 +20,7 @@ import { SignatureEngine } from './engine.js';
 import { createEnricher } from './enrich.js';
 import { enrichEvents } from './enrich-stage.js';
 import { BootClock } from './finding.js';
+import { registerKernelMetrics } from './kernel-metrics.js';
 import { Metrics } from './metrics.js';
 import { WatchKind } from './records.js';
 import { applyPolicy } from './policy-stage.js';
@@ -196,7 +197,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     }
   }
   // The addon names the counters (enum dw_stat order); the contract test holds its list against the object's BTF.
-  for (const name of Object.keys(kernel.stats())) metrics.gauge(`kernel_${name}`, () => kernel.stats()[name] ?? 0);
+  registerKernelMetrics(metrics, kernel);
   log.info(`overlay layers: read through ${kernel.overlayPath()}`);
   // Overlay files the kernel could read neither by BTF nor by layout facts
   // that checked out: their layer is UNKNOWN. Say so once; the counter keeps the number.
@@ -214,12 +215,12 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     const n = stats['ovl_unresolved'] ?? 0;
     if (n > 0 && !unresolvedSaid) {
       unresolvedSaid = true;
-      log.warn(`${n} exec(s) from overlayfs could not be told apart (image or container layer): overlay's layout on this kernel did not match what the sensor checks, so they are reported with layer UNKNOWN (kernel_ovl_unresolved)`);
+      log.warn(`${n} exec(s) from overlayfs could not be told apart (image or container layer): overlay's layout on this kernel did not match what the sensor checks, so they are reported with layer UNKNOWN (kernel_ovl_unresolved_total)`);
     }
     const u = stats['ovl_unfollowed'] ?? 0;
     if (u > 0 && !unfollowedSaid) {
       unfollowedSaid = true;
-      log.warn(`${u} exec(s) through an overlay mounted inside a container could not be followed to the file behind it on this kernel: reported with layer UNKNOWN (kernel_ovl_unfollowed)`);
+      log.warn(`${u} exec(s) through an overlay mounted inside a container could not be followed to the file behind it on this kernel: reported with layer UNKNOWN (kernel_ovl_unfollowed_total)`);
     }
     if (unresolvedSaid && unfollowedSaid) clearInterval(unresolvedCheck);
   }, opts.kernelCheckMs ?? 5_000);
@@ -227,8 +228,10 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   const resolver = opts.resolver;
   if (resolver) {
     for (const name of Object.keys(resolver.metrics) as Array<keyof typeof resolver.metrics>) {
-      metrics.gauge(`enrichment_${name}`, () => resolver.metrics[name]);
+      metrics.counterFrom(`enrichment_${name}_total`, () => resolver.metrics[name]);
     }
+    // The names the README listed before these were typed as counters.
+    for (const name of ['cache_hits', 'wait_timeouts'] as const) metrics.gauge(`enrichment_${name}`, () => resolver.metrics[name]);
     metrics.gauge('enrichment_cache_entries', () => resolver.size);
   }
 
@@ -250,7 +253,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
         // Stream signatures and prevention go here: they must see every
         // finding, and dedup (report) only shapes what is reported.
         report,
-        writeToSinks(opts.sinks, metrics, log),
+        writeToSinks(opts.sinks, metrics, log, clock),
       )
       .subscribe({ complete: done, error: (err: unknown) => (log.error(`pipeline stopped: ${String(err)}`), done()) });
   });

@@ -1,7 +1,7 @@
 // `driftwatch policy suggest`: reads stored findings, prints policy YAML.
 import { parseArgs } from 'node:util';
 import { CliUsageError, defaultDb } from '../backend/cli.js';
-import { openStore } from '../backend/store.js';
+import { openStore } from '../backend/open-store.js';
 import { renderSuggestions, suggestRules } from './suggest.js';
 
 export function parseSince(since: string | undefined, now = Date.now()): string | undefined {

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { FindingJson } from '#gen/finding-json.js';
 import { startBackend } from '../../src/backend/server.js';
-import { openStore } from '../../src/backend/store.js';
+import { openStore } from '../../src/backend/open-store.js';
 import { Exporter } from '../../src/export/exporter.js';
 import { startBackendProcess } from '../helpers/backend-process.js';
 import { encodeRequest, exportRaw, realisticFinding } from '../helpers/load.js';

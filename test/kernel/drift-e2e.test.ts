@@ -79,6 +79,15 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
     assert.ok(value(/^driftwatch_events_total\{kind="exec"\} (\d+)$/m) >= 1);
     assert.equal(value(/^driftwatch_decode_errors_total (\d+)$/m), 0, 'drop counters exist before the first drop');
     assert.ok(!Number.isNaN(value(/^driftwatch_findings_total\{signature="drift.fileless_exec"\} (\d+)$/m)), 'a zero series for a signature that has not fired');
+    // Counts are typed counters; the kernel's old gauge names stay beside the _total ones.
+    assert.match(text, /^# TYPE driftwatch_kernel_exec_seen_total counter$/m);
+    assert.ok(value(/^driftwatch_kernel_exec_seen_total (\d+)$/m) >= value(/^driftwatch_kernel_exec_seen (\d+)$/m));
+    assert.match(text, /^# TYPE driftwatch_export_spooled_total counter$/m);
+    assert.match(text, /^# TYPE driftwatch_finding_latency_seconds histogram$/m);
+    assert.ok(value(/^driftwatch_finding_latency_seconds_count (\d+)$/m) >= 1, 'exec → finding latency observed');
+    assert.ok(value(/^driftwatch_finding_latency_seconds_sum (\S+)$/m) > 0);
+    assert.ok(value(/^process_resident_memory_bytes (\d+)$/m) > 0, 'process metrics');
+    assert.match(text, /^nodejs_eventloop_lag_p99_seconds \S+$/m);
     const series = text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.slice(0, l.lastIndexOf(' ')));
     assert.deepEqual(series.filter((s, i) => series.indexOf(s) !== i), [], 'every series once');
     // BPF run time advances while kernel.bpf_stats_enabled=1 (the operator's switch; restored after).
@@ -92,6 +101,8 @@ describe('drift end to end (real kernel, overlay mini-container)', { skip: skip 
       assert.match(on, /^driftwatch_bpf_stats_enabled 1$/m);
       assert.ok(Number(/^driftwatch_bpf_program_run_time_ns_total\{program="sched_process_exec"\} (\d+)$/m.exec(on)?.[1]) > 0, on);
       assert.ok(Number(/^driftwatch_bpf_program_runs_total\{program="sched_process_exec"\} (\d+)$/m.exec(on)?.[1]) > 0);
+      // The first finding went to the embedded backend in the meantime: its batch's round trip was timed.
+      assert.ok(Number(/^driftwatch_export_latency_seconds_count (\d+)$/m.exec(on)?.[1]) >= 1, on);
     } finally {
       writeFileSync(stats, was);
     }

@@ -111,7 +111,7 @@ test('sensor: overlay execs the kernel could not classify are reported once in t
   assert.equal(lines.length, 1, lines.join(''));
   assert.match(lines[0]!, /3 exec\(s\) from overlayfs could not be told apart .*layer UNKNOWN/);
   assert.doesNotMatch(lines[0]!, /restart/);
-  assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_unresolved')?.value, 3);
+  assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_unresolved_total')?.value, 3);
 });
 
 test('sensor: nested-overlay execs the kernel could not follow are said once in the log and counted', async () => {
@@ -127,6 +127,6 @@ test('sensor: nested-overlay execs the kernel could not follow are said once in 
   assert.equal(lines.length, 1, lines.join(''));
   assert.match(lines[0]!, /2 exec\(s\) through an overlay mounted inside a container could not be followed .* UNKNOWN/);
   assert.doesNotMatch(lines[0]!, /restart/);
-  assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_unfollowed')?.value, 2);
-  assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_nested')?.value, 5);
+  assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_unfollowed_total')?.value, 2);
+  assert.equal(sensor.metrics.snapshot().find((m) => m.name === 'kernel_ovl_nested_total')?.value, 5);
 });
