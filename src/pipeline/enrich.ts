@@ -12,7 +12,9 @@ import { UNREADABLE_REASONS, type KernelFileId } from '../enrich/safe-open.js';
 import type { FileFactReason } from '../signatures/sdk.js';
 
 const FILE_FACT_REASONS: readonly FileFactReason[] = [...UNREADABLE_REASONS, 'container_gone', 'timeout'];
-import type { DetectionEvent, FileFacts, ScriptFacts } from '../signatures/sdk.js';
+import type { DetectionEvent, FileFacts, InterpretedScript, ScriptFacts } from '../signatures/sdk.js';
+import { scriptFileFacts } from '../enrich/script-file.js';
+import { familyOf, scriptOperand } from './interpreters.js';
 import { isUnlinked } from './classify.js';
 import { containerOf, type HostNamespaces } from './container.js';
 import type { DecodedEvent, ExecEvent } from './decode.js';
@@ -130,6 +132,34 @@ export function createEnricher(opts: EnricherOptions): Enricher {
     return layer ? { path, layer, source: 'overlay' } : { path };
   }
 
+  for (const kind of ['file', 'inline', 'module', 'stdin', 'none']) metrics.inc('interpreter_operands_total', { kind }, 0);
+
+  for (const reason of FILE_FACT_REASONS) metrics.inc('script_file_unavailable_total', { reason }, 0);
+
+  /** A watched interpreter's operand, by its family's option rules (argv only: no lookup). */
+  const operandOf = (exec: ExecEvent): InterpretedScript & { path?: string } => {
+    const family = familyOf(exec.comm) ?? familyOf(exec.path.slice(exec.path.lastIndexOf('/') + 1)) ?? 'shell';
+    const op = scriptOperand(family, exec.args);
+    return { family: op.family ?? family, operand: op.kind, ...(op.code !== undefined ? { code: op.code.slice(0, 256) } : {}), ...(op.path !== undefined ? { path: op.path } : {}) };
+  };
+
+  /** For a script file operand: its layer and hash, read inside the container (script-file.ts). */
+  async function interpretedScript(exec: ExecEvent, op: InterpretedScript & { path?: string }, meta: () => Promise<ContainerMetadata | undefined>): Promise<InterpretedScript> {
+    const { path, ...out } = op;
+    if (op.operand !== 'file' || !path) return out;
+    const pids = await livePids(exec);
+    out.file = await scriptFileFacts({
+      procRoot,
+      pid: exec.hostPid,
+      otherPids: pids.filter((p) => p !== exec.hostPid),
+      mntNs: exec.mntNs,
+      operand: path,
+      overlay,
+      dirs: () => overlayDirs(exec, pids, meta),
+    });
+    return out;
+  }
+
   return {
     enrich(rec) {
       // In ring-buffer order, before anything is awaited: a manager's exec is
@@ -142,7 +172,8 @@ export function createEnricher(opts: EnricherOptions): Enricher {
 
       const work: Array<Promise<unknown>> = [];
       // Anything looked up asynchronously outlives the batch buffer: own the bytes first.
-      const needsWork = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags) || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || (!!resolver && !!container.id);
+      const watched = rec.kind === 'exec' && rec.watchInterpreter;
+      const needsWork = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags) || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || watched || (!!resolver && !!container.id);
       if (needsWork) rec.detach();
       const meta: Promise<ContainerMetadata | undefined> = resolver && container.id ? resolver.resolve(container.id, container.runtime) : Promise.resolve(undefined);
       // Only where the file is reachable nowhere else (the container's processes are all gone).
@@ -168,6 +199,19 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       if (ev.kind === 'exec') {
         const exec = ev.exec;
         if (drifted) work.push(parentExecutable(exec.hostPpid, procRoot).then((p) => p && (ev.parentExecutable = p)));
+        if (watched) {
+          const op = operandOf(exec);
+          work.push(
+            withDeadline(interpretedScript(exec, op, slowMeta), deadlineMs, (): InterpretedScript => {
+              const { path = '', ...rest } = op;
+              return { ...rest, file: { path, operand: path, layerUnavailable: 'timeout', sha256Unavailable: 'timeout' } };
+            }).then((s) => {
+              ev.interpreted = s;
+              metrics.inc('interpreter_operands_total', { kind: s.operand });
+              if (s.file?.layerUnavailable) metrics.inc('script_file_unavailable_total', { reason: s.file.layerUnavailable });
+            }),
+          );
+        }
         if (exec.fileFlags & FileFlag.SCRIPT) {
           work.push(
             withDeadline(scriptFacts(exec, () => meta), deadlineMs, (): ScriptFacts => ({ path: exec.filename })).then((script) => {
@@ -190,7 +234,7 @@ export function createEnricher(opts: EnricherOptions): Enricher {
         if (!resolver || !container.id) return ev;
         // A drift candidate (a file or a script) waits for a lookup already under way, up to
         // the storage wait: a container that exited at once is often the one being looked up.
-        const candidate = drifted || (rec.fileFlags & FileFlag.SCRIPT) !== 0;
+        const candidate = drifted || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || watched;
         const m = (await meta) ?? (candidate ? await slowMeta() : undefined);
         if (m) fill(m);
         else metrics.inc('enrichment_incomplete_total');
