@@ -127,6 +127,36 @@ static __always_inline enum dw_operand watch_operand(struct task_struct *task, u
 	return cut ? DW_OPERAND_FILE : DW_OPERAND_NONE;
 }
 
+/* Kind bit of drift.interpreted_script in prevent_containers (src/prevent/kinds.ts). */
+#define DW_KIND_INTERPRETED (1U << 7)
+#define DW_SIGSTOP 19
+
+/*
+ * Prevention for interpreted scripts: the script's layer is not known here
+ * (the interpreter opens it later), so a watched interpreter in a container
+ * that prevents them is stopped before its first instruction and user space
+ * decides (kill or continue, through a pidfd). The container's own plan
+ * decides, as for every other kind; a dry run stops nothing.
+ */
+static __always_inline u32 watch_hold(struct task_struct *task)
+{
+	u32 zero = 0;
+	struct dw_prevent_config *cfg = bpf_map_lookup_elem(&prevent_config, &zero);
+	if (!cfg || !cfg->enabled || cfg->dry_run || !cfg_host_mnt_ns)
+		return 0;
+	u64 cgid = bpf_get_current_cgroup_id();
+	struct dw_prevent_container *c = bpf_map_lookup_elem(&prevent_containers, &cgid);
+	u32 kinds = c ? c->kinds : cfg->unknown_kinds;
+	if (!(kinds & DW_KIND_INTERPRETED))
+		return 0;
+	if (bpf_send_signal_thread(DW_SIGSTOP)) {
+		stat_inc(DW_STAT_WATCH_HOLD_FAILED);
+		return 0;
+	}
+	stat_inc(DW_STAT_WATCH_HELD);
+	return DW_EXEC_WATCH_HELD;
+}
+
 /*
  * An image exec about to be dropped: the DW_EXEC_WATCH_* bits it is sent
  * with, or 0 to drop it.
@@ -143,7 +173,7 @@ static __always_inline u32 watch_image_exec(struct task_struct *task, struct den
 	if ((v & DW_WATCH_INTERPRETER) && (!cfg_host_mnt_ns || task_in_foreign_ns(task))) {
 		enum dw_operand op = watch_operand(task, (u8)(v >> DW_WATCH_INLINE_OPT_SHIFT));
 		if (op == DW_OPERAND_FILE)
-			out |= DW_EXEC_WATCH_INTERPRETER;
+			out |= DW_EXEC_WATCH_INTERPRETER | watch_hold(task);
 		else
 			stat_inc(op == DW_OPERAND_INLINE ? DW_STAT_WATCH_INLINE : DW_STAT_WATCH_NO_OPERAND);
 	}

@@ -156,6 +156,10 @@ interface Addon {
   /** openat2(2) on the thread pool; rejects with an Error whose code is the errno name. */
   openat2(dirfd: number, path: string, flags: number, resolve: number): Promise<number>;
   openat2Constants: Openat2Constants;
+  /** pidfd_open(2): a descriptor naming the process (close it with fs.close). */
+  pidfdOpen(pid: number): number;
+  /** pidfd_send_signal(2). */
+  pidfdSendSignal(fd: number, signal: number): void;
 }
 
 let addon: Addon | undefined;

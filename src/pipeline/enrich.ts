@@ -15,6 +15,8 @@ const FILE_FACT_REASONS: readonly FileFactReason[] = [...UNREADABLE_REASONS, 'co
 import type { DetectionEvent, FileFacts, InterpretedScript, ScriptFacts } from '../signatures/sdk.js';
 import { scriptFileFacts } from '../enrich/script-file.js';
 import { familyOf, scriptOperand } from './interpreters.js';
+import { HeldExec, HOLD_VERDICTS, type HoldSettings } from '../prevent/held.js';
+import { isDriftedScript } from '../signatures/sdk.js';
 import { isUnlinked } from './classify.js';
 import { containerOf, type HostNamespaces } from './container.js';
 import type { DecodedEvent, ExecEvent } from './decode.js';
@@ -37,6 +39,8 @@ export interface EnricherOptions {
   fileFactsTimeoutMs?: number;
   /** Package-manager windows: see every exec in order, and say which manager last changed a drifted file. */
   packageWindows?: PackageWindows;
+  /** For interpreters the kernel held stopped: how long, and whether the policy excepts the script. */
+  hold?: () => { settings: HoldSettings; excepted: (ev: DetectionEvent) => boolean };
 }
 
 /** How long file facts wait for the runtime's storage of a container whose processes are all gone. */
@@ -135,6 +139,34 @@ export function createEnricher(opts: EnricherOptions): Enricher {
   for (const kind of ['file', 'inline', 'module', 'stdin', 'none']) metrics.inc('interpreter_operands_total', { kind }, 0);
 
   for (const reason of FILE_FACT_REASONS) metrics.inc('script_file_unavailable_total', { reason }, 0);
+  for (const verdict of HOLD_VERDICTS) metrics.inc('held_execs_total', { verdict }, 0);
+  metrics.inc('held_continued_early_total', {}, 0);
+
+  /**
+   * A held interpreter's verdict: killed when its script is drift (or could
+   * not be read as a regular file) and no exception covers it, continued
+   * otherwise; at the hold timeout, the policy's onTimeout.
+   */
+  function judgeHeld(ev: DetectionEvent & { kind: 'exec' }, held: HeldExec, facts: Promise<InterpretedScript>): Promise<void> {
+    const { settings, excepted } = opts.hold?.() ?? { settings: { timeoutMs: 2000, onTimeout: 'continue' as const }, excepted: () => false };
+    const timer = setTimeout(() => held.decide(settings.onTimeout === 'kill', true), settings.timeoutMs);
+    timer.unref();
+    return facts.then(
+      (s) => {
+        clearTimeout(timer);
+        const f = s.file;
+        const drift = isDriftedScript(f) || f?.layerUnavailable === 'not_regular' || f?.layerUnavailable === 'replaced';
+        held.decide(drift && !excepted({ ...ev, interpreted: s }));
+      },
+      () => {
+        clearTimeout(timer);
+        held.decide(settings.onTimeout === 'kill', true);
+      },
+    ).finally(() => {
+      const v = held.verdict;
+      if (v) ev.held = v;
+    });
+  }
 
   /** A watched interpreter's operand, by its family's option rules (argv only: no lookup). */
   const operandOf = (exec: ExecEvent): InterpretedScript & { path?: string } => {
@@ -201,8 +233,12 @@ export function createEnricher(opts: EnricherOptions): Enricher {
         if (drifted) work.push(parentExecutable(exec.hostPpid, procRoot).then((p) => p && (ev.parentExecutable = p)));
         if (watched) {
           const op = operandOf(exec);
+          // Held stopped by the kernel: the pidfd is taken now, while it cannot have exited.
+          const held = exec.watchHeld ? new HeldExec(exec.hostPid, { dev: exec.dev, inode: exec.inode }, metrics, procRoot) : undefined;
+          const lookup = interpretedScript(exec, op, slowMeta);
+          if (held) work.push(judgeHeld(ev, held, lookup));
           work.push(
-            withDeadline(interpretedScript(exec, op, slowMeta), deadlineMs, (): InterpretedScript => {
+            withDeadline(lookup, deadlineMs, (): InterpretedScript => {
               const { path = '', ...rest } = op;
               return { ...rest, file: { path, operand: path, layerUnavailable: 'timeout', sha256Unavailable: 'timeout' } };
             }).then((s) => {

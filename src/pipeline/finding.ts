@@ -36,6 +36,7 @@ export function actionOf(ev: DetectionEvent): 'alert' | 'prevented' | 'would_pre
   const f = ev.exec.fileFlags;
   if (f & (ExecOutcome.PREVENTED | ExecOutcome.DENIED)) return 'prevented';
   if (f & ExecOutcome.WOULD_PREVENT) return 'would_prevent';
+  if (ev.held === 'killed' || ev.held === 'timeout_killed') return 'prevented';
   return 'alert';
 }
 

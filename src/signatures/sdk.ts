@@ -81,6 +81,8 @@ export interface ExecDetection {
   installedBy?: InstalledBy;
   /** Only for execs the kernel sent as a watched interpreter. */
   interpreted?: InterpretedScript;
+  /** A held interpreter's verdict (prevention of interpreted scripts). */
+  held?: 'killed' | 'continued' | 'timeout_killed' | 'timeout_continued' | 'gone';
 }
 
 /** A drifted file mapped executable. */

@@ -4,10 +4,12 @@
 // container; image scripts, inline code and read-only volumes give nothing.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MiniContainer, kernelSkipReason, leftoverTestMounts, waitForBpfObjectsGone } from '../helpers/minicontainer.js';
+import { MiniContainer, containerCgroup, kernelSkipReason, leftoverTestMounts, waitForBpfObjectsGone } from '../helpers/minicontainer.js';
+import { unifiedCgroupRoot } from '../../src/prevent/controller.js';
 import { SensorProcess, argsContain, type Finding } from '../helpers/sensor-process.js';
 
 const skip = kernelSkipReason();
@@ -151,5 +153,81 @@ describe('interpreted scripts (real kernel, overlay mini-container)', { skip: sk
     assert.ok(value('watch_emitted') >= 5, text.slice(0, 500));
     assert.ok(value('watch_inline') >= 1);
     assert.ok(value('watch_no_operand') >= 1);
+  });
+});
+
+const preventSkip = skip ?? (unifiedCgroupRoot() ? null : 'no unified (v2) cgroup hierarchy to put the test container in');
+if (!skip && preventSkip) console.log(`# interpreted-script prevention skipped: ${preventSkip}`);
+
+// Prevention is scoped to this test's own container (a cgroup named by id): other tests run mini-containers too.
+describe('interpreted scripts with prevention (real kernel: held stopped, killed through a pidfd)', { skip: preventSkip ?? false }, () => {
+  let ct: MiniContainer;
+  let sensor: SensorProcess;
+  let cg: ReturnType<typeof containerCgroup>;
+  let dir: string;
+
+  before(async () => {
+    ct = new MiniContainer();
+    mkdirSync(join(ct.lower, 'app'), { recursive: true });
+    writeFileSync(join(ct.lower, 'app', 'entry.sh'), 'echo ran > /tmp/marker-image\n');
+    cg = containerCgroup(unifiedCgroupRoot()!);
+    dir = mkdtempSync(join(tmpdir(), 'driftwatch-interp-prevent-'));
+    writeFileSync(
+      join(dir, 'policy.yaml'),
+      [
+        'signatures:',
+        '  drift.interpreted_script: { action: prevent }',
+        `prevention: { scope: { containers: ['${cg.id}'] }, scriptHold: { timeout: 5s, onTimeout: continue } }`,
+        'exceptions:',
+        '  - signature: drift.interpreted_script',
+        '    executable: /opt/ok/**',
+        '',
+      ].join('\n'),
+    );
+    sensor = await SensorProcess.start(['--policy', join(dir, 'policy.yaml')]);
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
+      if (Number(/^driftwatch_prevention_containers_in_scope (\d+)$/m.exec(text)?.[1] ?? 0) >= 1) break;
+      assert.ok(Date.now() < deadline, 'the test container was described and put in scope');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+
+  after(async () => {
+    const code = await sensor?.stop('SIGTERM');
+    ct?.destroy();
+    cg?.remove();
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(code, 0, sensor?.stderr.slice(-1000));
+    sensor.cleanup();
+  });
+
+  test('a dropped script run through sh writes no marker; the image script and an excepted one run; the shell goes on', async () => {
+    const n = randomBytes(4).toString('hex');
+    const r = ct.run(
+      [
+        `printf 'echo ran > /tmp/marker-dropped\\n' > /tmp/x-${n}.sh; sh /tmp/x-${n}.sh p${n}; echo "dropped rc=$?"`,
+        `printf 'echo ran > /tmp/marker-shm\\n' > /dev/shm/y-${n}.sh; sh /dev/shm/y-${n}.sh q${n}; echo "shm rc=$?"`,
+        `sh /app/entry.sh i${n}; echo "image rc=$?"`,
+        `mkdir -p /opt/ok; printf 'echo ran > /tmp/marker-ok\\n' > /opt/ok/z.sh; sh /opt/ok/z.sh o${n}; echo "ok rc=$?"`,
+        'ls /tmp | grep marker || true',
+      ].join('; '),
+      { timeoutMs: 120_000, cgroup: cg.path },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /marker-dropped/, 'the dropped script never ran');
+    assert.doesNotMatch(r.stdout, /marker-shm/, 'the tmpfs script never ran');
+    assert.match(r.stdout, /dropped rc=137/, 'the interpreter was killed (SIGKILL), the shell went on');
+    assert.match(r.stdout, /marker-image/, 'the image script ran: its interpreter was continued');
+    assert.match(r.stdout, /marker-ok/, 'the excepted script ran');
+    const f = await sensor.finding(isScriptFinding(`p${n}`), 'prevented script finding');
+    assert.equal(f.action, 'prevented');
+    assert.equal(f.process.script.layer, 'UPPER_NEW');
+    assert.equal(f.process.script.sha256, sha('echo ran > /tmp/marker-dropped\n'));
+    const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
+    assert.ok(Number(/^driftwatch_held_execs_total\{verdict="killed"\} (\d+)$/m.exec(text)?.[1]) >= 2, text.split('\n').filter((l) => l.includes('held')).join('\n'));
+    assert.ok(Number(/^driftwatch_held_execs_total\{verdict="continued"\} (\d+)$/m.exec(text)?.[1]) >= 2);
+    assert.ok(Number(/^driftwatch_kernel_watch_held (\d+)$/m.exec(text)?.[1]) >= 4);
   });
 });
