@@ -4,11 +4,11 @@
  * managers (exec_watch in maps.h, filled by user space from config).
  *
  * Image execs are dropped before any string is copied; this check sits on
- * that path, so it is one 16-byte comm read and one hash lookup. Only where
- * the comm misses is the exec'd file's own name looked up too (a symlink
- * with another name to an image interpreter: comm is the link's name), and
- * only when that name differs from the comm. Names are compared as two
- * little-endian words, no string is copied.
+ * that path, so it is the task's comm (16 bytes) and the exec'd file's own
+ * name (one 16-byte read: a symlink with another name to an image
+ * interpreter has the link's name as comm), each tested against a bit
+ * filter first; a hash lookup only follows a filter hit. Names are
+ * compared as two little-endian words, no string is copied.
  *
  * An interpreter is sent only inside a container (own mount and pid
  * namespaces, where the host's are known), and only when its arguments have an operand: the first
@@ -37,32 +37,72 @@ struct {
 	__type(value, char[2 * DW_WATCH_ARGV_SCAN]); /* masked reads stay inside */
 } watch_argv SEC(".maps");
 
-/* Low n bytes of a little-endian word. */
-static __always_inline u64 low_bytes(u64 w, u32 n)
+/*
+ * A 4096-bit filter over the exec_watch keys, filled beside the map: most
+ * names miss here with a few arithmetic instructions and an inlined array
+ * access, and only a hit pays for the hash lookup. The same hash is in
+ * src/native/loader.ts (watchFilterBit).
+ */
+#define DW_WATCH_FILTER_WORDS 64
+
+struct dw_watch_filter {
+	u64 bits[DW_WATCH_FILTER_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct dw_watch_filter);
+} exec_watch_filter SEC(".maps");
+
+static __always_inline bool watch_maybe(struct dw_watch_filter *f, u64 w0, u64 w1)
 {
-	return n >= 8 ? w : w & ((1ULL << (8 * n)) - 1);
+	u64 h = ((w0 ^ (w1 * 0xc2b2ae3d27d4eb4fULL)) * 0x9e3779b97f4a7c15ULL) >> 52;
+	return f->bits[(h >> 6) & (DW_WATCH_FILTER_WORDS - 1)] & (1ULL << (h & 63));
+}
+
+/* The bytes of a little-endian word below its first NUL (names are NUL-terminated). */
+static __always_inline u64 before_nul(u64 w, bool *ended)
+{
+	u64 zero = (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
+	if (!zero)
+		return w;
+	*ended = true;
+	u64 first = zero & -zero; /* the lowest zero byte's high bit */
+	return w & ((first >> 7) - 1);
 }
 
 /* The exec_watch value for this exec: by comm, else by the file's own name. */
 static __always_inline u32 watch_lookup(struct dentry *dentry)
 {
+	u32 zero = 0;
+	struct dw_watch_filter *f = bpf_map_lookup_elem(&exec_watch_filter, &zero);
+	if (!f)
+		return 0;
 	struct dw_watch_key key = {};
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	u32 *v = bpf_map_lookup_elem(&exec_watch, &key);
-	if (v)
-		return *v;
+	u64 *c = (u64 *)key.comm;
+	u32 *v;
+	if (watch_maybe(f, c[0], c[1])) {
+		v = bpf_map_lookup_elem(&exec_watch, &key);
+		if (v)
+			return *v;
+	}
 
-	u32 len = BPF_CORE_READ(dentry, d_name.len);
-	if (len > 15)
-		len = 15; /* comm's truncation, so keys are the same either way */
 	u64 w[2] = {};
 	if (bpf_probe_read_kernel(w, sizeof(w), BPF_CORE_READ(dentry, d_name.name)))
 		return 0;
-	w[0] = low_bytes(w[0], len);
-	w[1] = len > 8 ? low_bytes(w[1], len - 8) : 0;
-	u64 *c = (u64 *)key.comm;
+	bool ended = false;
+	w[0] = before_nul(w[0], &ended);
+	if (ended)
+		w[1] = 0;
+	else
+		w[1] = before_nul(w[1], &ended) & 0x00ffffffffffffffULL; /* comm's cut at 15 bytes */
 	if (w[0] == c[0] && w[1] == c[1])
 		return 0; /* same name: already missed */
+	if (!watch_maybe(f, w[0], w[1]))
+		return 0;
 	/* A multi-call binary (busybox) run by another name runs the applet of
 	 * that name, which just missed; by /proc/self/exe (comm "exe") its
 	 * applet is argv[0], which is not read here: judged like a shell. */
