@@ -73,6 +73,11 @@ static __always_inline u64 before_nul(u64 w, bool *ended)
 	return w & ((first >> 7) - 1);
 }
 
+/* mm->exe_file: the exec'd file, set by begin_new_exec before this tracepoint. */
+struct mm_struct___watch {
+	struct file *exe_file;
+} __attribute__((preserve_access_index));
+
 /* The exec_watch value for this exec: by comm, else by the file's own name. */
 static __always_inline u32 watch_lookup(struct dentry *dentry)
 {
@@ -81,8 +86,19 @@ static __always_inline u32 watch_lookup(struct dentry *dentry)
 	if (!f)
 		return 0;
 	struct dw_watch_key key = {};
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	u64 *c = (u64 *)key.comm;
+	const unsigned char *name;
+	/* Direct, BTF-checked loads where the kernel has the helper (5.11+):
+	 * this runs for every image exec that is dropped. */
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		struct task_struct *t = bpf_get_current_task_btf();
+		c[0] = *(u64 *)&t->comm[0];
+		c[1] = *(u64 *)&t->comm[8];
+		name = ((struct mm_struct___watch *)t->mm)->exe_file->f_path.dentry->d_name.name;
+	} else {
+		bpf_get_current_comm(key.comm, sizeof(key.comm));
+		name = BPF_CORE_READ(dentry, d_name.name);
+	}
 	u32 *v;
 	if (watch_maybe(f, c[0], c[1])) {
 		v = bpf_map_lookup_elem(&exec_watch, &key);
@@ -91,7 +107,7 @@ static __always_inline u32 watch_lookup(struct dentry *dentry)
 	}
 
 	u64 w[2] = {};
-	if (bpf_probe_read_kernel(w, sizeof(w), BPF_CORE_READ(dentry, d_name.name)))
+	if (bpf_probe_read_kernel(w, sizeof(w), name))
 		return 0;
 	bool ended = false;
 	w[0] = before_nul(w[0], &ended);
