@@ -62,7 +62,7 @@ describe('interpreted scripts (real kernel, overlay mini-container)', { skip: sk
 
   test('sh running a script written to /tmp: reported with the script path, layer UPPER_NEW and its hash', async () => {
     const n = nonce();
-    const body = `echo ran-${n}\nsleep 0.3\n`;
+    const body = `echo ran-${n}\nsleep 2\n`;
     const out = run(`printf '${body.replace(/\n/g, '\\n')}' > /tmp/x-${n}.sh; sh /tmp/x-${n}.sh ${n}`);
     assert.match(out, new RegExp(`ran-${n}`));
     const f = await sensor.finding(isScriptFinding(n), 'interpreted script finding');
@@ -79,7 +79,7 @@ describe('interpreted scripts (real kernel, overlay mini-container)', { skip: sk
 
   test('a relative operand resolves against the cwd inside the container', async () => {
     const n = nonce();
-    const body = `sleep 0.3\n`;
+    const body = `sleep 2\n`;
     run(`mkdir -p /tmp/w-${n} && cd /tmp/w-${n} && printf '${body.replace(/\n/g, '\\n')}' > r.sh && sh -e r.sh ${n}`);
     const f = await sensor.finding(isScriptFinding(n), 'relative operand finding');
     assert.equal(f.process.script.path, `/tmp/w-${n}/r.sh`);
@@ -89,7 +89,7 @@ describe('interpreted scripts (real kernel, overlay mini-container)', { skip: sk
 
   test('a script on tmpfs and on a writable volume are drift; one on a read-only volume is not', async () => {
     const n = nonce();
-    const body = `sleep 0.3\n`;
+    const body = `sleep 2\n`;
     run(`printf '${body.replace(/\n/g, '\\n')}' > /dev/shm/t-${n}.sh; sh /dev/shm/t-${n}.sh t${n}`);
     const t = await sensor.finding(isScriptFinding(`t${n}`), 'tmpfs script finding');
     assert.equal(t.process.script.layer, 'TMPFS');
@@ -113,16 +113,16 @@ describe('interpreted scripts (real kernel, overlay mini-container)', { skip: sk
 
   test('an image script changed in the container is reported as UPPER_COPIED_UP, not the same as the image', async () => {
     const n = nonce();
-    run(`echo 'sleep 0.3' >> /app/changed.sh; sh /app/changed.sh ${n}`);
+    run(`echo 'sleep 2' >> /app/changed.sh; sh /app/changed.sh ${n}`);
     const f = await sensor.finding(isScriptFinding(n), 'changed image script finding');
     assert.equal(f.process.script.layer, 'UPPER_COPIED_UP');
-    assert.equal(f.process.script.sha256, sha(`${IMAGE_SCRIPT}sleep 0.3\n`));
+    assert.equal(f.process.script.sha256, sha(`${IMAGE_SCRIPT}sleep 2\n`));
     assert.equal(f.process.script.sameAsImage, false);
   });
 
   test('a busybox re-exec through /proc/self/exe and `busybox sh` are seen as shells', async () => {
     const n = nonce();
-    run(`echo 'sleep 0.3' > /tmp/b-${n}.sh; busybox sh /tmp/b-${n}.sh ${n}`);
+    run(`echo 'sleep 2' > /tmp/b-${n}.sh; busybox sh /tmp/b-${n}.sh ${n}`);
     const f = await sensor.finding(isScriptFinding(n), 'busybox sh finding');
     assert.equal(f.process.script.path, `/tmp/b-${n}.sh`);
     assert.equal(f.process.script.layer, 'UPPER_NEW');
@@ -135,7 +135,7 @@ describe('interpreted scripts (real kernel, overlay mini-container)', { skip: sk
     writeFileSync(hostFile, `host secret ${n}\n`);
     try {
       // The script replaces itself with a symlink to that path as its first act, then waits for the lookup.
-      const body = `rm -f /tmp/s-${n}.sh; ln -s ${hostFile} /tmp/s-${n}.sh; sleep 1\n`;
+      const body = `rm -f /tmp/s-${n}.sh; ln -s ${hostFile} /tmp/s-${n}.sh; sleep 2\n`;
       run(`echo 'container decoy' > ${hostFile}; printf '${body.replace(/\n/g, '\\n')}' > /tmp/s-${n}.sh; sh /tmp/s-${n}.sh ${n}`);
       const f = await sensor.finding(isScriptFinding(n), 'swapped script finding');
       assert.notEqual(f.process.script.sha256, sha(readFileSync(hostFile)), 'never the host file\'s hash');
