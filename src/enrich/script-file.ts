@@ -173,7 +173,7 @@ export async function scriptFileFacts(q: ScriptLookup): Promise<ScriptFileFacts>
     const h = await file.sha256();
     if (h.reason === undefined) facts.sha256 = h.sha256;
     else facts.sha256Unavailable = h.reason;
-    if (facts.sha256 && facts.layer === 'UPPER_COPIED_UP' && real(facts)) {
+    if (facts.sha256 && facts.layer === 'UPPER_COPIED_UP' && inContainerPath(facts)) {
       const dirs = await q.dirs();
       const image = dirs ? await q.overlay.imageHash(dirs, facts.path) : { reason: 'gone' as const };
       if (image.reason === undefined) facts.sameAsImage = image.sha256 === facts.sha256;
@@ -185,7 +185,7 @@ export async function scriptFileFacts(q: ScriptLookup): Promise<ScriptFileFacts>
   return facts;
 }
 
-const real = (f: ScriptFileFacts) => f.path.startsWith('/');
+const inContainerPath = (f: ScriptFileFacts) => f.path.startsWith('/');
 
 /** The layer of the opened inode: by its device, then by the upper dir's copy with the same identity. */
 async function classify(

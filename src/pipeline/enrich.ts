@@ -200,7 +200,11 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       const container = containerOf(rec, opts.host);
       const ev: DetectionEvent = rec.kind === 'exec' ? { kind: 'exec', exec: rec, container } : { kind: 'mmap_exec', mmap: rec, container };
       // Host events are dropped right after this: spend nothing on them.
-      if (!container.inContainer) return ev;
+      if (!container.inContainer) {
+        // Never leave a process stopped: one the kernel held is continued at once.
+        if (rec.kind === 'exec' && rec.watchHeld) new HeldExec(rec.hostPid, { dev: rec.dev, inode: rec.inode }, metrics, procRoot).decide(false);
+        return ev;
+      }
 
       const work: Array<Promise<unknown>> = [];
       // Anything looked up asynchronously outlives the batch buffer: own the bytes first.
