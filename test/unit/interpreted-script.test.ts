@@ -3,6 +3,8 @@
 // exec_watch names, the signature over each kind of script file, and how
 // dedup, policy and stream signatures treat its findings.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import type { ScriptFileFacts } from '../../src/enrich/script-file.js';
 import { belowRoot, devString, parseMountinfo } from '../../src/enrich/script-file.js';
@@ -157,4 +159,48 @@ test('drift.interpreted_script: policy exceptions by executable glob and sha256 
   const out: Finding[] = [];
   new PolicyStage(parsePolicy('exceptions:\n  - executable: /other/**\n', 'p.yaml'), new Metrics(), (x) => out.push(x)).apply(f());
   assert.equal(out.length, 1);
+});
+
+test('held interpreters: a real stopped child is killed or continued through its pidfd, once; a mismatched identity is left alone', async () => {
+  const { spawn } = await import('node:child_process');
+  const { statSync } = await import('node:fs');
+  const { HeldExec } = await import('../../src/prevent/held.js');
+  const exeOf = (pid: number) => {
+    const st = statSync(`/proc/${pid}/exe`, { bigint: true });
+    // The kernel's dev_t (major << 20 | minor) from glibc's st_dev.
+    const major = Number(((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn));
+    const minor = Number((st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn));
+    return { dev: (major << 20) | minor, inode: st.ino };
+  };
+  const children: Array<ReturnType<typeof spawn>> = [];
+  const state = (pid: number) => /\) (\S) /.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1];
+  const stopped = async () => {
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    children.push(child);
+    await once(child, 'spawn');
+    process.kill(child.pid!, 'SIGSTOP');
+    while (state(child.pid!) !== 'T') await new Promise((r) => setTimeout(r, 10));
+    return child;
+  };
+  try {
+    const metrics = new Metrics();
+    const killed = await stopped();
+    const h = new HeldExec(killed.pid!, exeOf(killed.pid!), metrics);
+    assert.equal(h.decide(true), 'killed');
+    assert.equal(h.decide(false), 'killed', 'one verdict only');
+    const [, signal] = (await once(killed, 'exit')) as [number | null, string | null];
+    assert.equal(signal, 'SIGKILL');
+
+    const continued = await stopped();
+    assert.equal(new HeldExec(continued.pid!, exeOf(continued.pid!), metrics).decide(false), 'continued');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(state(continued.pid!), 'S', 'running (sleeping) again, not stopped');
+
+    const other = await stopped();
+    const wrong = { ...exeOf(other.pid!), inode: exeOf(other.pid!).inode + 1n };
+    assert.equal(new HeldExec(other.pid!, wrong, metrics).decide(true), 'gone', 'not the recorded executable: never signalled');
+    assert.equal(state(other.pid!), 'T', 'still stopped');
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+  }
 });
