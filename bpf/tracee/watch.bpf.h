@@ -157,10 +157,17 @@ static __always_inline enum dw_operand watch_operand(struct task_struct *task, u
 	if (bpf_probe_read_user(buf, len & (DW_WATCH_ARGV_SCAN * 2 - 1), (void *)start))
 		return DW_OPERAND_FILE;
 
-	/* One small state, so the verifier's states at the loop head repeat and prune. */
+	/*
+	 * One small state, so the verifier's states at the loop head repeat and
+	 * prune. The end is found without comparing i with len (which would
+	 * narrow len differently on every round, so that older verifiers, 5.10
+	 * and 6.1, never prune and give up at a million instructions).
+	 */
 	enum { ST_ARGV0, ST_START, ST_OPT1, ST_CLUSTER, ST_SKIP } st = ST_ARGV0;
 	for (u32 i = 0; i < DW_WATCH_ARGV_SCAN; i++) {
-		if (i >= len)
+		u64 more = (u64)i - len;
+		asm volatile("%0 >>= 63" : "+r"(more)); /* 1 while i < len; not folded into a compare */
+		if (!more)
 			break;
 		char ch = buf[i & (DW_WATCH_ARGV_SCAN - 1)];
 		if (st == ST_START) {
