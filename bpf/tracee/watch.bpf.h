@@ -11,10 +11,10 @@
  * compared as two little-endian words, no string is copied.
  *
  * An interpreter is sent only inside a container (own mount and pid
- * namespaces, where the host's are known), and only when its arguments have an operand: the first
- * argument after argv[0] that is not an option. A bare shell or REPL reads
- * from a terminal or stdin, and a shell's `-c` (the option letter comes
- * from the map value) runs inline code; both are counted and dropped, since
+ * namespaces, where the host's are known), and only when argv has more
+ * than argv[0]. A bare shell or REPL reads from a terminal or stdin, and a
+ * shell whose first argument is a `-c` cluster (the option letter comes from
+ * the map value) runs inline code; both are counted and dropped, since
  * `sh -c` is among the most frequent execs of all. Everything finer (python
  * -m, perl -e, options that take a value) is parsed in user space, which
  * errs on the side of sending.
@@ -134,10 +134,11 @@ static __always_inline u32 watch_lookup(struct dentry *dentry)
 enum dw_operand { DW_OPERAND_NONE, DW_OPERAND_INLINE, DW_OPERAND_FILE };
 
 /*
- * The first operand of the new image's argv (read from its mm, like
- * put_argv): a file, inline code (a short option cluster holding the
- * inline letter came first), or none. A scan that ends inside options says
- * FILE: the kernel cannot tell, user space can.
+ * Whether the new image's argv (read from its mm, like put_argv) may hold a
+ * script operand: none when argv[0] is alone, inline code when argv[1] is a
+ * short option cluster holding the inline letter (sh -c, bash -ec), else
+ * maybe (user space parses the rest). Two string reads and a loop over at
+ * most 15 bytes, so every verifier (5.10 included) checks it quickly.
  */
 static __always_inline enum dw_operand watch_operand(struct task_struct *task, u8 inline_opt)
 {
@@ -148,46 +149,26 @@ static __always_inline enum dw_operand watch_operand(struct task_struct *task, u
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);
 	unsigned long start = BPF_CORE_READ(mm, arg_start);
 	unsigned long end = BPF_CORE_READ(mm, arg_end);
-	u64 len = end > start ? end - start : 0;
-	bool cut = len > DW_WATCH_ARGV_SCAN;
-	if (cut)
-		len = DW_WATCH_ARGV_SCAN;
-	if (len == 0)
+	if (end <= start)
 		return DW_OPERAND_NONE;
-	if (bpf_probe_read_user(buf, len & (DW_WATCH_ARGV_SCAN * 2 - 1), (void *)start))
+	/* argv[0]'s length, with its NUL: where argv[1] starts. */
+	long n0 = bpf_probe_read_user_str(buf, DW_WATCH_ARGV_SCAN, (void *)start);
+	if (n0 <= 0 || n0 >= DW_WATCH_ARGV_SCAN)
+		return DW_OPERAND_FILE; /* unreadable or longer than the window: user space says */
+	if (start + n0 >= end)
+		return DW_OPERAND_NONE; /* a bare shell or REPL */
+	char a[16] = {};
+	if (bpf_probe_read_user_str(a, sizeof(a), (void *)(start + n0)) <= 0)
 		return DW_OPERAND_FILE;
-
-	/*
-	 * One small state, so the verifier's states at the loop head repeat and
-	 * prune. The end is found without comparing i with len (which would
-	 * narrow len differently on every round, so that older verifiers, 5.10
-	 * and 6.1, never prune and give up at a million instructions).
-	 */
-	enum { ST_ARGV0, ST_START, ST_OPT1, ST_CLUSTER, ST_SKIP } st = ST_ARGV0;
-	for (u32 i = 0; i < DW_WATCH_ARGV_SCAN; i++) {
-		u64 more = (u64)i - len;
-		asm volatile("%0 >>= 63" : "+r"(more)); /* 1 while i < len; not folded into a compare */
-		if (!more)
+	if ((a[0] != '-' && a[0] != '+') || a[1] == '-' || !inline_opt)
+		return DW_OPERAND_FILE; /* an operand, a long option, or no kernel rule */
+	for (int i = 1; i < (int)sizeof(a); i++) {
+		if (a[i] == 0)
 			break;
-		char ch = buf[i & (DW_WATCH_ARGV_SCAN - 1)];
-		if (st == ST_START) {
-			if (ch != '-' && ch != '+')
-				return DW_OPERAND_FILE; /* also an empty operand: user space says */
-			st = ST_OPT1;
-		} else if (ch == 0) {
-			st = ST_START;
-		} else if (st == ST_OPT1) {
-			if (ch == '-')
-				st = ST_SKIP; /* a long option (or "--"): never inline here */
-			else if (ch == (char)inline_opt)
-				return DW_OPERAND_INLINE;
-			else
-				st = ST_CLUSTER;
-		} else if (st == ST_CLUSTER && ch == (char)inline_opt) {
+		if (a[i] == (char)inline_opt)
 			return DW_OPERAND_INLINE;
-		}
 	}
-	return cut ? DW_OPERAND_FILE : DW_OPERAND_NONE;
+	return DW_OPERAND_FILE;
 }
 
 /* Kind bit of drift.interpreted_script in prevent_containers (src/prevent/kinds.ts). */
