@@ -17,9 +17,9 @@ import { Metrics } from '../pipeline/metrics.js';
 import type { Policy } from '../policy/config.js';
 import { PolicyStage } from '../policy/policy.js';
 import interpretedScript from '../signatures/interpreted-script.js';
-import type { DetectionEvent } from '../signatures/sdk.js';
+import type { DetectionEvent, HoldOutcome } from '../signatures/sdk.js';
 
-export type HoldVerdict = 'killed' | 'continued' | 'timeout_killed' | 'timeout_continued' | 'gone';
+export type HoldVerdict = HoldOutcome;
 export const HOLD_VERDICTS: readonly HoldVerdict[] = ['killed', 'continued', 'timeout_killed', 'timeout_continued', 'gone'];
 
 export interface HoldSettings {

@@ -54,6 +54,9 @@ export interface ScriptFacts {
   source?: 'kernel' | 'overlay';
 }
 
+/** What became of an interpreter the kernel held stopped (src/prevent/held.ts). */
+export type HoldOutcome = 'killed' | 'continued' | 'timeout_killed' | 'timeout_continued' | 'gone';
+
 /**
  * An image interpreter run with an operand (exec_watch): what its argv
  * holds and, for a script file, what enrichment learnt about that file.
@@ -82,7 +85,7 @@ export interface ExecDetection {
   /** Only for execs the kernel sent as a watched interpreter. */
   interpreted?: InterpretedScript;
   /** A held interpreter's verdict (prevention of interpreted scripts). */
-  held?: 'killed' | 'continued' | 'timeout_killed' | 'timeout_continued' | 'gone';
+  held?: HoldOutcome;
 }
 
 /** A drifted file mapped executable. */
