@@ -12,6 +12,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setExecWatch } from '../src/native/loader.js';
+import { interpreterWatchEntries } from '../src/pipeline/interpreters.js';
 import { MiniContainer } from '../test/helpers/minicontainer.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -34,6 +36,12 @@ function open(addon: string): LoaderLike {
   const l = new Loader({});
   l.load();
   l.attach();
+  // A build with exec_watch gets the sensor's default interpreter list, as in production.
+  try {
+    setExecWatch(l as unknown as Parameters<typeof setExecWatch>[0], interpreterWatchEntries());
+  } catch {
+    /* an older build: no such map */
+  }
   return l;
 }
 

@@ -8,6 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setExecWatch } from '../src/native/loader.js';
+import { interpreterWatchEntries } from '../src/pipeline/interpreters.js';
 import { MiniContainer } from '../test/helpers/minicontainer.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -90,6 +92,12 @@ export async function kernelCost(execs = 500): Promise<CostRow[]> {
     const loader = new Loader({});
     loader.load();
     loader.attach();
+    let watching = true;
+    try {
+      setExecWatch(loader, interpreterWatchEntries()); // the sensor's default list
+    } catch {
+      watching = false; // an older build: no exec_watch
+    }
     const drain = Buffer.alloc(4 << 20);
     const ours = () => loader.programStats().find((p: { name: string }) => p.name === 'sched_process_exec');
     let a = ours();
@@ -114,6 +122,21 @@ export async function kernelCost(execs = 500): Promise<CostRow[]> {
     b = ours();
     while (loader.consume(drain) > 0);
     rows.push({ tool: 'driftwatch', workload: '#! dropped script (full record)', execs: b.runCount - a.runCount, nsPerRun: (b.runTimeNs - a.runTimeNs) / (b.runCount - a.runCount), note: 'the shell, printf and chmod before the loop are image binaries' });
+    if (watching) {
+      // Interpreters (exec_watch): an image interpreter with a script operand is sent in full
+      // (user space classifies the script); with inline code it is dropped after the argv scan.
+      writeFileSync(join(ct.lower, 'bin', 'img-plain.sh'), ':\n');
+      a = ours();
+      loop(ct, execs, 'sh /bin/img-plain.sh');
+      b = ours();
+      while (loader.consume(drain) > 0);
+      rows.push({ tool: 'driftwatch', workload: 'interpreter + script operand (full record)', execs: b.runCount - a.runCount, nsPerRun: (b.runTimeNs - a.runTimeNs) / (b.runCount - a.runCount), note: 'sh /bin/img-plain.sh: busybox re-exec, comm exe' });
+      a = ours();
+      loop(ct, execs, 'sh -c :');
+      b = ours();
+      while (loader.consume(drain) > 0);
+      rows.push({ tool: 'driftwatch', workload: 'interpreter + inline code (dropped)', execs: b.runCount - a.runCount, nsPerRun: (b.runTimeNs - a.runTimeNs) / (b.runCount - a.runCount), note: 'sh -c : (argv scanned, counted, dropped)' });
+    }
     loader.close();
 
     rows.push(await peer('bpftrace', ['bpftrace', '-e', 'tracepoint:sched:sched_process_exec { printf("%d %s\\n", pid, comm); }'], ct, execs));

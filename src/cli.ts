@@ -27,6 +27,7 @@ import { Metrics } from './pipeline/metrics.js';
 import { SelfTest, describeFailure } from './ops/selftest.js';
 import { doctorTable, runDoctor } from './ops/doctor.js';
 import { consoleSink, jsonlSink, type Sink } from './pipeline/sinks.js';
+import { interpreterWatchEntries } from './pipeline/interpreters.js';
 import { PreflightError, describeLoaderError, preflight } from './preflight.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -156,6 +157,7 @@ async function runCommand(argv: string[]): Promise<number> {
       emitAll: cfg.emitAll,
       mmapTracepoint: cfg.mmapTracepoint,
       packageManagers: cfg.packageManagers,
+      ...(cfg.interpreters ? { execWatch: interpreterWatchEntries(cfg.interpreters) } : {}),
       resolver: metadata.resolver,
       signatures,
       isolation,

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { ScriptHook } from './native/loader.js';
 import { DEFAULT_PACKAGE_MANAGERS } from './enrich/package-windows.js';
+import { parseInterpreters } from './pipeline/interpreters.js';
 import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log.js';
 
 export interface SensorConfig {
@@ -45,6 +46,8 @@ export interface SensorConfig {
   mmapTracepoint: boolean;
   /** Command names of package managers: their execs open a window, and files they write get installedBy. */
   packageManagers: string[];
+  /** Interpreters whose script operand is checked (drift.interpreted_script): `name`, `name:<inline option>`, `{a..b}` ranges. Default: DEFAULT_INTERPRETERS. */
+  interpreters?: string[];
 }
 
 export class ConfigError extends Error {}
@@ -94,6 +97,7 @@ const KEYS: Record<keyof SensorConfig, Kind> = {
   dockerSocket: 'string',
   mmapTracepoint: 'boolean',
   packageManagers: 'list',
+  interpreters: 'list',
 };
 
 /** --include-host ⇄ includeHost ⇄ DRIFTWATCH_INCLUDE_HOST */
@@ -167,6 +171,13 @@ function validate(c: SensorConfig): SensorConfig {
   if (c.otlpEndpoint && !/^(https?:\/\/)?[^\s/:]+:\d{1,5}\/?$/.test(c.otlpEndpoint)) throw new ConfigError(`otlpEndpoint: expected host:port or http(s)://host:port (got ${c.otlpEndpoint})`);
   checkSignatureLimits(c);
   for (const m of c.packageManagers) if (!/^[^/\s]{1,15}$/.test(m)) throw new ConfigError(`packageManagers: ${JSON.stringify(m)} is not a command name (at most 15 characters, no / or space)`);
+  if (c.interpreters) {
+    try {
+      parseInterpreters(c.interpreters);
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+  }
   if (!!c.tlsCert !== !!c.tlsKey) throw new ConfigError('tlsCert and tlsKey: give both or neither');
   return c;
 }

@@ -4,17 +4,17 @@
  * managers (exec_watch in maps.h, filled by user space from config).
  *
  * Image execs are dropped before any string is copied; this check sits on
- * that path, so it is one 16-byte comm read and one hash lookup. Only where
- * the comm misses is the exec'd file's own name looked up too (a symlink
- * with another name to an image interpreter: comm is the link's name), and
- * only when that name differs from the comm. Names are compared as two
- * little-endian words, no string is copied.
+ * that path, so it is the task's comm (16 bytes) and the exec'd file's own
+ * name (one 16-byte read: a symlink with another name to an image
+ * interpreter has the link's name as comm), each tested against a bit
+ * filter first; a hash lookup only follows a filter hit. Names are
+ * compared as two little-endian words, no string is copied.
  *
  * An interpreter is sent only inside a container (own mount and pid
- * namespaces, where the host's are known), and only when its arguments have an operand: the first
- * argument after argv[0] that is not an option. A bare shell or REPL reads
- * from a terminal or stdin, and a shell's `-c` (the option letter comes
- * from the map value) runs inline code; both are counted and dropped, since
+ * namespaces, where the host's are known), and only when argv has more
+ * than argv[0]. A bare shell or REPL reads from a terminal or stdin, and a
+ * shell whose first argument is a `-c` cluster (the option letter comes from
+ * the map value) runs inline code; both are counted and dropped, since
  * `sh -c` is among the most frequent execs of all. Everything finer (python
  * -m, perl -e, options that take a value) is parsed in user space, which
  * errs on the side of sending.
@@ -37,32 +37,88 @@ struct {
 	__type(value, char[2 * DW_WATCH_ARGV_SCAN]); /* masked reads stay inside */
 } watch_argv SEC(".maps");
 
-/* Low n bytes of a little-endian word. */
-static __always_inline u64 low_bytes(u64 w, u32 n)
+/*
+ * A 4096-bit filter over the exec_watch keys, filled beside the map: most
+ * names miss here with a few arithmetic instructions and an inlined array
+ * access, and only a hit pays for the hash lookup. The same hash is in
+ * src/native/loader.ts (watchFilterBit).
+ */
+#define DW_WATCH_FILTER_WORDS 64
+
+struct dw_watch_filter {
+	u64 bits[DW_WATCH_FILTER_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct dw_watch_filter);
+} exec_watch_filter SEC(".maps");
+
+static __always_inline bool watch_maybe(struct dw_watch_filter *f, u64 w0, u64 w1)
 {
-	return n >= 8 ? w : w & ((1ULL << (8 * n)) - 1);
+	u64 h = ((w0 ^ (w1 * 0xc2b2ae3d27d4eb4fULL)) * 0x9e3779b97f4a7c15ULL) >> 52;
+	return f->bits[(h >> 6) & (DW_WATCH_FILTER_WORDS - 1)] & (1ULL << (h & 63));
 }
+
+/* The bytes of a little-endian word below its first NUL (names are NUL-terminated). */
+static __always_inline u64 before_nul(u64 w, bool *ended)
+{
+	u64 zero = (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
+	if (!zero)
+		return w;
+	*ended = true;
+	u64 first = zero & -zero; /* the lowest zero byte's high bit */
+	return w & ((first >> 7) - 1);
+}
+
+/* mm->exe_file: the exec'd file, set by begin_new_exec before this tracepoint. */
+struct mm_struct___watch {
+	struct file *exe_file;
+} __attribute__((preserve_access_index));
 
 /* The exec_watch value for this exec: by comm, else by the file's own name. */
 static __always_inline u32 watch_lookup(struct dentry *dentry)
 {
-	struct dw_watch_key key = {};
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	u32 *v = bpf_map_lookup_elem(&exec_watch, &key);
-	if (v)
-		return *v;
-
-	u32 len = BPF_CORE_READ(dentry, d_name.len);
-	if (len > 15)
-		len = 15; /* comm's truncation, so keys are the same either way */
-	u64 w[2] = {};
-	if (bpf_probe_read_kernel(w, sizeof(w), BPF_CORE_READ(dentry, d_name.name)))
+	u32 zero = 0;
+	struct dw_watch_filter *f = bpf_map_lookup_elem(&exec_watch_filter, &zero);
+	if (!f)
 		return 0;
-	w[0] = low_bytes(w[0], len);
-	w[1] = len > 8 ? low_bytes(w[1], len - 8) : 0;
+	struct dw_watch_key key = {};
 	u64 *c = (u64 *)key.comm;
+	const unsigned char *name;
+	/* Direct, BTF-checked loads where the kernel has the helper (5.11+):
+	 * this runs for every image exec that is dropped. */
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		struct task_struct *t = bpf_get_current_task_btf();
+		c[0] = *(u64 *)&t->comm[0];
+		c[1] = *(u64 *)&t->comm[8];
+		name = ((struct mm_struct___watch *)t->mm)->exe_file->f_path.dentry->d_name.name;
+	} else {
+		bpf_get_current_comm(key.comm, sizeof(key.comm));
+		name = BPF_CORE_READ(dentry, d_name.name);
+	}
+	u32 *v;
+	if (watch_maybe(f, c[0], c[1])) {
+		v = bpf_map_lookup_elem(&exec_watch, &key);
+		if (v)
+			return *v;
+	}
+
+	u64 w[2] = {};
+	if (bpf_probe_read_kernel(w, sizeof(w), name))
+		return 0;
+	bool ended = false;
+	w[0] = before_nul(w[0], &ended);
+	if (ended)
+		w[1] = 0;
+	else
+		w[1] = before_nul(w[1], &ended) & 0x00ffffffffffffffULL; /* comm's cut at 15 bytes */
 	if (w[0] == c[0] && w[1] == c[1])
 		return 0; /* same name: already missed */
+	if (!watch_maybe(f, w[0], w[1]))
+		return 0;
 	/* A multi-call binary (busybox) run by another name runs the applet of
 	 * that name, which just missed; by /proc/self/exe (comm "exe") its
 	 * applet is argv[0], which is not read here: judged like a shell. */
@@ -78,10 +134,11 @@ static __always_inline u32 watch_lookup(struct dentry *dentry)
 enum dw_operand { DW_OPERAND_NONE, DW_OPERAND_INLINE, DW_OPERAND_FILE };
 
 /*
- * The first operand of the new image's argv (read from its mm, like
- * put_argv): a file, inline code (a short option cluster holding the
- * inline letter came first), or none. A scan that ends inside options says
- * FILE: the kernel cannot tell, user space can.
+ * Whether the new image's argv (read from its mm, like put_argv) may hold a
+ * script operand: none when argv[0] is alone, inline code when argv[1] is a
+ * short option cluster holding the inline letter (sh -c, bash -ec), else
+ * maybe (user space parses the rest). Two string reads and a loop over at
+ * most 15 bytes, so every verifier (5.10 included) checks it quickly.
  */
 static __always_inline enum dw_operand watch_operand(struct task_struct *task, u8 inline_opt)
 {
@@ -92,39 +149,56 @@ static __always_inline enum dw_operand watch_operand(struct task_struct *task, u
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);
 	unsigned long start = BPF_CORE_READ(mm, arg_start);
 	unsigned long end = BPF_CORE_READ(mm, arg_end);
-	u64 len = end > start ? end - start : 0;
-	bool cut = len > DW_WATCH_ARGV_SCAN;
-	if (cut)
-		len = DW_WATCH_ARGV_SCAN;
-	if (len == 0)
+	if (end <= start)
 		return DW_OPERAND_NONE;
-	if (bpf_probe_read_user(buf, len & (DW_WATCH_ARGV_SCAN * 2 - 1), (void *)start))
+	/* argv[0]'s length, with its NUL: where argv[1] starts. */
+	long n0 = bpf_probe_read_user_str(buf, DW_WATCH_ARGV_SCAN, (void *)start);
+	if (n0 <= 0 || n0 >= DW_WATCH_ARGV_SCAN)
+		return DW_OPERAND_FILE; /* unreadable or longer than the window: user space says */
+	if (start + n0 >= end)
+		return DW_OPERAND_NONE; /* a bare shell or REPL */
+	char a[16] = {};
+	if (bpf_probe_read_user_str(a, sizeof(a), (void *)(start + n0)) <= 0)
 		return DW_OPERAND_FILE;
-
-	/* One small state, so the verifier's states at the loop head repeat and prune. */
-	enum { ST_ARGV0, ST_START, ST_OPT1, ST_CLUSTER, ST_SKIP } st = ST_ARGV0;
-	for (u32 i = 0; i < DW_WATCH_ARGV_SCAN; i++) {
-		if (i >= len)
+	if ((a[0] != '-' && a[0] != '+') || a[1] == '-' || !inline_opt)
+		return DW_OPERAND_FILE; /* an operand, a long option, or no kernel rule */
+	for (int i = 1; i < (int)sizeof(a); i++) {
+		if (a[i] == 0)
 			break;
-		char ch = buf[i & (DW_WATCH_ARGV_SCAN - 1)];
-		if (st == ST_START) {
-			if (ch != '-' && ch != '+')
-				return DW_OPERAND_FILE; /* also an empty operand: user space says */
-			st = ST_OPT1;
-		} else if (ch == 0) {
-			st = ST_START;
-		} else if (st == ST_OPT1) {
-			if (ch == '-')
-				st = ST_SKIP; /* a long option (or "--"): never inline here */
-			else if (ch == (char)inline_opt)
-				return DW_OPERAND_INLINE;
-			else
-				st = ST_CLUSTER;
-		} else if (st == ST_CLUSTER && ch == (char)inline_opt) {
+		if (a[i] == (char)inline_opt)
 			return DW_OPERAND_INLINE;
-		}
 	}
-	return cut ? DW_OPERAND_FILE : DW_OPERAND_NONE;
+	return DW_OPERAND_FILE;
+}
+
+/* Kind bit of drift.interpreted_script in prevent_containers (src/prevent/kinds.ts). */
+#define DW_KIND_INTERPRETED (1U << 7)
+#define DW_SIGSTOP 19
+
+/*
+ * Prevention for interpreted scripts: the script's layer is not known here
+ * (the interpreter opens it later), so a watched interpreter in a container
+ * that prevents them is stopped before its first instruction and user space
+ * decides (kill or continue, through a pidfd). The container's own plan
+ * decides, as for every other kind; a dry run stops nothing.
+ */
+static __always_inline u32 watch_hold(struct task_struct *task)
+{
+	u32 zero = 0;
+	struct dw_prevent_config *cfg = bpf_map_lookup_elem(&prevent_config, &zero);
+	if (!cfg || !cfg->enabled || cfg->dry_run || !cfg_host_mnt_ns)
+		return 0;
+	u64 cgid = bpf_get_current_cgroup_id();
+	struct dw_prevent_container *c = bpf_map_lookup_elem(&prevent_containers, &cgid);
+	u32 kinds = c ? c->kinds : cfg->unknown_kinds;
+	if (!(kinds & DW_KIND_INTERPRETED))
+		return 0;
+	if (bpf_send_signal_thread(DW_SIGSTOP)) {
+		stat_inc(DW_STAT_WATCH_HOLD_FAILED);
+		return 0;
+	}
+	stat_inc(DW_STAT_WATCH_HELD);
+	return DW_EXEC_WATCH_HELD;
 }
 
 /*
@@ -143,7 +217,7 @@ static __always_inline u32 watch_image_exec(struct task_struct *task, struct den
 	if ((v & DW_WATCH_INTERPRETER) && (!cfg_host_mnt_ns || task_in_foreign_ns(task))) {
 		enum dw_operand op = watch_operand(task, (u8)(v >> DW_WATCH_INLINE_OPT_SHIFT));
 		if (op == DW_OPERAND_FILE)
-			out |= DW_EXEC_WATCH_INTERPRETER;
+			out |= DW_EXEC_WATCH_INTERPRETER | watch_hold(task);
 		else
 			stat_inc(op == DW_OPERAND_INLINE ? DW_STAT_WATCH_INLINE : DW_STAT_WATCH_NO_OPERAND);
 	}

@@ -16,6 +16,7 @@
 #include "dw_loader.h"
 #include "events.h"
 #include "process_exit.h"
+#include "pidfd.h"
 #include "safe_open.h"
 
 namespace {
@@ -132,7 +133,8 @@ const char *const kStatNames[DW_STAT_MAX] = {"exec_seen",      "exec_emitted",  
                                              "prevented",      "denied",         "would_prevent",
                                              "prevent_excepted", "prevent_path_long", "prevent_failed",
                                              "prevent_script_unseen", "script_unseen",
-                                             "watch_emitted",  "watch_inline",   "watch_no_operand"};
+                                             "watch_emitted",  "watch_inline",   "watch_no_operand",
+                                             "watch_held",     "watch_hold_failed"};
 
 uint32_t OptU32(const Napi::Object &o, const char *key) {
   return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().Uint32Value() : 0;
@@ -380,6 +382,7 @@ class Loader : public Napi::ObjectWrap<Loader> {
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   SafeOpenInit(env, exports);
   ProcessExitInit(env, exports);
+  PidfdInit(env, exports);
   return Loader::Init(env, exports);
 }
 

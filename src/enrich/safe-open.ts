@@ -42,7 +42,7 @@
 import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { close as closeCb, fstat as fstatCb } from 'node:fs';
-import { open as openFd } from 'node:fs/promises';
+import { open as openFd, readlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { loadAddon, type Openat2Constants } from '../native/loader.js';
 
@@ -201,6 +201,11 @@ export class VerifiedFile {
     }
   }
 
+  /** Where the kernel says this file is, from the reader's root (readlink of the descriptor). */
+  async whereIs(): Promise<string | undefined> {
+    return inSlot(() => readlink(`/proc/self/fd/${this.fd}`)).catch(() => undefined);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -266,6 +271,44 @@ export async function openInRoot(root: string, path: string, opts: SafeOpenOptio
     return { ok: false, reason: reasonOf(err, lastComponent), error: String(err) };
   } finally {
     for (const fd of fds) await closeFd(fd).catch(() => undefined);
+  }
+}
+
+/**
+ * Like openInRoot, but symlinks on the way, the last one included, are
+ * followed inside root (RESOLVE_IN_ROOT: an absolute link or `..` cannot
+ * leave it; no /proc magic links). For names a process gave, not the
+ * kernel: an interpreter's script operand may be an image symlink.
+ */
+export async function openInRootFollowing(root: string, path: string, opts: SafeOpenOptions): Promise<Opened> {
+  const k = c();
+  if (!path || path.includes('\0')) return { ok: false, reason: 'not_regular', error: `not a file path: ${JSON.stringify(path)}` };
+  const xdev = opts.crossMounts ? 0 : k.RESOLVE_NO_XDEV;
+  let rootFd: number;
+  try {
+    rootFd = await openat2(k.AT_FDCWD, root, k.O_PATH | k.O_DIRECTORY | k.O_CLOEXEC, 0);
+  } catch (err) {
+    return { ok: false, reason: reasonOf(err, false), error: String(err), failedAt: 'root' };
+  }
+  try {
+    const fd = await openat2(rootFd, path, k.O_PATH | k.O_CLOEXEC, k.RESOLVE_IN_ROOT | k.RESOLVE_NO_MAGICLINKS | xdev);
+    return await verify(fd, opts);
+  } catch (err) {
+    return { ok: false, reason: reasonOf(err, false), error: String(err) };
+  } finally {
+    await closeFd(rootFd).catch(() => undefined);
+  }
+}
+
+/** Opens a process's open file /proc/<pid>/fd/<n> (a magic link named on purpose: a memfd script). */
+export async function openProcessFd(procRoot: string, pid: number, n: number, opts: SafeOpenOptions): Promise<Opened> {
+  const k = c();
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(n) || n < 0) return { ok: false, reason: 'gone' };
+  try {
+    const fd = await openat2(k.AT_FDCWD, `${procRoot}/${pid}/fd/${n}`, k.O_PATH | k.O_CLOEXEC, 0);
+    return await verify(fd, opts);
+  } catch (err) {
+    return { ok: false, reason: reasonOf(err, true), error: String(err) };
   }
 }
 

@@ -100,6 +100,27 @@ export function execWatchValue(kinds: number, inlineOption?: string, multiCall =
   return v;
 }
 
+const M64 = (1n << 64n) - 1n;
+export const WATCH_FILTER_WORDS = 64;
+
+/** The exec_watch_filter bit of a key (the hash in bpf/tracee/watch.bpf.h, watch_maybe). */
+export function watchFilterBit(key: Buffer): number {
+  const w0 = key.readBigUInt64LE(0);
+  const w1 = key.readBigUInt64LE(8);
+  const h = (((w0 ^ ((w1 * 0xc2b2ae3d27d4eb4fn) & M64)) * 0x9e3779b97f4a7c15n) & M64) >> 52n;
+  return Number(h);
+}
+
+/** The filter's value: one bit per key, WATCH_FILTER_WORDS little-endian u64 words. */
+export function execWatchFilter(keys: Buffer[]): Buffer {
+  const b = Buffer.alloc(WATCH_FILTER_WORDS * 8);
+  for (const k of keys) {
+    const bit = watchFilterBit(k);
+    b[bit >> 3] = b[bit >> 3]! | (1 << (bit & 7));
+  }
+  return b;
+}
+
 /**
  * Fills exec_watch (the image execs the kernel still sends) with the union
  * of the configured interpreters and package managers: entries with the same
@@ -118,6 +139,9 @@ export function setExecWatch(loader: Pick<NativeLoader, 'mapUpdate' | 'mapClear'
     m.multiCall ||= e.multiCall ?? false;
     merged.set(id, m);
   }
+  // Filter bits are only ever added while the map changes: a key is never in the map without its bit.
+  const keys = [...merged.values()].map((m) => m.key);
+  loader.mapUpdate('exec_watch_filter', Buffer.alloc(4), execWatchFilter(keys));
   loader.mapClear('exec_watch');
   for (const m of merged.values()) loader.mapUpdate('exec_watch', m.key, execWatchValue(m.kinds, m.inlineOption, m.multiCall));
   return merged.size;
@@ -156,6 +180,10 @@ interface Addon {
   /** openat2(2) on the thread pool; rejects with an Error whose code is the errno name. */
   openat2(dirfd: number, path: string, flags: number, resolve: number): Promise<number>;
   openat2Constants: Openat2Constants;
+  /** pidfd_open(2): a descriptor naming the process (close it with fs.close). */
+  pidfdOpen(pid: number): number;
+  /** pidfd_send_signal(2). */
+  pidfdSendSignal(fd: number, signal: number): void;
 }
 
 let addon: Addon | undefined;

@@ -137,6 +137,8 @@ export class ExecEvent extends RecordView implements ProcessFileRecord {
   get watchInterpreter(): boolean { return (this.fileFlags & ExecWatch.INTERPRETER) !== 0; }
   /** A package manager (exec_watch); an image exec sent for this alone is not drift. */
   get watchPackageManager(): boolean { return (this.fileFlags & ExecWatch.PACKAGE_MANAGER) !== 0; }
+  /** Held stopped by the kernel for user space's verdict on its script. */
+  get watchHeld(): boolean { return (this.fileFlags & ExecWatch.HELD) !== 0; }
   get startTimeNs(): bigint { return this.raw.readBigUInt64LE(EXEC.startTimeNs); }
   get session(): SessionName { return SESSION_NAMES[this.raw[EXEC.session]!] ?? 'unknown'; }
   get sessionHostPid(): number { return this.raw.readUInt32LE(EXEC.sessionHostPid); }

@@ -12,7 +12,11 @@ import { UNREADABLE_REASONS, type KernelFileId } from '../enrich/safe-open.js';
 import type { FileFactReason } from '../signatures/sdk.js';
 
 const FILE_FACT_REASONS: readonly FileFactReason[] = [...UNREADABLE_REASONS, 'container_gone', 'timeout'];
-import type { DetectionEvent, FileFacts, ScriptFacts } from '../signatures/sdk.js';
+import type { DetectionEvent, FileFacts, InterpretedScript, ScriptFacts } from '../signatures/sdk.js';
+import { scriptFileFacts } from '../enrich/script-file.js';
+import { familyOf, scriptOperand } from './interpreters.js';
+import { HeldExec, HOLD_VERDICTS, type HoldSettings } from '../prevent/held.js';
+import { isDriftedScript } from '../signatures/sdk.js';
 import { isUnlinked } from './classify.js';
 import { containerOf, type HostNamespaces } from './container.js';
 import type { DecodedEvent, ExecEvent } from './decode.js';
@@ -35,6 +39,8 @@ export interface EnricherOptions {
   fileFactsTimeoutMs?: number;
   /** Package-manager windows: see every exec in order, and say which manager last changed a drifted file. */
   packageWindows?: PackageWindows;
+  /** For interpreters the kernel held stopped: how long, and whether the policy excepts the script. */
+  hold?: () => { settings: HoldSettings; excepted: (ev: DetectionEvent) => boolean };
 }
 
 /** How long file facts wait for the runtime's storage of a container whose processes are all gone. */
@@ -130,6 +136,62 @@ export function createEnricher(opts: EnricherOptions): Enricher {
     return layer ? { path, layer, source: 'overlay' } : { path };
   }
 
+  for (const kind of ['file', 'inline', 'module', 'stdin', 'none']) metrics.inc('interpreter_operands_total', { kind }, 0);
+
+  for (const reason of FILE_FACT_REASONS) metrics.inc('script_file_unavailable_total', { reason }, 0);
+  for (const verdict of HOLD_VERDICTS) metrics.inc('held_execs_total', { verdict }, 0);
+  metrics.inc('held_continued_early_total', {}, 0);
+
+  /**
+   * A held interpreter's verdict: killed when its script is drift (or could
+   * not be read as a regular file) and no exception covers it, continued
+   * otherwise; at the hold timeout, the policy's onTimeout.
+   */
+  function judgeHeld(ev: DetectionEvent & { kind: 'exec' }, held: HeldExec, facts: Promise<InterpretedScript>): Promise<void> {
+    const { settings, excepted } = opts.hold?.() ?? { settings: { timeoutMs: 2000, onTimeout: 'continue' as const }, excepted: () => false };
+    const timer = setTimeout(() => held.decide(settings.onTimeout === 'kill', true), settings.timeoutMs);
+    timer.unref();
+    return facts.then(
+      (s) => {
+        clearTimeout(timer);
+        const f = s.file;
+        const drift = isDriftedScript(f) || f?.layerUnavailable === 'not_regular' || f?.layerUnavailable === 'replaced';
+        held.decide(drift && !excepted({ ...ev, interpreted: s }));
+      },
+      () => {
+        clearTimeout(timer);
+        held.decide(settings.onTimeout === 'kill', true);
+      },
+    ).finally(() => {
+      const v = held.verdict;
+      if (v) ev.held = v;
+    });
+  }
+
+  /** A watched interpreter's operand, by its family's option rules (argv only: no lookup). */
+  const operandOf = (exec: ExecEvent): InterpretedScript & { path?: string } => {
+    const family = familyOf(exec.comm) ?? familyOf(exec.path.slice(exec.path.lastIndexOf('/') + 1)) ?? 'shell';
+    const op = scriptOperand(family, exec.args);
+    return { family: op.family ?? family, operand: op.kind, ...(op.code !== undefined ? { code: op.code.slice(0, 256) } : {}), ...(op.path !== undefined ? { path: op.path } : {}) };
+  };
+
+  /** For a script file operand: its layer and hash, read inside the container (script-file.ts). */
+  async function interpretedScript(exec: ExecEvent, op: InterpretedScript & { path?: string }, meta: () => Promise<ContainerMetadata | undefined>): Promise<InterpretedScript> {
+    const { path, ...out } = op;
+    if (op.operand !== 'file' || !path) return out;
+    const pids = await livePids(exec);
+    out.file = await scriptFileFacts({
+      procRoot,
+      pid: exec.hostPid,
+      otherPids: pids.filter((p) => p !== exec.hostPid),
+      mntNs: exec.mntNs,
+      operand: path,
+      overlay,
+      dirs: () => overlayDirs(exec, pids, meta),
+    });
+    return out;
+  }
+
   return {
     enrich(rec) {
       // In ring-buffer order, before anything is awaited: a manager's exec is
@@ -138,11 +200,16 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       const container = containerOf(rec, opts.host);
       const ev: DetectionEvent = rec.kind === 'exec' ? { kind: 'exec', exec: rec, container } : { kind: 'mmap_exec', mmap: rec, container };
       // Host events are dropped right after this: spend nothing on them.
-      if (!container.inContainer) return ev;
+      if (!container.inContainer) {
+        // Never leave a process stopped: one the kernel held is continued at once.
+        if (rec.kind === 'exec' && rec.watchHeld) new HeldExec(rec.hostPid, { dev: rec.dev, inode: rec.inode }, metrics, procRoot).decide(false);
+        return ev;
+      }
 
       const work: Array<Promise<unknown>> = [];
       // Anything looked up asynchronously outlives the batch buffer: own the bytes first.
-      const needsWork = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags) || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || (!!resolver && !!container.id);
+      const watched = rec.kind === 'exec' && rec.watchInterpreter;
+      const needsWork = rec.layer !== 'LOWER' || isUnlinked(rec.fileFlags) || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || watched || (!!resolver && !!container.id);
       if (needsWork) rec.detach();
       const meta: Promise<ContainerMetadata | undefined> = resolver && container.id ? resolver.resolve(container.id, container.runtime) : Promise.resolve(undefined);
       // Only where the file is reachable nowhere else (the container's processes are all gone).
@@ -168,6 +235,23 @@ export function createEnricher(opts: EnricherOptions): Enricher {
       if (ev.kind === 'exec') {
         const exec = ev.exec;
         if (drifted) work.push(parentExecutable(exec.hostPpid, procRoot).then((p) => p && (ev.parentExecutable = p)));
+        if (watched) {
+          const op = operandOf(exec);
+          // Held stopped by the kernel: the pidfd is taken now, while it cannot have exited.
+          const held = exec.watchHeld ? new HeldExec(exec.hostPid, { dev: exec.dev, inode: exec.inode }, metrics, procRoot) : undefined;
+          const lookup = interpretedScript(exec, op, slowMeta);
+          if (held) work.push(judgeHeld(ev, held, lookup));
+          work.push(
+            withDeadline(lookup, deadlineMs, (): InterpretedScript => {
+              const { path = '', ...rest } = op;
+              return { ...rest, file: { path, operand: path, layerUnavailable: 'timeout', sha256Unavailable: 'timeout' } };
+            }).then((s) => {
+              ev.interpreted = s;
+              metrics.inc('interpreter_operands_total', { kind: s.operand });
+              if (s.file?.layerUnavailable) metrics.inc('script_file_unavailable_total', { reason: s.file.layerUnavailable });
+            }),
+          );
+        }
         if (exec.fileFlags & FileFlag.SCRIPT) {
           work.push(
             withDeadline(scriptFacts(exec, () => meta), deadlineMs, (): ScriptFacts => ({ path: exec.filename })).then((script) => {
@@ -190,7 +274,7 @@ export function createEnricher(opts: EnricherOptions): Enricher {
         if (!resolver || !container.id) return ev;
         // A drift candidate (a file or a script) waits for a lookup already under way, up to
         // the storage wait: a container that exited at once is often the one being looked up.
-        const candidate = drifted || (rec.fileFlags & FileFlag.SCRIPT) !== 0;
+        const candidate = drifted || (rec.fileFlags & FileFlag.SCRIPT) !== 0 || watched;
         const m = (await meta) ?? (candidate ? await slowMeta() : undefined);
         if (m) fill(m);
         else metrics.inc('enrichment_incomplete_total');

@@ -19,7 +19,7 @@ export function toFalco(f: Finding): Record<string, unknown> {
   const exe = p.executable ?? {};
   const output =
     `${f.signature?.name} (user.uid=${p.uid ?? 0} proc.cmdline=${(p.args ?? []).join(' ')} proc.exepath=${exe.path} ` +
-    `layer=${exe.layer}${exe.installedBy?.manager ? ` installed_by=${exe.installedBy.manager}` : ''} action=${f.action || 'alert'} container.id=${c.id ? c.id.slice(0, 12) : 'host'} container.name=${c.name ?? ''} container.image=${c.image ?? ''})`;
+    `layer=${exe.layer}${exe.installedBy?.manager ? ` installed_by=${exe.installedBy.manager}` : ''}${p.script ? ` script=${p.script.path} script.layer=${p.script.layer}` : ''} action=${f.action || 'alert'} container.id=${c.id ? c.id.slice(0, 12) : 'host'} container.name=${c.name ?? ''} container.image=${c.image ?? ''})`;
   return {
     uuid: f.id,
     output,
@@ -42,6 +42,9 @@ export function toFalco(f: Finding): Record<string, unknown> {
       'proc.exe_sha256': exe.sha256 ?? null,
       'proc.exe_sha256_unavailable': exe.sha256Unavailable ?? null,
       'driftwatch.installed_by': exe.installedBy?.manager ?? null,
+      'driftwatch.script.path': p.script?.path ?? null,
+      'driftwatch.script.layer': p.script?.layer ?? null,
+      'driftwatch.script.sha256': p.script?.sha256 ?? null,
       'user.uid': p.uid,
       'container.id': c.id ? c.id.slice(0, 12) : 'host',
       'container.full_id': c.id || null,

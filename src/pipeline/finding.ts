@@ -63,6 +63,7 @@ export function actionOf(ev: DetectionEvent): 'alert' | 'prevented' | 'would_pre
   const f = ev.exec.fileFlags;
   if (f & (ExecOutcome.PREVENTED | ExecOutcome.DENIED)) return 'prevented';
   if (f & ExecOutcome.WOULD_PREVENT) return 'would_prevent';
+  if (ev.held === 'killed' || ev.held === 'timeout_killed') return 'prevented';
   return 'alert';
 }
 
@@ -148,6 +149,19 @@ export function buildFinding(
   if (ev.file?.sameAsImageUnavailable) x.sameAsImageUnavailable = ev.file.sameAsImageUnavailable;
   if (ev.file?.source) x.factsSource = ev.file.source;
   if (ev.installedBy) x.installedBy = { ...ev.installedBy, managers: [...ev.installedBy.managers] };
+  const script = ev.kind === 'exec' ? ev.interpreted?.file : undefined;
+  if (script) {
+    const sx: NonNullable<NonNullable<Finding['process']>['script']> = { path: script.path, layer: script.layer ?? 'UNKNOWN' };
+    if (script.inode) sx.inode = script.inode;
+    if (script.device) sx.device = script.device;
+    if (script.ctime) sx.ctime = script.ctime;
+    if (script.sha256) sx.sha256 = script.sha256;
+    if (script.sha256Unavailable) sx.sha256Unavailable = script.sha256Unavailable;
+    if (script.sameAsImage !== undefined) sx.sameAsImage = script.sameAsImage;
+    if (script.sameAsImageUnavailable) sx.sameAsImageUnavailable = script.sameAsImageUnavailable;
+    if (script.source) sx.factsSource = script.source;
+    f.process!.script = sx;
+  }
   const ct = f.container!;
   if (c.runtime) ct.runtime = c.runtime;
   if (c.name) ct.name = c.name;

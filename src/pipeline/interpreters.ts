@@ -103,6 +103,8 @@ export type OperandKind = 'file' | 'inline' | 'module' | 'stdin' | 'none';
 
 export interface Operand {
   kind: OperandKind;
+  /** The family whose rules applied (a busybox shell applet is a shell). */
+  family?: Family;
   /** The script operand as given (relative to the process's cwd unless absolute). */
   path?: string;
   /** Inline code, when cheap to keep (recorded as data, never judged). */
@@ -117,11 +119,21 @@ export interface Operand {
 export function scriptOperand(family: Family, argv: readonly string[]): Operand {
   let args = argv.slice(1);
   if (family === 'busybox') {
-    const applet = args[0];
-    if (!applet || !SHELLS.has(applet)) return { kind: 'none' };
+    // The applet is argv[0]'s name; run as `busybox <applet> ...`, the next argument.
+    let applet = (argv[0] ?? '').slice((argv[0] ?? '').lastIndexOf('/') + 1);
+    if (MULTICALL.has(applet)) {
+      applet = args[0] ?? '';
+      args = args.slice(1);
+    }
+    if (!SHELLS.has(applet)) return { kind: 'none' };
     family = 'shell';
   }
   const f = family as Exclude<Family, 'busybox'>;
+  const op = scan(f, args);
+  return { ...op, family: f };
+}
+
+function scan(f: Exclude<Family, 'busybox'>, args: string[]): Operand {
   const value = VALUE_OPTS[f];
   const code = CODE_OPTS[f];
   for (let i = 0; i < args.length; i++) {

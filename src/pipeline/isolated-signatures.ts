@@ -202,11 +202,15 @@ export class IsolatedSignatures {
       all.container[i] = c;
       const parent = ev.kind === 'exec' ? ev.parentExecutable : undefined;
       const script = ev.kind === 'exec' ? ev.script : undefined;
-      if (ev.file || parent !== undefined || script) {
+      const interpreted = ev.kind === 'exec' ? ev.interpreted : undefined;
+      const held = ev.kind === 'exec' ? ev.held : undefined;
+      if (ev.file || parent !== undefined || script || interpreted || held) {
         const x: EventExtras = {};
         if (ev.file) x.file = ev.file;
         if (parent !== undefined) x.parentExecutable = parent;
         if (script) x.script = script;
+        if (interpreted) x.interpreted = interpreted;
+        if (held) x.held = held;
         all.extras.push([i, x]);
       }
     }

@@ -114,6 +114,8 @@ export const ExecOutcome = {
 export const ExecWatch = {
   INTERPRETER: 1 << 20,
   PACKAGE_MANAGER: 1 << 21,
+  /** Stopped (SIGSTOP) before its first instruction: user space kills or continues it. */
+  HELD: 1 << 22,
 } as const;
 
 /** exec_watch map values (DW_WATCH_* in events.h): kind bits, and an interpreter's inline-code option letter. */

@@ -8,6 +8,7 @@ import { DEFAULT_PACKAGE_MANAGERS, PackageWindows, type ProcessExits } from '../
 import type { Logger } from '../log.js';
 import { loadWithScriptHook, setExecWatch, type ExecWatchEntry, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
 import { interpreterWatchEntries } from './interpreters.js';
+import { scriptExcepted } from '../prevent/held.js';
 import { PreventionController } from '../prevent/controller.js';
 import type { MapWriter } from '../prevent/maps.js';
 import { builtinSignatures } from '../signatures/index.js';
@@ -140,7 +141,16 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   const packageWindows = !opts.loader || opts.processExits
     ? new PackageWindows({ metrics, managers: packageManagers, ...(opts.processExits ? { exits: opts.processExits } : {}) })
     : undefined;
-  const enricher = createEnricher({ host, metrics, ...(opts.resolver ? { resolver: opts.resolver } : {}), ...(packageWindows ? { packageWindows } : {}) });
+  const enricher = createEnricher({
+    host,
+    metrics,
+    ...(opts.resolver ? { resolver: opts.resolver } : {}),
+    ...(packageWindows ? { packageWindows } : {}),
+    hold: () => ({
+      settings: currentPolicy.prevention?.scriptHold ?? { timeoutMs: 2000, onTimeout: 'continue' },
+      excepted: (ev) => scriptExcepted(currentPolicy, ev),
+    }),
+  });
 
   let loader = opts.loader;
   let attached: string[] = [];

@@ -58,6 +58,12 @@ export interface PreventionSettings {
   scope: PreventionScope;
   /** Containers whose metadata is not known yet (see README, Prevention). */
   unknownContainers: Action;
+  /**
+   * drift.interpreted_script: how long an interpreter is held stopped while
+   * its script is judged, and what happens when that takes longer (continue:
+   * fail open, kill: fail closed). Counted either way.
+   */
+  scriptHold: { timeoutMs: number; onTimeout: 'continue' | 'kill' };
 }
 
 export interface Policy {
@@ -199,7 +205,17 @@ function globs(v: unknown, key: string): string[] {
 
 function prevention(v: unknown): PreventionSettings {
   const p = object(v, 'prevention');
-  unknownKeys(p, ['enabled', 'dryRun', 'scope', 'unknownContainers'], 'prevention');
+  unknownKeys(p, ['enabled', 'dryRun', 'scope', 'unknownContainers', 'scriptHold'], 'prevention');
+  const scriptHold: PreventionSettings['scriptHold'] = { timeoutMs: 2000, onTimeout: 'continue' };
+  if (p['scriptHold'] !== undefined) {
+    const h = object(p['scriptHold'], 'prevention.scriptHold');
+    unknownKeys(h, ['timeout', 'onTimeout'], 'prevention.scriptHold');
+    if (h['timeout'] !== undefined) scriptHold.timeoutMs = duration(h['timeout'], 'prevention.scriptHold.timeout');
+    if (h['onTimeout'] !== undefined) {
+      if (h['onTimeout'] !== 'continue' && h['onTimeout'] !== 'kill') throw new PolicyError(`prevention.scriptHold.onTimeout: must be continue or kill (got ${JSON.stringify(h['onTimeout'])})`);
+      scriptHold.onTimeout = h['onTimeout'];
+    }
+  }
   const scope: PreventionScope = {};
   if (p['scope'] !== undefined) {
     const sc = object(p['scope'], 'prevention.scope');
@@ -221,6 +237,7 @@ function prevention(v: unknown): PreventionSettings {
     // Unscoped, every container is in scope, known or not. Scoped, an unknown
     // container may be outside it: alert until its metadata is known.
     unknownContainers: p['unknownContainers'] === undefined ? (scoped ? 'alert' : 'prevent') : action(p['unknownContainers'], 'prevention.unknownContainers'),
+    scriptHold,
   };
 }
 

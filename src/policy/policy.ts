@@ -28,7 +28,11 @@ function compile(policy: Policy): CompiledRule[] {
       const re = globToRegExp(r.label);
       checks.push((f) => Object.entries(f.container?.labels ?? {}).some(([k, v]) => re.test(`${k}=${v}`)));
     }
-    if (r.executable) g(r.executable, (f) => f.process?.executable?.path);
+    if (r.executable) {
+      // For a script an interpreter ran, the script is the drifted file: either path matches.
+      const re = globToRegExp(r.executable);
+      checks.push((f) => re.test(f.process?.executable?.path ?? '') || (!!f.process?.script?.path && re.test(f.process.script.path)));
+    }
     if (r.parent) {
       const re = globToRegExp(r.parent);
       checks.push((f) => {
@@ -50,7 +54,7 @@ function compile(policy: Policy): CompiledRule[] {
     }
     if (r.sha256) {
       const set = new Set(r.sha256);
-      checks.push((f) => set.has(f.process?.executable?.sha256 ?? ''));
+      checks.push((f) => set.has(f.process?.executable?.sha256 ?? '') || set.has(f.process?.script?.sha256 ?? ''));
     }
     if (r.imageId) {
       const re = globToRegExp(r.imageId);

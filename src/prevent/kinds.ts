@@ -9,6 +9,8 @@ export const Kind = {
   TMPFS: 1 << 4,
   SCRIPT: 1 << 5,
   VOLUME: 1 << 6,
+  /** A watched interpreter with a script operand: held stopped until user space has judged the script (watch.bpf.h). */
+  INTERPRETED: 1 << 7,
 } as const;
 
 /** The built-in signatures the kernel can enforce, and the kinds they stand for. */
@@ -19,4 +21,5 @@ export const PREVENTABLE: Readonly<Record<string, number>> = {
   'drift.tmpfs_exec': Kind.TMPFS,
   'drift.new_script': Kind.SCRIPT,
   'drift.volume_exec': Kind.VOLUME,
+  'drift.interpreted_script': Kind.INTERPRETED,
 };

@@ -37,9 +37,16 @@ export function fileIdentity(f: Finding): string {
   return `file:${x?.device ?? ''}:${x?.inode ?? ''}:${x?.ctime ?? ''}`;
 }
 
+/** A script an interpreter ran: its own identity, so two scripts under one interpreter are two groups. */
+export function scriptIdentity(f: Finding): string {
+  const s = f.process?.script;
+  if (!s) return '';
+  return s.sha256 ? `${s.path}\0sha256:${s.sha256}` : `${s.path}\0file:${s.device ?? ''}:${s.inode ?? ''}:${s.ctime ?? ''}`;
+}
+
 export function dedupKey(f: Finding): string {
   const where = f.container?.id || `${f.container?.mntNs}:${f.container?.pidNs}`;
-  return `${where}\0${f.signature?.id}\0${f.process?.executable?.path}\0${fileIdentity(f)}`;
+  return `${where}\0${f.signature?.id}\0${f.process?.executable?.path}\0${fileIdentity(f)}\0${scriptIdentity(f)}`;
 }
 
 const uuidOf = (h: string) => `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;

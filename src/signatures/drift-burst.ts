@@ -4,7 +4,7 @@
 // so renaming one file does not count twice. One finding per burst; the
 // count starts again after it.
 import { debounceTime, filter, groupBy, map, mergeMap, scan, timestamp } from 'rxjs';
-import { containerKey, defineStreamSignature, isDrift, recordOf, type DetectionEvent, type StreamFinding } from './sdk.js';
+import { containerKey, defineStreamSignature, isDrift, isDriftedScript, recordOf, type DetectionEvent, type StreamFinding } from './sdk.js';
 
 interface State {
   /** dev:inode → when last run, and its path for the finding. */
@@ -27,8 +27,11 @@ export default defineStreamSignature({
     const step = (st: State, ev: DetectionEvent, now: number): State => {
       const seen = st.seen;
       for (const [k, v] of seen) if (now - v.at > windowMs) seen.delete(k);
+      const script = ev.kind === 'exec' && isDriftedScript(ev.interpreted?.file) ? ev.interpreted!.file! : undefined;
       const r = recordOf(ev);
-      seen.set(`${r.dev}:${r.inode}`, { at: now, path: r.path });
+      // An interpreter runs many scripts: each drifted script counts as its own file.
+      if (script) seen.set(`script:${script.device ?? ''}:${script.inode ?? script.path}`, { at: now, path: script.path });
+      else seen.set(`${r.dev}:${r.inode}`, { at: now, path: r.path });
       if (seen.size < threshold) return { seen };
       const paths = [...seen.values()].map((v) => v.path);
       return {

@@ -2,6 +2,7 @@ import driftBurst from './drift-burst.js';
 import execMapping from './exec-mapping.js';
 import filelessExec from './fileless-exec.js';
 import interactiveIntrusion from './interactive-intrusion.js';
+import interpretedScript from './interpreted-script.js';
 import modifiedExecutable from './modified-executable.js';
 import nestedOverlayExec from './nested-overlay-exec.js';
 import newExecutable from './new-executable.js';
@@ -16,6 +17,7 @@ export const builtinSignatures: AnySignature[] = [
   filelessExec,
   tmpfsExec,
   newScript,
+  interpretedScript,
   execMapping,
   volumeExec,
   nestedOverlayExec,

@@ -11,13 +11,15 @@ import { SignatureEngine } from '../pipeline/engine.js';
 import { BootClock, type Finding } from '../pipeline/finding.js';
 import type { Labels } from '../pipeline/metrics.js';
 import { invalidSignature, resolveSdkImports } from './load-custom.js';
-import { isStreamSignature, type AnySignature, type DetectionEvent, type FileFacts, type ScriptFacts } from './sdk.js';
+import { isStreamSignature, type AnySignature, type DetectionEvent, type FileFacts, type HoldOutcome, type InterpretedScript, type ScriptFacts } from './sdk.js';
 
 /** Enrichment beyond the container, for the events that have any. */
 export interface EventExtras {
   parentExecutable?: string;
   file?: FileFacts;
   script?: ScriptFacts;
+  interpreted?: InterpretedScript;
+  held?: HoldOutcome;
 }
 
 /**

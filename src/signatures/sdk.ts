@@ -9,6 +9,7 @@ import type { ExecEvent, MmapEvent } from '../pipeline/decode.js';
 import type { ContainerInfo } from '../pipeline/container.js';
 import type { UnreadableReason } from '../enrich/safe-open.js';
 import type { InstalledBy } from '../enrich/package-windows.js';
+import type { ScriptFileFacts } from '../enrich/script-file.js';
 
 export type Severity = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW' | 'INFO';
 export const SEVERITIES: readonly Severity[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW', 'INFO'];
@@ -53,6 +54,23 @@ export interface ScriptFacts {
   source?: 'kernel' | 'overlay';
 }
 
+/** What became of an interpreter the kernel held stopped (src/prevent/held.ts). */
+export type HoldOutcome = 'killed' | 'continued' | 'timeout_killed' | 'timeout_continued' | 'gone';
+
+/**
+ * An image interpreter run with an operand (exec_watch): what its argv
+ * holds and, for a script file, what enrichment learnt about that file.
+ */
+export interface InterpretedScript {
+  /** The interpreter family whose option rules were used (shell, python, ...). */
+  family: string;
+  /** file: a script file operand; inline (-c, -e), module (python -m), stdin, none: nothing to check. */
+  operand: 'file' | 'inline' | 'module' | 'stdin' | 'none';
+  /** Inline code, recorded as data (never judged). */
+  code?: string;
+  file?: ScriptFileFacts;
+}
+
 /** An exec, as signatures see it: the kernel record plus what enrichment added. */
 export interface ExecDetection {
   kind: 'exec';
@@ -64,6 +82,10 @@ export interface ExecDetection {
   script?: ScriptFacts;
   /** The executed file was last changed while a package manager of its container ran (its ctime, as the kernel recorded it). */
   installedBy?: InstalledBy;
+  /** Only for execs the kernel sent as a watched interpreter. */
+  interpreted?: InterpretedScript;
+  /** A held interpreter's verdict (prevention of interpreted scripts). */
+  held?: HoldOutcome;
 }
 
 /** A drifted file mapped executable. */
@@ -161,6 +183,7 @@ export function containerKey(ev: DetectionEvent): string {
  */
 export function isDrift(ev: DetectionEvent): boolean {
   if (ev.kind === 'mmap_exec') return true;
+  if (isDriftedScript(ev.interpreted?.file)) return true;
   const layer = ev.exec.layer;
   if (layer === 'UPPER_NEW' || layer === 'MEMFD') return true;
   return layer === 'UPPER_COPIED_UP' && ev.file?.sameAsImage !== true;
@@ -169,4 +192,24 @@ export function isDrift(ev: DetectionEvent): boolean {
 /** The process and file record behind any detection. */
 export function recordOf(ev: DetectionEvent): ExecEvent | MmapEvent {
   return ev.kind === 'exec' ? ev.exec : ev.mmap;
+}
+
+/**
+ * An interpreter's script file that is not the image's: created or changed
+ * in the container (unless a copy-up kept the image's content), in memory
+ * (tmpfs, memfd), or on a writable volume.
+ */
+export function isDriftedScript(f: ScriptFileFacts | undefined): boolean {
+  switch (f?.layer) {
+    case 'UPPER_NEW':
+    case 'TMPFS':
+    case 'MEMFD':
+      return true;
+    case 'UPPER_COPIED_UP':
+      return f.sameAsImage !== true;
+    case 'OTHER':
+      return f.volume === 'writable';
+    default:
+      return false;
+  }
 }

@@ -16,7 +16,9 @@ const ct = (over: Partial<ContainerInfo> = {}): ContainerInfo => ({ inContainer:
 test('policy: action and prevention settings parse; defaults are alert, enabled, no dry run', () => {
   const p = parsePolicy('signatures:\n  drift.new_executable: { action: prevent }\nprevention: { dryRun: true }\n', 'p.yaml');
   assert.equal(p.signatures['drift.new_executable']?.action, 'prevent');
-  assert.deepEqual(p.prevention, { enabled: true, dryRun: true, scope: {}, unknownContainers: 'prevent' });
+  assert.deepEqual(p.prevention, { enabled: true, dryRun: true, scope: {}, unknownContainers: 'prevent', scriptHold: { timeoutMs: 2000, onTimeout: 'continue' } });
+  const hold = parsePolicy('signatures:\n  drift.interpreted_script: { action: prevent }\nprevention: { scriptHold: { timeout: 500ms, onTimeout: kill } }\n', 'p.yaml');
+  assert.deepEqual(hold.prevention?.scriptHold, { timeoutMs: 500, onTimeout: 'kill' });
   const scoped = parsePolicy("prevention:\n  scope: { images: 'reg/app:*', labels: { tier: web } }\n", 'p.yaml');
   assert.deepEqual(scoped.prevention?.scope, { images: ['reg/app:*'], labels: { tier: 'web' } });
   assert.equal(scoped.prevention?.unknownContainers, 'alert', 'scoped: an unknown container may be outside the scope');
@@ -29,6 +31,8 @@ const bad: Array<[string, string, RegExp]> = [
   ['an unknown scope key', 'prevention: { scope: { image: x } }', /prevention\.scope\.image: unknown key/],
   ['an empty scope list', 'prevention: { scope: { namespaces: [] } }', /prevention\.scope\.namespaces: expected a non-empty list/],
   ['a bad unknownContainers', 'prevention: { unknownContainers: maybe }', /prevention\.unknownContainers: expected alert or prevent/],
+  ['a bad scriptHold.onTimeout', 'prevention: { scriptHold: { onTimeout: maybe } }', /prevention\.scriptHold\.onTimeout: must be continue or kill/],
+  ['a bad scriptHold.timeout', 'prevention: { scriptHold: { timeout: soon } }', /prevention\.scriptHold\.timeout: expected a duration/],
 ];
 for (const [name, text, re] of bad) {
   test(`policy: ${name} is rejected naming the key`, () => {

@@ -61,6 +61,9 @@ struct dw_event_header {
  * exec sent only for that reason is not drift by itself (watch.bpf.h). */
 #define DW_EXEC_WATCH_INTERPRETER      (1U << 20) /* an interpreter with a script-like first operand */
 #define DW_EXEC_WATCH_PACKAGE_MANAGER  (1U << 21)
+/* A watched interpreter in a container that prevents interpreted scripts:
+ * SIGSTOP sent before its first instruction; user space kills or continues it. */
+#define DW_EXEC_WATCH_HELD             (1U << 22)
 
 /*
  * exec_watch values (maps.h): kind bits, and for interpreters the short
@@ -220,6 +223,8 @@ enum dw_stat {
 	DW_STAT_WATCH_EMITTED, /* image execs sent because exec_watch matched */
 	DW_STAT_WATCH_INLINE,  /* watched interpreter execs dropped: inline code (sh -c) */
 	DW_STAT_WATCH_NO_OPERAND, /* watched interpreter execs dropped: no operand (REPL, stdin) */
+	DW_STAT_WATCH_HELD,       /* watched interpreter execs stopped for user space's verdict */
+	DW_STAT_WATCH_HOLD_FAILED, /* SIGSTOP refused: the interpreter ran unheld */
 	DW_STAT_MAX,
 };
 
