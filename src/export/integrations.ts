@@ -3,8 +3,6 @@
 import type { SensorConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { Exporter } from './exporter.js';
-import { FalcoHttpTransport } from './falco-http-transport.js';
-import { OtlpLogsTransport } from './otlp-logs-transport.js';
 
 export interface Integration {
   /** Metric prefix: falco_http_sent_total, otlp_sent_total, ... */
@@ -12,15 +10,18 @@ export interface Integration {
   exporter: Exporter;
 }
 
-export function startIntegrations(cfg: Pick<SensorConfig, 'falcoHttpUrl' | 'otlpEndpoint' | 'dataDir'>, log: Logger): Integration[] {
+/** Each transport's module is loaded only when it is configured (OpenTelemetry's SDK is most of the sensor's code). */
+export async function startIntegrations(cfg: Pick<SensorConfig, 'falcoHttpUrl' | 'otlpEndpoint' | 'dataDir'>, log: Logger): Promise<Integration[]> {
   const out: Integration[] = [];
   if (cfg.falcoHttpUrl) {
+    const { FalcoHttpTransport } = await import('./falco-http-transport.js');
     // One finding a batch: Falco posts alerts one by one, and a retry then repeats none.
     const transport = new FalcoHttpTransport({ url: cfg.falcoHttpUrl });
     out.push({ name: 'falco_http', exporter: new Exporter({ transport, spoolDir: `${cfg.dataDir}/spool-falco-http`, maxBatch: 1, log: (m) => log.warn(`falco http output: ${m}`) }) });
     log.info(`falco http output: POST to ${cfg.falcoHttpUrl.replace(/\/\/[^@/]*@/, '//***@')}`);
   }
   if (cfg.otlpEndpoint) {
+    const { OtlpLogsTransport } = await import('./otlp-logs-transport.js');
     const transport = new OtlpLogsTransport({ endpoint: cfg.otlpEndpoint });
     out.push({ name: 'otlp', exporter: new Exporter({ transport, spoolDir: `${cfg.dataDir}/spool-otlp`, log: (m) => log.warn(`otlp logs: ${m}`) }) });
     log.info(`otlp logs: exporting to ${cfg.otlpEndpoint}`);
