@@ -1,4 +1,4 @@
-// Row 10: a drift storm. A minimal overlay container drops K binaries into
+// Row 11: a drift storm. A minimal overlay container drops K binaries into
 // its upper layer and runs each (they stay alive); the real exec hook records
 // those execs, and the BPF test-run generator then writes copies of exactly
 // these records (fresh timestamps) into the sensor's ring buffer at a fixed
