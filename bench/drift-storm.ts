@@ -255,10 +255,15 @@ export async function driftStorm(rates = [1_000, 10_000, 50_000], seconds = 30, 
     for (const r of rows) r.findingsStored = stored;
     return { binaries: templates.length, hashReads: metrics.get('file_hash_reads_total'), rows };
   } finally {
-    for (const c of cleanups.reverse()) await c();
-    loader.close();
-    ct.destroy();
-    rmSync(data, { recursive: true, force: true });
+    // Each step on its own: one that fails leaves no daemon, container or directory behind.
+    const steps: Array<() => Promise<void> | void> = [...cleanups.reverse(), () => loader.close(), () => ct.destroy(), () => rmSync(data, { recursive: true, force: true })];
+    for (const step of steps) {
+      try {
+        await step();
+      } catch (err) {
+        console.error(`drift storm cleanup: ${(err as Error).message}`);
+      }
+    }
   }
 }
 
