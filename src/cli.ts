@@ -136,7 +136,7 @@ async function runCommand(argv: string[]): Promise<number> {
   });
   sinks.push({ write: (f) => exporter.export(f), close: () => exporter.shutdown() });
   // Integrations: each its own spool and retries, so one being down holds up no other.
-  const integrations = startIntegrations(cfg, log, metrics);
+  const integrations = await startIntegrations(cfg, log, metrics);
   for (const i of integrations) sinks.push({ write: (f) => i.exporter.export(f), close: () => i.exporter.shutdown() });
 
   const metadata = await detectMetadataResolver(log, {

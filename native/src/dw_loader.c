@@ -171,8 +171,10 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 	l->skel->rodata->cfg_host_mnt_ns = opts ? opts->host_mnt_ns : 0;
 	l->skel->rodata->cfg_host_pid_ns = opts ? opts->host_pid_ns : 0;
 	l->skel->rodata->cfg_ovl_force_facts = opts && opts->ovl_force_facts;
-	if (!(opts && opts->bench))
+	if (!(opts && opts->bench)) {
 		bpf_program__set_autoload(l->skel->progs.bench_generate, false);
+		bpf_map__set_autocreate(l->skel->maps.bench_tmpl, false);
+	}
 	int hook = opts ? opts->script_hook : DW_SCRIPT_HOOK_NONE;
 	bpf_program__set_autoload(l->skel->progs.lsm_bprm_check, hook == DW_SCRIPT_HOOK_LSM);
 	bpf_program__set_autoload(l->skel->progs.fentry_bprm_check, hook == DW_SCRIPT_HOOK_FENTRY);
@@ -362,15 +364,15 @@ int dw_loader_prog_info(struct dw_loader *l, size_t idx, const char **name, uint
 }
 
 struct dw_bench_args_abi { /* mirrors struct dw_bench_args in bench.bpf.h */
-	__u32 count, written, dropped, wakeup;
+	__u32 count, written, dropped, wakeup, ntmpl;
 };
 
-int dw_loader_bench_run(struct dw_loader *l, uint32_t count, uint32_t *written, uint32_t *dropped)
+int dw_loader_bench_run(struct dw_loader *l, uint32_t count, uint32_t ntmpl, uint32_t *written, uint32_t *dropped)
 {
 	int fd = bpf_program__fd(l->skel->progs.bench_generate);
 	if (fd < 0)
 		return -ENOENT;
-	struct dw_bench_args_abi args = { .count = count };
+	struct dw_bench_args_abi args = { .count = count, .ntmpl = ntmpl };
 	/* syscall programs take no ctx_out: the kernel writes ctx_in back */
 	LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = &args, .ctx_size_in = sizeof(args));
 	int err = bpf_prog_test_run_opts(fd, &topts);

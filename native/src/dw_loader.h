@@ -67,8 +67,9 @@ int dw_loader_has_pending(const struct dw_loader *l);
 int dw_loader_prog_info(struct dw_loader *l, size_t idx, const char **name, uint32_t *id, uint64_t *run_time_ns,
 			uint64_t *run_cnt, uint64_t *recursion_misses);
 /* Runs the benchmark generator (needs opts.bench): writes count synthetic
- * records into the ring buffer from the kernel. */
-int dw_loader_bench_run(struct dw_loader *l, uint32_t count, uint32_t *written, uint32_t *dropped);
+ * records into the ring buffer from the kernel; with ntmpl > 0, copies of the
+ * records in map bench_tmpl (entries 0..ntmpl-1, round robin). */
+int dw_loader_bench_run(struct dw_loader *l, uint32_t count, uint32_t ntmpl, uint32_t *written, uint32_t *dropped);
 /* Maps user space keeps for the kernel (prevention): by name, with the
  * map's own key and value sizes, else -EINVAL. */
 int dw_loader_map_update(struct dw_loader *l, const char *map, const void *key, size_t key_size, const void *value,

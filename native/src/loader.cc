@@ -325,8 +325,9 @@ class Loader : public Napi::ObjectWrap<Loader> {
     Napi::Env env = info.Env();
     dw_loader *l = Open(env);
     uint32_t count = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+    uint32_t templates = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
     uint32_t written = 0, dropped = 0;
-    int err = dw_loader_bench_run(l, count, &written, &dropped);
+    int err = dw_loader_bench_run(l, count, templates, &written, &dropped);
     if (err) ThrowErrno(env, "run benchmark generator (open with benchGenerator: true)", err);
     Napi::Object o = Napi::Object::New(env);
     o.Set("written", Napi::Number::New(env, written));

@@ -5,18 +5,12 @@
 // the upper directory that outlives the container's processes.
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
-import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { overlayDirsFromOptions } from './container-storage.js';
 import type { ContainerMetadata } from './metadata.js';
 
-export const DEFAULT_CRI_SOCKETS = [
-  '/run/containerd/containerd.sock',
-  '/run/crio/crio.sock',
-  '/var/run/crio/crio.sock',
-  '/run/k3s/containerd/containerd.sock',
-];
+export { DEFAULT_CRI_SOCKETS, findCriSocket } from './cri-socket.js';
 
 const protoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'proto');
 const protoPath = join(protoRoot, 'cri', 'runtime_v1_subset.proto');
@@ -44,10 +38,6 @@ interface ContainerdInfo {
   pid?: number;
   snapshotKey?: string;
   snapshotter?: string;
-}
-
-export function findCriSocket(candidates = DEFAULT_CRI_SOCKETS): string | undefined {
-  return candidates.find((p) => existsSync(p));
 }
 
 function methodDef(service: string, name: string, reqType: string, resType: string): grpc.MethodDefinition<object, Record<string, unknown>> {

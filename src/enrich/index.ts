@@ -1,7 +1,7 @@
 // Picks the metadata sources this node has: a CRI socket (containerd,
 // CRI-O), the Docker Engine socket, podman's state, the OCI runtime's state.
 import type { Logger } from '../log.js';
-import { CriClient, findCriSocket } from './cri-client.js';
+import { findCriSocket } from './cri-socket.js';
 import { DockerEngine, findDockerSocket } from './docker-engine.js';
 import { MetadataResolver, type MetadataSource, type ResolverOptions } from './metadata.js';
 import { OciStateSource } from './oci-state.js';
@@ -18,6 +18,8 @@ export async function detectMetadataResolver(log: Logger, opts: DetectOptions = 
   const closers: Array<() => void> = [];
   const socket = opts.criSocket ?? findCriSocket();
   if (socket) {
+    // Loaded only where a CRI runtime listens: the client brings gRPC's CRI protos.
+    const { CriClient } = await import('./cri-client.js');
     const cri = new CriClient(socket);
     sources.push(cri);
     closers.push(() => cri.close());
@@ -29,7 +31,7 @@ export async function detectMetadataResolver(log: Logger, opts: DetectOptions = 
   if (await podman.available()) sources.push(podman);
   // Last: the OCI runtime's state has annotations even where no daemon answers.
   sources.push(new OciStateSource());
-  const describe = (s: MetadataSource) => (s instanceof CriClient || s instanceof DockerEngine ? `${s.name} (${s.socketPath})` : s.name);
+  const describe = (s: MetadataSource) => ('socketPath' in s && typeof s.socketPath === 'string' ? `${s.name} (${s.socketPath})` : s.name);
   log.info(`container metadata from: ${sources.map(describe).join(', ') || 'none (ids only)'}`);
   const resolver = new MetadataResolver(sources, opts);
   if (docker) closers.push(docker.watchStarts((id) => resolver.prefetch(id, 'docker')));

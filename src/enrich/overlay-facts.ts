@@ -47,6 +47,8 @@ export interface OverlayFactsOptions {
   hostRoot?: string;
   /** Files larger than this are not hashed (too_large). */
   maxHashBytes?: number;
+  /** Called for every file actually read to be hashed (not for cache hits). */
+  onHashRead?: () => void;
 }
 
 /** The file a record names, and where the sensor may look for it. */
@@ -85,7 +87,7 @@ export type ExecutedHash =
 const REASON_RANK: Record<UnreadableReason, number> = { too_large: 4, replaced: 3, not_regular: 2, unavailable: 1, gone: 0 };
 const worse = (a: UnreadableReason | undefined, b: UnreadableReason): UnreadableReason => (a && REASON_RANK[a] >= REASON_RANK[b] ? a : b);
 
-const idKey = (f: KernelFileId) => `${f.dev}:${f.inode}:${f.ctimeSec ?? '-'}:${f.ctimeNsec ?? '-'}`;
+export const idKey = (f: KernelFileId) => `${f.dev}:${f.inode}:${f.ctimeSec ?? '-'}:${f.ctimeNsec ?? '-'}`;
 
 export class OverlayFacts {
   private dirs = new LRUCache<number, OverlayDirs>({ max: 2048, ttl: 10 * 60_000 });
@@ -96,6 +98,9 @@ export class OverlayFacts {
   /** Where an executed file's cached hash was read. */
   private sources = new LRUCache<string, FactsSource>({ max: 4096 });
   private pidMisses = new LRUCache<number, true>({ max: 4096, ttl: 5_000 });
+  /** Lookups under way by file identity: a burst of execs of one new file reads it once. */
+  private pending = new Map<string, Promise<ExecutedHash>>();
+  private readonly onHashRead: (() => void) | undefined;
   private readonly procRoot: string;
   private readonly hostRoot: string;
   private readonly maxBytes: number | undefined;
@@ -104,6 +109,7 @@ export class OverlayFacts {
     this.procRoot = opts.procRoot ?? '/proc';
     this.hostRoot = opts.hostRoot ?? '';
     this.maxBytes = opts.maxHashBytes;
+    this.onHashRead = opts.onHashRead;
   }
 
   /**
@@ -143,6 +149,7 @@ export class OverlayFacts {
       const k = key ?? `file:${opened.file.stat.dev}:${opened.file.stat.ino}:${opened.file.stat.ctimeNs}:${opened.file.stat.size}`;
       const hit = this.hashes.get(k);
       if (hit) return { sha256: hit };
+      this.onHashRead?.();
       const r = await opened.file.sha256();
       if (r.sha256) this.hashes.set(k, r.sha256);
       return r;
@@ -160,6 +167,30 @@ export class OverlayFacts {
    */
   async executedHash(f: ExecutedFile): Promise<ExecutedHash> {
     const key = `exec:${idKey(f.id)}`;
+    const known = this.knownHash(f.id);
+    if (known) return known;
+    const pending = this.pending.get(key);
+    if (pending) {
+      const r = await pending;
+      // A miss belongs to the first caller's processes; these may still reach the file.
+      if (r.sha256) return r;
+    }
+    const lookup = this.lookUpExecutedHash(f, key);
+    if (!pending) {
+      this.pending.set(key, lookup);
+      void lookup.finally(() => this.pending.delete(key));
+    }
+    return lookup;
+  }
+
+  /** The hash already read for the file the kernel identified, if any: no file system call. */
+  knownHash(id: KernelFileId): { sha256: string; source: FactsSource } | undefined {
+    const key = `exec:${idKey(id)}`;
+    const hit = this.hashes.get(key);
+    return hit ? { sha256: hit, source: this.sources.get(key) ?? 'process' } : undefined;
+  }
+
+  private async lookUpExecutedHash(f: ExecutedFile, key: string): Promise<ExecutedHash> {
     const hit = this.hashes.get(key);
     if (hit) return { sha256: hit, source: this.sources.get(key) ?? 'process' };
     // A miss is remembered for these processes only: the next exec of the same file may be readable.

@@ -59,7 +59,8 @@ export interface NativeLoader {
   /** How overlay files are told apart here: 'vmlinux BTF', 'module BTF' or 'layout facts (...)'. */
   overlayPath(): string;
   programStats(): ProgramStats[];
-  benchGenerate?(count: number): { written: number; dropped: number };
+  /** Benchmark generator: count records, synthetic or (templates > 0) copies of bench_tmpl entries. */
+  benchGenerate?(count: number, templates?: number): { written: number; dropped: number };
   /** Map entries as bytes in the map's own layout (src/prevent/maps.ts); sizes are checked. */
   mapUpdate?(map: string, key: Buffer, value: Buffer): void;
   /** false when the key was not there. */

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync, statfsSync, writeFileSyn
 import { connect } from 'node:net';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_CRI_SOCKETS } from '../enrich/cri-client.js';
+import { DEFAULT_CRI_SOCKETS } from '../enrich/cri-socket.js';
 import { DEFAULT_OCI_STATE_ROOTS } from '../enrich/oci-state.js';
 import { PodmanStore } from '../enrich/podman-store.js';
 import { createLogger } from '../log.js';

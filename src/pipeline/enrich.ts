@@ -6,7 +6,7 @@ import { readlink } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
 import { ContainerStorage } from '../enrich/container-storage.js';
 import type { ContainerMetadata, MetadataResolver } from '../enrich/metadata.js';
-import { OverlayFacts, type OverlayDirs } from '../enrich/overlay-facts.js';
+import { idKey, OverlayFacts, type OverlayDirs } from '../enrich/overlay-facts.js';
 import type { PackageWindows } from '../enrich/package-windows.js';
 import { UNREADABLE_REASONS, type KernelFileId } from '../enrich/safe-open.js';
 import type { FileFactReason } from '../signatures/sdk.js';
@@ -71,11 +71,12 @@ async function parentExecutable(hostPpid: number, procRoot: string): Promise<str
 
 export function createEnricher(opts: EnricherOptions): Enricher {
   const procRoot = opts.procRoot ?? '/proc';
-  const overlay = opts.overlay ?? new OverlayFacts({ procRoot });
+  const overlay = opts.overlay ?? new OverlayFacts({ procRoot, onHashRead: () => opts.metrics.inc('file_hash_reads_total') });
   const storage = opts.storage ?? new ContainerStorage({ procRoot });
   const { metrics, resolver } = opts;
   const deadlineMs = opts.fileFactsTimeoutMs ?? 10_000;
   // Zero series per reason, so an alert on a rising reason works from the start.
+  metrics.inc('file_hash_reads_total', {}, 0);
   for (const reason of FILE_FACT_REASONS) {
     metrics.inc('file_hash_unavailable_total', { reason }, 0);
     metrics.inc('same_as_image_unavailable_total', { reason }, 0);
@@ -96,15 +97,37 @@ export function createEnricher(opts: EnricherOptions): Enricher {
     return (await overlay.overlayOf(rec.mntNs, pids)) ?? (await meta())?.rootfs ?? null;
   }
 
+  const lookups = new Map<string, Promise<FileFacts>>();
   async function fileFacts(rec: DecodedEvent, slowMeta: () => Promise<ContainerMetadata | undefined>): Promise<FileFacts> {
-    const facts: FileFacts = {};
     const upper = rec.layer === 'UPPER_NEW' || rec.layer === 'UPPER_COPIED_UP';
+    const id: KernelFileId = { dev: rec.dev, inode: rec.inode, ctimeSec: rec.ctimeSec, ctimeNsec: rec.ctimeNsec };
+    // A file already hashed (by the kernel's identity: device, inode, ctime) needs no
+    // process or overlay lookup. A copied-up file also needs its image copy: the full path.
+    if (rec.layer === 'UPPER_COPIED_UP') return lookUpFileFacts(rec, id, upper, slowMeta);
+    const known = overlay.knownHash(id);
+    if (known) return { sha256: known.sha256, source: known.source };
+    // Execs of a file whose lookup is under way wait for it instead of repeating it.
+    const key = idKey(id);
+    const pending = lookups.get(key);
+    if (pending) {
+      const facts = await pending;
+      if (facts.sha256) return { ...facts }; // a miss was the first exec's processes: look with ours
+    }
+    const lookup = lookUpFileFacts(rec, id, upper, slowMeta);
+    if (!pending) {
+      lookups.set(key, lookup);
+      void lookup.finally(() => lookups.delete(key));
+    }
+    return lookup;
+  }
+
+  async function lookUpFileFacts(rec: DecodedEvent, id: KernelFileId, upper: boolean, slowMeta: () => Promise<ContainerMetadata | undefined>): Promise<FileFacts> {
+    const facts: FileFacts = {};
     const reachable = !rec.pathTruncated && rec.path.startsWith('/');
     const pids = reachable ? await livePids(rec) : lineage(rec);
     // The upper dir outlives the container's processes: only there is a longer wait for the runtime's answer worth it.
     const dirs = upper ? await overlayDirs(rec, pids, slowMeta) : null;
     const unlinked = isUnlinked(rec.fileFlags);
-    const id: KernelFileId = { dev: rec.dev, inode: rec.inode, ctimeSec: rec.ctimeSec, ctimeNsec: rec.ctimeNsec };
     const hashed = await overlay.executedHash({
       id,
       ...(rec.pathTruncated || unlinked ? {} : { path: rec.path }),

@@ -33,7 +33,9 @@ const FINAL_DRAINS = 64;
 
 export function kernelBatches(loader: NativeLoader, opts: SourceOptions = {}): Observable<Batch> {
   const intervalMs = opts.intervalMs ?? 10;
-  const buf = Buffer.alloc(opts.bufferBytes ?? 4 << 20);
+  // Not zero-filled: an idle sensor's buffer stays untouched (not resident);
+  // only bytes a drain wrote are ever read.
+  const buf = Buffer.allocUnsafeSlow(opts.bufferBytes ?? 4 << 20);
   const signal = opts.signal;
   return new Observable<Batch>((subscriber) => {
     let timer: NodeJS.Timeout | undefined;

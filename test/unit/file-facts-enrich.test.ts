@@ -25,6 +25,7 @@ function fakeOverlay(answer: () => Promise<HashResult>, image?: HashResult) {
   const dirs: OverlayDirs = { upper: '/u', lowers: ['/l'] };
   const o = {
     overlayOf: async () => dirs,
+    knownHash: () => undefined,
     executedHash: (f: ExecutedFile) => {
       asked.push(f);
       return answer();

@@ -195,7 +195,7 @@ test('enrichment: a manager\'s exec, then a drifted file it wrote, gives the fin
   const metrics = new Metrics();
   const exits = fakeExits();
   const packageWindows = new PackageWindows({ metrics, exits });
-  const overlay = { overlayOf: async () => null, executedHash: async () => ({ reason: 'gone' }), imageHash: async () => ({ reason: 'gone' }), layerOf: async () => undefined } as unknown as OverlayFacts;
+  const overlay = { overlayOf: async () => null, knownHash: () => undefined, executedHash: async () => ({ reason: 'gone' }), imageHash: async () => ({ reason: 'gone' }), layerOf: async () => undefined } as unknown as OverlayFacts;
   const enricher = createEnricher({ host: { mnt: 1, pid: 2 }, metrics, overlay, packageWindows, procRoot: '/nonexistent' });
   await enricher.enrich(manager(100n));
   exits.exit(500, OFFSET + 200n * S);
