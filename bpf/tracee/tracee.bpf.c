@@ -142,7 +142,7 @@ static __always_inline void emit_exec(struct task_struct *task, struct linux_bin
 	e->start_time_ns = DW_READ(btf, cur, start_time);
 	copy_comm(btf, e->comm, cur);
 
-	task_lineage(btf, cur, e);
+	task_lineage(btf, cur, ids.parent, e);
 
 	u32 trunc = 0, off = 0, n;
 	char *data = s->data;

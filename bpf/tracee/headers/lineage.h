@@ -47,9 +47,11 @@ static __always_inline void copy_comm(bool btf, char *dst, struct task_struct *t
  * (fork takes the parent's namespace or a descendant it entered, and orphans
  * are reparented within their namespace), so along the walk an ancestor is
  * inside the task's namespace exactly when its pid has the task's level: the
- * level alone decides, no namespace pointer needs reading.
+ * level alone decides, no namespace pointer needs reading. parent is the
+ * task's real parent (dw_task_ids.parent).
  */
-static __always_inline void task_lineage(bool btf, struct task_struct *task, struct dw_exec_event *e)
+static __always_inline void task_lineage(bool btf, struct task_struct *task, struct task_struct *parent,
+					 struct dw_exec_event *e)
 {
 	struct pid *pid = DW_READ(btf, task, thread_pid);
 	unsigned int level = DW_READ(btf, pid, level);
@@ -59,7 +61,10 @@ static __always_inline void task_lineage(bool btf, struct task_struct *task, str
 	e->ancestors_len = 0;
 	bool classified = level == 0; /* host: nothing to classify */
 	for (int i = 0; i < DW_SESSION_WALK; i++) {
-		struct task_struct *p = DW_READ(btf, t, real_parent);
+		/* The first parent is the one the record's host_ppid names, read once:
+		 * a reparenting in between (runc exec's child to conmon) must not make
+		 * them disagree. */
+		struct task_struct *p = i == 0 ? parent : DW_READ(btf, t, real_parent);
 		if (!p || p == t)
 			break;
 		if (i < DW_MAX_ANCESTORS) {

@@ -43,6 +43,7 @@ struct dw_task_ids {
 	u32 host_pid, host_tid, host_ppid;
 	u32 ns_pid, ns_tid, ns_ppid;
 	u32 pid_ns;
+	struct task_struct *parent; /* the one host_ppid was read from: the ancestry starts here */
 };
 
 /* task_ns_pid() for a task reached through DW_READ. */
@@ -72,6 +73,7 @@ static __always_inline void task_ids(bool btf, struct task_struct *task, struct 
 	 * another thread may still lead it. */
 	ids->ns_pid = leader == task ? ids->ns_tid : task_ns_pid_of(btf, leader, level);
 	ids->ns_ppid = task_ns_pid_of(btf, DW_READ(btf, parent, group_leader), level);
+	ids->parent = parent;
 }
 
 #endif
