@@ -12,6 +12,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null # syscall tracepoints attach through it
 mkdir -p /data && mount -t tmpfs data /data
 export PATH=/bin HOME=/tmp
 echo "DWKERNEL $(uname -r)"

@@ -15,6 +15,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null # syscall tracepoints attach through it
 echo "DWKERNEL $(uname -r)"
 echo "DWLSM $(cat /sys/kernel/security/lsm 2>/dev/null)"
 prepare() {

@@ -23,11 +23,18 @@ static __always_inline struct task_struct *dw_current(bool btf, struct task_stru
 	return btf ? bpf_get_current_task_btf() : task;
 }
 
-/* &pid->numbers[level]; struct upid's size comes from the running kernel. */
+#define DW_PID_LEVEL_MASK 63 /* pid namespaces nest at most 32 deep (MAX_PID_NS_LEVEL) */
+
+/* &pid->numbers[level]; struct upid's size comes from the running kernel.
+ * pid may be a BTF pointer, and older verifiers (6.1) add only a bounded
+ * offset to one: the level is masked, and the multiply is written with the
+ * known size as its source (they give up on a multiply by an unknown). */
 static __always_inline struct upid *pid_upid(struct pid *pid, unsigned int level)
 {
-	return (void *)pid + bpf_core_field_offset(struct pid, numbers) +
-	       (u64)level * bpf_core_type_size(struct upid);
+	u64 off = level & DW_PID_LEVEL_MASK;
+	u64 size = bpf_core_type_size(struct upid);
+	asm volatile("%[off] *= %[size]" : [off] "+r"(off) : [size] "r"(size));
+	return (void *)pid + bpf_core_field_offset(struct pid, numbers) + off;
 }
 
 /* The task's pid as seen from its own (deepest) pid namespace. */
