@@ -7,7 +7,8 @@
 //   node dist/bench/kernel-ab.js <other ebpf_napi_loader.node> [execs] [rounds] [command]
 //
 // command defaults to a static image binary; '/bin/true-dyn' is a dynamic one
-// (the loader and libc are looked up during its exec).
+// (the loader and libc are looked up during its exec); 'drift' runs a binary
+// copied into the container, so both builds build and submit the full record.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -54,13 +55,18 @@ export async function kernelAb(other: string, execs = 500, rounds = 4, command =
   const ct = new MiniContainer();
   const ours = join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node');
   const rows: Array<Record<string, string | number>> = [];
+  let prep = '';
+  if (command === 'drift') {
+    prep = 'cp /bin/busybox /tmp/busybox-drift;';
+    command = '/tmp/busybox-drift true';
+  }
   try {
     const diffs: number[] = [];
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? [ours, other] : [other, ours];
       const loaders = order.map(open);
       const before = loaders.map(execStats);
-      const r = ct.run(`i=0; while [ $i -lt ${execs} ]; do ${command}; i=$((i+1)); done`, { timeoutMs: 300_000 });
+      const r = ct.run(`${prep} i=0; while [ $i -lt ${execs} ]; do ${command}; i=$((i+1)); done`, { timeoutMs: 300_000 });
       if (r.status !== 0) throw new Error(`exec loop failed: ${r.stderr}`);
       const after = loaders.map(execStats);
       const ns = (i: number) => (after[i]!.runTimeNs - before[i]!.runTimeNs) / (after[i]!.runCount - before[i]!.runCount);

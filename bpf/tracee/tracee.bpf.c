@@ -71,11 +71,11 @@ static __always_inline u32 put_kernel_str(char *data, u32 off, const void *src, 
 }
 
 /* argv as laid out by execve in the new mm: NUL-separated, one read. */
-static __always_inline u32 put_argv(char *data, u32 off, struct task_struct *task, u32 *trunc)
+static __always_inline u32 put_argv(bool btf, char *data, u32 off, struct task_struct *task, u32 *trunc)
 {
-	struct mm_struct *mm = BPF_CORE_READ(task, mm);
-	unsigned long start = BPF_CORE_READ(mm, arg_start);
-	unsigned long end = BPF_CORE_READ(mm, arg_end);
+	struct mm_struct *mm = DW_READ(btf, task, mm);
+	unsigned long start = DW_READ(btf, mm, arg_start);
+	unsigned long end = DW_READ(btf, mm, arg_end);
 	u64 len = end > start ? end - start : 0;
 
 	if (len > DW_MAX_ARGV) {
@@ -91,7 +91,8 @@ static __always_inline u32 put_argv(char *data, u32 off, struct task_struct *tas
 
 /*
  * The full exec record, into the ring buffer. with_argv is false where the
- * new mm holds no arguments yet (an exec refused at bprm_check).
+ * new mm holds no arguments yet (an exec refused at bprm_check). task is the
+ * current task.
  */
 static __always_inline void emit_exec(struct task_struct *task, struct linux_binprm *bprm, struct file *file,
 				      u32 flags, u16 script_flags, bool with_argv)
@@ -102,11 +103,18 @@ static __always_inline void emit_exec(struct task_struct *task, struct linux_bin
 		stat_inc(DW_STAT_SCRATCH_MISS);
 		return;
 	}
+	bool btf = dw_task_btf();
+	struct task_struct *cur = dw_current(btf, task);
+	/* After the exec (with_argv) the new mm's exe_file is bprm->file, set by
+	 * the kernel before this tracepoint: the same file, as a BTF pointer.
+	 * Refused at bprm_check, the mm is still the caller's. */
+	bool fbtf = btf && with_argv;
+	struct file *f = fbtf ? DW_READ(fbtf, cur, mm, exe_file) : file;
 	struct dw_exec_event *e = &s->e;
 	struct dw_task_ids ids = {};
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
-	task_ids(task, &ids);
+	struct inode *inode = DW_READ(fbtf, f, f_inode);
+	struct super_block *sb = DW_READ(fbtf, inode, i_sb);
+	task_ids(btf, cur, &ids);
 
 	e->hdr.kind = DW_EVENT_EXEC;
 	e->hdr.version = DW_EXEC_VERSION;
@@ -118,22 +126,23 @@ static __always_inline void emit_exec(struct task_struct *task, struct linux_bin
 	e->ns_tid = ids.ns_tid;
 	e->ns_ppid = ids.ns_ppid;
 	e->pid_ns = ids.pid_ns;
-	e->uid = BPF_CORE_READ(task, cred, uid.val);
-	e->gid = BPF_CORE_READ(task, cred, gid.val);
+	const struct cred *cred = DW_READ(btf, cur, cred);
+	e->uid = DW_READ(btf, cred, uid.val);
+	e->gid = DW_READ(btf, cred, gid.val);
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	e->inode = BPF_CORE_READ(inode, i_ino);
-	e->dev = BPF_CORE_READ(sb, s_dev);
-	e->mode = BPF_CORE_READ(inode, i_mode);
-	e->nlink = BPF_CORE_READ(inode, i_nlink);
-	e->fs_magic = (u32)BPF_CORE_READ(sb, s_magic);
+	e->mnt_ns = DW_READ(btf, cur, nsproxy, mnt_ns, ns.inum);
+	e->inode = DW_READ(fbtf, inode, i_ino);
+	e->dev = DW_READ(fbtf, sb, s_dev);
+	e->mode = DW_READ(fbtf, inode, i_mode);
+	e->nlink = DW_READ(fbtf, inode, i_nlink);
+	e->fs_magic = (u32)DW_READ(fbtf, sb, s_magic);
 	inode_ctime(inode, &e->ctime_sec, &e->ctime_nsec);
 	e->file_flags = flags;
 	e->script_flags = script_flags;
-	e->start_time_ns = BPF_CORE_READ(task, start_time);
-	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	e->start_time_ns = DW_READ(btf, cur, start_time);
+	copy_comm(btf, e->comm, cur);
 
-	task_lineage(task, e);
+	task_lineage(btf, cur, ids.parent, e);
 
 	u32 trunc = 0, off = 0, n;
 	char *data = s->data;
@@ -142,7 +151,7 @@ static __always_inline void emit_exec(struct task_struct *task, struct linux_bin
 	e->filename_len = n;
 	off += n;
 
-	struct dw_path_result pr = put_path(data, off, file, task);
+	struct dw_path_result pr = fbtf ? put_path_of(true, data, off, f, cur) : put_path(data, off, file, task);
 	e->path_len = pr.len;
 	e->path_depth = pr.depth;
 	if (pr.truncated) {
@@ -151,16 +160,16 @@ static __always_inline void emit_exec(struct task_struct *task, struct linux_bin
 	}
 	off += pr.len;
 
-	n = with_argv ? put_argv(data, off, task, &trunc) : 0;
+	n = with_argv ? put_argv(btf, data, off, cur, &trunc) : 0;
 	e->argv_len = n;
 	off += n;
 
-	struct kernfs_node *kn = task_cgroup_kn(task);
-	n = put_kernel_str(data, off, BPF_CORE_READ(kn, name), DW_MAX_CGROUP, &trunc, DW_TRUNC_CGROUP);
+	const char *cg_name, *cg_parent_name;
+	task_cgroup_names(btf, cur, &cg_name, &cg_parent_name);
+	n = put_kernel_str(data, off, cg_name, DW_MAX_CGROUP, &trunc, DW_TRUNC_CGROUP);
 	e->cgroup_len = n;
 	off += n;
-	n = put_kernel_str(data, off, BPF_CORE_READ(kernfs_parent(kn), name), DW_MAX_CGROUP, &trunc,
-			   DW_TRUNC_CGROUP);
+	n = put_kernel_str(data, off, cg_parent_name, DW_MAX_CGROUP, &trunc, DW_TRUNC_CGROUP);
 	e->cgparent_len = n;
 	off += n;
 

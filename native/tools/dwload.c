@@ -3,13 +3,14 @@
 // serial console can carry. It loads, attaches the exec hook, prints
 // "DWREADY", then prints every record as "DWREC <hex>" until <stop-file>
 // exists, and finally "DWSTATS" with the kernel counters.
-//   dwload <stop-file> [emit-all|filtered] [lsm|fentry|none] [no-sys-admin|prevent]
+//   dwload <stop-file> [emit-all|filtered] [lsm|fentry|none] [no-sys-admin|prevent] [mmap-lsm|mmap-fentry|mmap-tracepoint]
 // The third argument loads and attaches that #! script hook as well (it
 // cannot load on every kernel: the guest is where it is proved). The fourth
 // drops CAP_SYS_ADMIN first and keeps CAP_BPF and CAP_PERFMON, like the
 // least-privilege DaemonSet: module BTF is then out of libbpf's reach.
 // "prevent" turns prevention on for every drift kind in every container,
 // as a policy preventing every signature does for containers not yet described.
+// "mmap-*" loads and attaches that exec-mapping program too (drift.exec_mapping).
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,9 +73,21 @@ int main(int argc, char **argv)
 		opts.script_hook = DW_SCRIPT_HOOK_FENTRY;
 		hook_prog = "fentry_bprm_check";
 	}
-	for (int i = 4; i < argc; i++)
+	const char *mmap_prog = NULL;
+	for (int i = 4; i < argc; i++) {
 		if (strcmp(argv[i], "force-facts") == 0)
 			opts.ovl_force_facts = 1;
+		if (strcmp(argv[i], "mmap-lsm") == 0) {
+			opts.mmap_hook = DW_MMAP_HOOK_LSM;
+			mmap_prog = "lsm_mmap_file";
+		} else if (strcmp(argv[i], "mmap-fentry") == 0) {
+			opts.mmap_hook = DW_MMAP_HOOK_FENTRY;
+			mmap_prog = "fentry_mmap_file";
+		} else if (strcmp(argv[i], "mmap-tracepoint") == 0) {
+			opts.mmap_hook = DW_MMAP_HOOK_TRACEPOINT;
+			mmap_prog = "sys_enter_mmap";
+		}
+	}
 	if (argc > 4 && strcmp(argv[4], "no-sys-admin") == 0) {
 		int left = drop_sys_admin();
 		printf("DWCAPS sys_admin=%d\n", left);
@@ -88,7 +101,7 @@ int main(int argc, char **argv)
 		opts.host_pid_ns = (uint32_t)pid.st_ino;
 	}
 	struct dw_loader *l;
-	const char *section, *hook_section = "";
+	const char *section, *hook_section = "", *mmap_section = "";
 	int err = dw_loader_open(&opts, &l);
 	if (!err)
 		err = dw_loader_load(l);
@@ -96,6 +109,8 @@ int main(int argc, char **argv)
 		err = dw_loader_attach_one(l, "sched_process_exec", &section);
 	if (!err && hook_prog)
 		err = dw_loader_attach_one(l, hook_prog, &hook_section);
+	if (!err && mmap_prog)
+		err = dw_loader_attach_one(l, mmap_prog, &mmap_section);
 	if (err) {
 		printf("DWERROR %d %s\n%s\n", -err, strerror(-err), dw_last_log());
 		return 1;
@@ -109,7 +124,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	printf("DWREADY %s %s\n", section, hook_section);
+	printf("DWREADY %s %s%s%s\n", section, hook_section, *mmap_section ? " " : "", mmap_section);
 	printf("DWOVERLAY %s\n", dw_loader_overlay_path(l));
 	fflush(stdout);
 	static uint8_t buf[1 << 20];
@@ -120,11 +135,13 @@ int main(int argc, char **argv)
 	drain(l, buf, sizeof(buf));
 	uint64_t stats[DW_STAT_MAX];
 	dw_loader_stats(l, stats, DW_STAT_MAX);
-	printf("DWSTATS seen=%llu emitted=%llu filtered=%llu ringbuf_full=%llu ovl_unresolved=%llu denied=%llu prevented=%llu\n",
+	printf("DWSTATS seen=%llu emitted=%llu filtered=%llu ringbuf_full=%llu ovl_unresolved=%llu denied=%llu prevented=%llu "
+	       "mmap_seen=%llu mmap_emitted=%llu\n",
 	       (unsigned long long)stats[DW_STAT_EXEC_SEEN], (unsigned long long)stats[DW_STAT_EXEC_EMITTED],
 	       (unsigned long long)stats[DW_STAT_EXEC_FILTERED], (unsigned long long)stats[DW_STAT_RINGBUF_FULL],
 	       (unsigned long long)stats[DW_STAT_OVL_UNRESOLVED], (unsigned long long)stats[DW_STAT_DENIED],
-	       (unsigned long long)stats[DW_STAT_PREVENTED]);
+	       (unsigned long long)stats[DW_STAT_PREVENTED], (unsigned long long)stats[DW_STAT_MMAP_EXEC_SEEN],
+	       (unsigned long long)stats[DW_STAT_MMAP_EXEC_EMITTED]);
 	fflush(stdout);
 	dw_loader_close(l);
 	return 0;

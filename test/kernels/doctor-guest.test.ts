@@ -3,7 +3,10 @@
 // initramfs, under TCG (KVM inside this kind of VM hangs the guest at boot).
 // Overlay not loaded first (broken on purpose: both must name it), then the
 // #! script hook the kernel accepts (BPF-LSM on this guest), then no hook at
-// all (the kernel still finds scripts on the exec's deferred fput list). Two to five minutes.
+// all (the kernel still finds scripts on the exec's deferred fput list), then
+// fentry, then the sys_enter_mmap tracepoint on request: which exec-mapping
+// program the real sensor attaches in each (a syscall tracepoint only when
+// asked for). Three to seven minutes.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
@@ -58,7 +61,7 @@ const row = (r: Report, check: string): Row => r.rows.find((x) => x.check === ch
 const skip = skipReason();
 if (skip) console.log(`# doctor guest test skipped: ${skip}`);
 describe('doctor and self-test: Linux 6.1 under qemu', { skip: skip ?? false }, () => {
-  test('overlay not loaded is named; BPF-LSM and the fallback both pass the self-test', { timeout: 900_000 }, (t) => {
+  test('overlay not loaded is named; BPF-LSM and the fallback both pass the self-test', { timeout: 1_200_000 }, (t) => {
     const k = kernel61();
     if (typeof k === 'string') return t.skip(k);
     const work = mkdtempSync(join(tmpdir(), 'driftwatch-doctor-guest-'));
@@ -82,7 +85,7 @@ describe('doctor and self-test: Linux 6.1 under qemu', { skip: skip ?? false }, 
       const started = Date.now();
       const q = spawnSync(
         'timeout',
-        ['600', 'qemu-system-x86_64', '-m', '2048', '-smp', '1', '-nographic', '-no-reboot', '-kernel', k.vmlinuz, '-initrd', initrd,
+        ['900', 'qemu-system-x86_64', '-m', '2048', '-smp', '1', '-nographic', '-no-reboot', '-kernel', k.vmlinuz, '-initrd', initrd,
           '-append', 'console=ttyS0 panic=-1 rdinit=/init quiet'],
         { encoding: 'utf8', maxBuffer: 64 << 20 },
       );
@@ -114,7 +117,25 @@ describe('doctor and self-test: Linux 6.1 under qemu', { skip: skip ?? false }, 
       assert.equal(row(fb.report, 'LSM / bprm_check').status, 'degraded');
       assert.equal(row(fb.report, 'self-test').status, 'ok', JSON.stringify(row(fb.report, 'self-test')));
       assert.equal(fb.report.selftest?.checks.find((c) => c.check === 'script')?.source, 'kernel');
-      console.log(`# doctor and self-test on Linux ${k.version} (qemu, ${Math.round((Date.now() - started) / 1000)} s): overlay missing named; BPF-LSM and deferred-fput script paths pass`);
+      // Exec mappings: the default sensor watches them through mmap_file (BPF-LSM here, fentry when asked
+      // for) and attaches no syscall tracepoint; the tracepoint only with mmapTracepoint.
+      const attached = (r: Report) => row(r, 'BPF programs').detail;
+      const sysTp = /tracepoint\/syscalls\//;
+      assert.match(attached(lsm.report), /\blsm\/mmap_file\b/);
+      assert.doesNotMatch(attached(lsm.report), sysTp);
+      assert.match(row(lsm.report, 'syscall tracepoints').detail, /^no syscall tracepoint: lsm mmap_file/);
+      assert.doesNotMatch(attached(fb.report), /mmap/);
+      assert.equal(row(fb.report, 'syscall tracepoints').status, 'degraded');
+      const fentry = phase(out, 'fentry');
+      assert.equal(fentry.rc, 0);
+      assert.match(attached(fentry.report), /\bfentry\/security_mmap_file\b/);
+      assert.doesNotMatch(attached(fentry.report), sysTp);
+      assert.equal(row(fentry.report, 'syscall tracepoints').status, 'ok');
+      const tp = phase(out, 'mmap-tracepoint');
+      assert.match(attached(tp.report), /\btracepoint\/syscalls\/sys_enter_mmap\b/);
+      assert.equal(row(tp.report, 'syscall tracepoints').status, 'ok');
+      assert.match(row(tp.report, 'syscall tracepoints').detail, /sys_enter_mmap attached/);
+      console.log(`# doctor and self-test on Linux ${k.version} (qemu, ${Math.round((Date.now() - started) / 1000)} s): overlay missing named; BPF-LSM and deferred-fput script paths pass; exec mappings through lsm/mmap_file or fentry/security_mmap_file with no syscall tracepoint, sys_enter_mmap only on request`);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

@@ -5,7 +5,9 @@
 # kernel-side filtering) and as fentry (phase 4), which the host may refuse,
 # and loads without CAP_SYS_ADMIN with overlay as a module (phase 5), then
 # refuses drifted execs with EPERM through BPF-LSM (phase 6) and kills them
-# at sched_process_exec without it (phase 7).
+# at sched_process_exec without it (phase 7), then reports a dropped library
+# mapped executable through lsm/mmap_file (phase 8), fentry/security_mmap_file
+# (phase 9) and the opt-in sys_enter_mmap tracepoint (phase 10).
 # Output goes to the serial console.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -13,6 +15,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null # syscall tracepoints attach through it
 echo "DWKERNEL $(uname -r)"
 echo "DWLSM $(cat /sys/kernel/security/lsm 2>/dev/null)"
 prepare() {
@@ -41,5 +44,8 @@ phase P4 /tmp/s4 'emit-all fentry' 'unshare -m -p -f sh /scenarios.sh /tmp/s4'
 phase P5 /tmp/s5 'emit-all none no-sys-admin' 'unshare -m -p -f sh /scenarios.sh /tmp/s5'
 phase P6 /tmp/s6 'filtered lsm prevent' 'sh /prevent.sh /tmp/s6 -lsm'
 phase P7 /tmp/s7 'filtered none prevent' 'sh /prevent.sh /tmp/s7 -kill'
+phase P8 /tmp/s8 'filtered lsm mmap-lsm' 'unshare -m -p -f sh /mmap.sh /tmp/s8'
+phase P9 /tmp/s9 'filtered fentry mmap-fentry' 'unshare -m -p -f sh /mmap.sh /tmp/s9'
+phase P10 /tmp/s10 'filtered none mmap-tracepoint' 'unshare -m -p -f sh /mmap.sh /tmp/s10'
 echo DWDONE
 poweroff -f

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
-import { decodeBatch, type ExecEvent } from '../../src/pipeline/decode.js';
+import { decodeBatch, type ExecEvent, type MmapEvent } from '../../src/pipeline/decode.js';
 import { ExecOutcome, FileFlag, ScriptFlag } from '../../src/pipeline/records.js';
-import { dwexecBinary, kernelSkipReason } from '../helpers/minicontainer.js';
+import { dwexecBinary, kernelSkipReason, preloadLibrary } from '../helpers/minicontainer.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const artifacts = join(root, '.test-artifacts', 'kernels');
@@ -78,6 +78,18 @@ function recordsFrom(output: string, prefix: string): ExecEvent[] {
   const { events, errors } = decodeBatch(Buffer.concat(frames));
   assert.deepEqual(errors, [], 'every record decodes');
   return events.filter((e): e is ExecEvent => e.kind === 'exec');
+}
+
+/** Exec-mapping records (drift.exec_mapping) from "<prefix> DWREC <hex>" lines. */
+function mappingsFrom(output: string, prefix: string): MmapEvent[] {
+  const frames = output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith(`${prefix}DWREC `))
+    .map((l) => Buffer.from(l.slice(prefix.length + 6), 'hex'));
+  const { events, errors } = decodeBatch(Buffer.concat(frames));
+  assert.deepEqual(errors, [], 'every record decodes');
+  return events.filter((e): e is MmapEvent => e.kind === 'mmap_exec');
 }
 
 /** #! script scenarios: the layer of the script itself, as a bprm_check hook saw it. */
@@ -253,6 +265,8 @@ for (const g of GUESTS) describe(`kernel matrix: ${g.name} under qemu`, { skip: 
       copyFileSync(k.overlay, join(rd, 'lib', 'modules', 'overlay.ko'));
       copyFileSync(scenarios, join(rd, 'scenarios.sh'));
       copyFileSync(join(root, 'test', 'kernels', 'prevent.sh'), join(rd, 'prevent.sh'));
+      copyFileSync(join(root, 'test', 'kernels', 'mmap.sh'), join(rd, 'mmap.sh'));
+      copyFileSync(preloadLibrary(), join(rd, 'lib', 'libdwpreload.so'));
       copyFileSync(join(root, 'test', 'kernels', 'guest-init.sh'), join(rd, 'init'));
       chmodSync(join(rd, 'init'), 0o755);
       const initrd = join(work, 'initrd.cpio');
@@ -340,6 +354,21 @@ for (const g of GUESTS) describe(`kernel matrix: ${g.name} under qemu`, { skip: 
       console.log(`# proved on Linux ${k.version}: BPF-LSM prevention, drifted binary, #! script, memfd and tmpfs execs refused with EPERM, the caller goes on`);
       console.log(`# proved on Linux ${k.version}: prevention without LSM, the same execs killed at sched_process_exec before their first instruction`);
       }
+      // Phases 8-10: an image binary (dwexec) maps a library PROT_EXEC. Only the library dropped into the
+      // running container is reported, through each exec-mapping program; the first two attach no syscall
+      // tracepoint. (The guest's own busybox runs from its initramfs, a tmpfs: mapped by its execs, it is
+      // reported through mmap_file too, and not looked at here.)
+      const mapped = (phase: string) => mappingsFrom(out, `${phase} `).filter((e) => e.comm === 'dwexec').map((e) => `${e.path} ${e.layer} ${e.comm}`);
+      const mmapPhases: Array<[string, string]> = [['P9', 'fentry/security_mmap_file'], ['P10', 'tracepoint/syscalls/sys_enter_mmap']];
+      if (bpfLsm) mmapPhases.unshift(['P8', 'lsm/mmap_file']);
+      else assert.match(out, /P8 DWERROR/, 'BPF-LSM inactive: lsm/mmap_file is refused');
+      for (const [phase, section] of mmapPhases) {
+        const ready = new RegExp(`${phase} DWREADY (.*)`).exec(out)?.[1]?.trim() ?? '';
+        assert.ok(ready.endsWith(` ${section}`), `${phase}: attached ${ready}\n${out.slice(-3000)}`);
+        if (phase !== 'P10') assert.doesNotMatch(ready, /tracepoint\/syscalls/, `${phase}: no syscall tracepoint`);
+        assert.deepEqual(mapped(phase), ['/tmp/libdrop.so UPPER_NEW dwexec'], `${phase}: the dropped library only`);
+      }
+      console.log(`# proved on Linux ${k.version}: a dropped library mapped PROT_EXEC by an image binary is reported through ${mmapPhases.map(([, s]) => s).join(', ')}; the image's own library is not`);
       const secs = Math.round((Date.now() - started) / 1000);
       console.log(`# proved on Linux ${k.version} (${g.name}, qemu TCG, ${g.layout === 'entry' ? 'struct ovl_entry' : 'd_fsdata flags'} layout, ${secs} s): ${Object.values(EXPECTED).join(' ')} in phases ${overlayPaths.join(', ')}`);
       console.log(`# proved on Linux ${k.version}: #! script layers from BPF-LSM and from fentry bprm_check (${Object.values(SCRIPTS).join(' ')}), a self-deleting script included`);

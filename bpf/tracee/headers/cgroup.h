@@ -7,15 +7,22 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "maps.h"
+#include "task.h"
 
-static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
+/* kn's parent; kn reached through DW_READ. */
+static __always_inline struct kernfs_node *kernfs_parent_of(bool btf, struct kernfs_node *kn)
 {
 	if (bpf_core_field_exists(struct kernfs_node___new, __parent)) {
 		struct kernfs_node___new *n = (void *)kn;
-		return BPF_CORE_READ(n, __parent);
+		return DW_READ(btf, n, __parent);
 	}
 	struct kernfs_node___old *o = (void *)kn;
-	return BPF_CORE_READ(o, parent);
+	return DW_READ(btf, o, parent);
+}
+
+static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
+{
+	return kernfs_parent_of(false, kn);
 }
 
 /*
@@ -45,6 +52,26 @@ static __always_inline struct kernfs_node *task_cgroup_kn(struct task_struct *ta
 		return kn;
 	stat_inc(DW_STAT_CGROUP_V1_FALLBACK);
 	return v1;
+}
+
+/*
+ * The names of the task's cgroup and of its parent, as task_cgroup_kn()
+ * chooses it; task is dw_current(btf, ...). The cgroup v1 fallback reads
+ * through probes: its css pointer is indexed by a subsystem id.
+ */
+static __always_inline void task_cgroup_names(bool btf, struct task_struct *task, const char **name,
+					      const char **parent_name)
+{
+	struct kernfs_node *kn = DW_READ(btf, task, cgroups, dfl_cgrp, kn);
+	struct kernfs_node *parent = kernfs_parent_of(btf, kn);
+	if (parent) {
+		*name = DW_READ(btf, kn, name);
+		*parent_name = DW_READ(btf, parent, name);
+		return;
+	}
+	kn = task_cgroup_kn(task);
+	*name = BPF_CORE_READ(kn, name);
+	*parent_name = BPF_CORE_READ(kernfs_parent(kn), name);
 }
 
 #endif
