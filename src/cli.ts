@@ -11,7 +11,7 @@ import { detectMetadataResolver } from './enrich/index.js';
 import { Exporter } from './export/exporter.js';
 import { startIntegrations } from './export/integrations.js';
 import { hostname as osHostname } from 'node:os';
-import { DEFAULT_POLICY, loadPolicy, parsePolicy, PolicyError, type Policy } from './policy/config.js';
+import { DEFAULT_POLICY, loadPolicy, parsePolicy, PolicyError, type Policy } from './policy/policy-file.js';
 import { policyCommand } from './policy/suggest-command.js';
 import { RecordingWriter, readRecording, replayLoader } from './recording.js';
 import { readHostNamespaces } from './pipeline/container.js';

@@ -8,7 +8,7 @@
 import { readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { FactsSource } from '../signatures/sdk.js';
+import type { FactsSource } from '../sdk/signature.js';
 import { openInRoot, openProcessExe, type HashResult, type KernelFileId, type Opened, type UnreadableReason } from './safe-open.js';
 
 export interface OverlayDirs {

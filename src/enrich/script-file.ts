@@ -20,7 +20,7 @@
 import { readFile, readlink, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Layer } from '../pipeline/classify.js';
-import type { FactsSource, FileFactReason } from '../signatures/sdk.js';
+import type { FactsSource, FileFactReason } from '../sdk/signature.js';
 import type { OverlayDirs, OverlayFacts } from './overlay-facts.js';
 import { openInRoot, openInRootFollowing, openProcessFd, type Opened, type UnreadableReason } from './safe-open.js';
 

@@ -17,7 +17,7 @@ import type { Layer } from '../pipeline/classify.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../pipeline/metrics.js';
 import { FileFlag } from '../pipeline/records.js';
-import type { DetectionEvent } from '../signatures/sdk.js';
+import type { DetectionEvent } from '../sdk/signature.js';
 
 export const SELFTEST_CHECKS = ['upper', 'copied_up', 'memfd', 'tmpfs', 'script', 'hash'] as const;
 export type SelfTestCheck = (typeof SELFTEST_CHECKS)[number];

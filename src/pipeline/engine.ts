@@ -17,7 +17,7 @@ import {
   type EventKindName,
   type EventSignature,
   type SignatureContext,
-} from '../signatures/sdk.js';
+} from '../sdk/signature.js';
 import { buildFinding, type BootClock, type Finding } from './finding.js';
 import { IsolatedSignatures } from './isolated-signatures.js';
 import type { Metrics } from './metrics.js';

@@ -6,7 +6,7 @@
 // lookup it started has settled: nothing is lost at shutdown.
 import { Observable, type OperatorFunction } from 'rxjs';
 import type { Logger } from '../log.js';
-import type { DetectionEvent } from '../signatures/sdk.js';
+import type { DetectionEvent } from '../sdk/signature.js';
 import type { DecodedEvent } from './decode.js';
 import type { Enricher } from './enrich.js';
 import type { Metrics } from './metrics.js';

@@ -9,14 +9,14 @@ import type { ContainerMetadata, MetadataResolver } from '../enrich/metadata.js'
 import { idKey, OverlayFacts, type OverlayDirs } from '../enrich/overlay-facts.js';
 import type { PackageWindows } from '../enrich/package-windows.js';
 import { UNREADABLE_REASONS, type KernelFileId } from '../enrich/safe-open.js';
-import type { FileFactReason } from '../signatures/sdk.js';
+import type { FileFactReason } from '../sdk/signature.js';
 
 const FILE_FACT_REASONS: readonly FileFactReason[] = [...UNREADABLE_REASONS, 'container_gone', 'timeout'];
-import type { DetectionEvent, FileFacts, InterpretedScript, ScriptFacts } from '../signatures/sdk.js';
+import type { DetectionEvent, FileFacts, InterpretedScript, ScriptFacts } from '../sdk/signature.js';
 import { scriptFileFacts } from '../enrich/script-file.js';
 import { familyOf, scriptOperand } from './interpreters.js';
 import { HeldExec, HOLD_VERDICTS, type HoldSettings } from '../prevent/held.js';
-import { isDriftedScript } from '../signatures/sdk.js';
+import { isDriftedScript } from '../sdk/signature.js';
 import { isUnlinked } from './classify.js';
 import { containerOf, type HostNamespaces } from './container.js';
 import type { DecodedEvent, ExecEvent } from './decode.js';

@@ -2,7 +2,7 @@
 // Fields are only ever added, never renamed.
 import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { recordOf, type AnySignature, type DetectionEvent, type EmitOptions } from '../signatures/sdk.js';
+import { recordOf, type AnySignature, type DetectionEvent, type EmitOptions } from '../sdk/signature.js';
 import type { FindingJson } from '#gen/finding-json.js';
 import { ExecOutcome } from './records.js';
 

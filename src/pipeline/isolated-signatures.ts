@@ -11,7 +11,7 @@ import { Observable, Subject } from 'rxjs';
 import { endReason, WORKER_URL, workerResourceLimits, type IsolatedSignature, type IsolationLimits } from '../signatures/isolated.js';
 import type { BatchMessage, CounterDelta, EventExtras, FromWorker, RunData } from '../signatures/isolated-worker.js';
 import type { ContainerInfo } from './container.js';
-import { recordOf, type DetectionEvent, type EventKindName } from '../signatures/sdk.js';
+import { recordOf, type DetectionEvent, type EventKindName } from '../sdk/signature.js';
 import type { Finding } from './finding.js';
 import type { Metrics } from './metrics.js';
 

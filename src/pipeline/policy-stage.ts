@@ -4,7 +4,7 @@
 // when reporting (report-stage.ts), after everything that must see each finding.
 import { Observable, type OperatorFunction, type Subscriber } from 'rxjs';
 import type { Logger } from '../log.js';
-import type { Policy } from '../policy/config.js';
+import type { Policy } from '../policy/policy-file.js';
 import { PolicyStage } from '../policy/policy.js';
 import type { Finding } from './finding.js';
 import type { Metrics } from './metrics.js';

@@ -8,7 +8,7 @@
 // last one when the events end).
 import { Observable, type OperatorFunction } from 'rxjs';
 import type { Logger } from '../log.js';
-import type { DetectionEvent } from '../signatures/sdk.js';
+import type { DetectionEvent } from '../sdk/signature.js';
 import type { SignatureEngine } from './engine.js';
 import type { Finding } from './finding.js';
 import type { Metrics } from './metrics.js';

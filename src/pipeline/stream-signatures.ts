@@ -3,7 +3,7 @@
 // finding it makes merged into one output. Completing the inputs (end of
 // stream, reload) lets open windows flush before the output completes.
 import { Observable, Subject, type Subscription } from 'rxjs';
-import { recordOf, type DetectionEvent, type EventKindName, type StreamContext, type StreamFinding, type StreamSignature } from '../signatures/sdk.js';
+import { recordOf, type DetectionEvent, type EventKindName, type StreamContext, type StreamFinding, type StreamSignature } from '../sdk/signature.js';
 import { buildFinding, type BootClock, type Finding } from './finding.js';
 import type { Metrics } from './metrics.js';
 

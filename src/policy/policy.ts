@@ -4,7 +4,7 @@
 // every consumer that must see each finding.
 import type { Finding } from '../pipeline/finding.js';
 import type { Metrics } from '../pipeline/metrics.js';
-import type { Policy } from './config.js';
+import type { Policy } from './policy-file.js';
 import { globToRegExp } from './glob.js';
 
 interface CompiledRule {

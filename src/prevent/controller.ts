@@ -11,7 +11,7 @@ import { containerFromCgroup } from '../enrich/cgroup-container.js';
 import type { Logger } from '../log.js';
 import type { ContainerInfo } from '../pipeline/container.js';
 import type { Metrics } from '../pipeline/metrics.js';
-import type { Policy } from '../policy/config.js';
+import type { Policy } from '../policy/policy-file.js';
 import { PreventionMaps, type MapWriter } from './maps.js';
 import { planPrevention, type PreventionPlan } from './plan.js';
 

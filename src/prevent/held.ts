@@ -14,10 +14,10 @@ import { userDev } from '../enrich/safe-open.js';
 import { loadAddon } from '../native/loader.js';
 import { BootClock, buildFinding } from '../pipeline/finding.js';
 import { Metrics } from '../pipeline/metrics.js';
-import type { Policy } from '../policy/config.js';
+import type { Policy } from '../policy/policy-file.js';
 import { PolicyStage } from '../policy/policy.js';
 import interpretedScript from '../signatures/interpreted-script.js';
-import type { DetectionEvent, HoldOutcome } from '../signatures/sdk.js';
+import type { DetectionEvent, HoldOutcome } from '../sdk/signature.js';
 
 export type HoldVerdict = HoldOutcome;
 export const HOLD_VERDICTS: readonly HoldVerdict[] = ['killed', 'continued', 'timeout_killed', 'timeout_continued', 'gone'];

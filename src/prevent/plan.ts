@@ -2,7 +2,7 @@
 // stopped in a container, and which exceptions the kernel must honour there.
 // Pure functions; src/prevent/maps.ts writes the result into the maps.
 import type { ContainerInfo } from '../pipeline/container.js';
-import { PolicyError, type ExceptionRule, type Policy, type PreventionScope } from '../policy/config.js';
+import { PolicyError, type ExceptionRule, type Policy, type PreventionScope } from '../policy/policy-file.js';
 import { globToRegExp } from '../policy/glob.js';
 import { Kind, PREVENTABLE } from './kinds.js';
 

@@ -1,5 +1,5 @@
 // driftwatch/sdk: everything a custom signature needs.
-export { containerKey, defineSignature, defineStreamSignature, isDrift, SEVERITIES, recordOf } from '../signatures/sdk.js';
+export { containerKey, defineSignature, defineStreamSignature, isDrift, SEVERITIES, recordOf } from './signature.js';
 export type {
   AnySignature,
   DetectionEvent,
@@ -16,7 +16,7 @@ export type {
   StreamContext,
   StreamFinding,
   StreamSignatureDefinition,
-} from '../signatures/sdk.js';
+} from './signature.js';
 export type { ExecEvent, MmapEvent, ProcessFileRecord, Ancestor } from '../pipeline/decode.js';
 export type { ContainerInfo } from '../pipeline/container.js';
 export type { Layer } from '../pipeline/classify.js';

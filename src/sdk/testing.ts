@@ -10,7 +10,7 @@ import { decodeBatch, decodeRecord, type DecodedEvent } from '../pipeline/decode
 import { SignatureEngine } from '../pipeline/engine.js';
 import { BootClock, type Finding } from '../pipeline/finding.js';
 import { Metrics } from '../pipeline/metrics.js';
-import type { AnySignature, DetectionEvent, FileFacts, ScriptFacts } from '../signatures/sdk.js';
+import type { AnySignature, DetectionEvent, FileFacts, ScriptFacts } from './signature.js';
 import { encodeExec, type RecordSpec } from './encode.js';
 
 export { encodeExec, type RecordSpec } from './encode.js';

@@ -4,7 +4,7 @@
 // so renaming one file does not count twice. One finding per burst; the
 // count starts again after it.
 import { debounceTime, filter, groupBy, map, mergeMap, scan, timestamp } from 'rxjs';
-import { containerKey, defineStreamSignature, isDrift, isDriftedScript, recordOf, type DetectionEvent, type StreamFinding } from './sdk.js';
+import { containerKey, defineStreamSignature, isDrift, isDriftedScript, recordOf, type DetectionEvent, type StreamFinding } from '../sdk/signature.js';
 
 interface State {
   /** dev:inode → when last run, and its path for the finding. */

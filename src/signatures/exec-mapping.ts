@@ -1,7 +1,7 @@
 // A drifted file (upper layer, memfd, tmpfs) mapped executable: a dropped
 // library pulled in with LD_PRELOAD, or a dropped binary run as
 // `ld.so /tmp/x` so that no exec of it ever happens.
-import { defineSignature } from './sdk.js';
+import { defineSignature } from '../sdk/signature.js';
 
 export default defineSignature({
   id: 'drift.exec_mapping',

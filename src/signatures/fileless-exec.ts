@@ -1,7 +1,7 @@
 // Code executed from memory (memfd) or from a file deleted before exec:
 // nothing executable is left on disk for a scanner to find.
 import { isUnlinked } from '../pipeline/classify.js';
-import { defineSignature } from './sdk.js';
+import { defineSignature } from '../sdk/signature.js';
 
 /**
  * Container runtimes re-exec themselves from a memfd copy (runc's defence

@@ -9,7 +9,7 @@ import newExecutable from './new-executable.js';
 import newScript from './new-script.js';
 import tmpfsExec from './tmpfs-exec.js';
 import volumeExec from './volume-exec.js';
-import type { AnySignature } from './sdk.js';
+import type { AnySignature } from '../sdk/signature.js';
 
 export const builtinSignatures: AnySignature[] = [
   newExecutable,

@@ -3,7 +3,7 @@
 // an application misbehaving. The window starts at the session's latest
 // exec and is reset by each; one finding per session.
 import { debounceTime, filter, groupBy, map, mergeMap, scan, timestamp } from 'rxjs';
-import { containerKey, defineStreamSignature, isDrift, type DetectionEvent, type StreamFinding } from './sdk.js';
+import { containerKey, defineStreamSignature, isDrift, type DetectionEvent, type StreamFinding } from '../sdk/signature.js';
 
 interface Session {
   leader: number;

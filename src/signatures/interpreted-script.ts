@@ -5,7 +5,7 @@
 // enrichment found the script inside the container, classified and hashed
 // it (src/enrich/script-file.ts). Image scripts give nothing; inline code
 // (-c, -e) is recorded on the event, never judged here.
-import { defineSignature, isDriftedScript } from './sdk.js';
+import { defineSignature, isDriftedScript } from '../sdk/signature.js';
 
 /** The script could not be read as a regular file of the container: a FIFO, a device, or swapped under the lookup. */
 const TAMPERED = new Set(['not_regular', 'replaced']);

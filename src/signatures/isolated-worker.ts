@@ -11,7 +11,7 @@ import { SignatureEngine } from '../pipeline/engine.js';
 import { BootClock, type Finding } from '../pipeline/finding.js';
 import type { Labels } from '../pipeline/metrics.js';
 import { invalidSignature, resolveSdkImports } from './load-custom.js';
-import { isStreamSignature, type AnySignature, type DetectionEvent, type FileFacts, type HoldOutcome, type InterpretedScript, type ScriptFacts } from './sdk.js';
+import { isStreamSignature, type AnySignature, type DetectionEvent, type FileFacts, type HoldOutcome, type InterpretedScript, type ScriptFacts } from '../sdk/signature.js';
 
 /** Enrichment beyond the container, for the events that have any. */
 export interface EventExtras {

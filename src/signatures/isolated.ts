@@ -5,7 +5,7 @@
 // starts one worker per signature from that (pipeline/isolated-signatures.ts).
 import { Worker } from 'node:worker_threads';
 import { moduleFiles, type LoadError } from './load-custom.js';
-import type { AnySignature, EventKindName, Severity } from './sdk.js';
+import type { AnySignature, EventKindName, Severity } from '../sdk/signature.js';
 
 /** What a custom definition declares, and where it lives: the worker imports it again. */
 export interface IsolatedSignature {

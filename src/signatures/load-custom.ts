@@ -7,7 +7,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { registerHooks } from 'node:module';
 import { extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SEVERITIES, type AnySignature, type EventKindName, type SignatureDefinition, type StreamSignatureDefinition } from './sdk.js';
+import { SEVERITIES, type AnySignature, type EventKindName, type SignatureDefinition, type StreamSignatureDefinition } from '../sdk/signature.js';
 
 const EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs']);
 const EVENT_KINDS: readonly EventKindName[] = ['exec', 'mmap_exec'];

@@ -1,6 +1,6 @@
 // An image file was changed (or copied up by chmod/touch) in the container
 // and then executed: a patched binary, or one given new permissions.
-import { defineSignature } from './sdk.js';
+import { defineSignature } from '../sdk/signature.js';
 
 export default defineSignature({
   id: 'drift.modified_executable',

@@ -7,7 +7,7 @@
 // kernel could not follow.
 import { isNestedOverlay } from '../pipeline/classify.js';
 import { FileFlag } from '../pipeline/records.js';
-import { defineSignature } from './sdk.js';
+import { defineSignature } from '../sdk/signature.js';
 
 const REPORTED_ELSEWHERE = new Set(['UPPER_NEW', 'UPPER_COPIED_UP', 'TMPFS', 'MEMFD']);
 

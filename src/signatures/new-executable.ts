@@ -1,6 +1,6 @@
 // A file created inside the container is executed: the classic
 // "drop and execute" (downloaded tool, implant, compiled exploit).
-import { defineSignature } from './sdk.js';
+import { defineSignature } from '../sdk/signature.js';
 
 export default defineSignature({
   id: 'drift.new_executable',

@@ -6,7 +6,7 @@
 // is no lookup. Only where neither finds it does user space look it up; a
 // script deleted before that has no known layer and is counted
 // (script_layer_unknown_total), not reported.
-import { defineSignature } from './sdk.js';
+import { defineSignature } from '../sdk/signature.js';
 
 /** Written at run time: in the container's upper layer, or in memory (tmpfs, memfd). */
 const DRIFTED = new Set(['UPPER_NEW', 'UPPER_COPIED_UP', 'TMPFS', 'MEMFD']);

@@ -1,6 +1,6 @@
 // A file on tmpfs (/dev/shm, /run, an emptyDir in memory) was executed:
 // a favourite staging place because it is writable even in read-only containers.
-import { defineSignature } from './sdk.js';
+import { defineSignature } from '../sdk/signature.js';
 
 export default defineSignature({
   id: 'drift.tmpfs_exec',

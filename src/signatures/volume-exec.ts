@@ -1,7 +1,7 @@
 // A binary executed from a writable volume (emptyDir, hostPath) inside a
 // container: not in the image, and invisible to overlay-based checks.
 import { FileFlag } from '../pipeline/records.js';
-import { defineSignature } from './sdk.js';
+import { defineSignature } from '../sdk/signature.js';
 
 export default defineSignature({
   id: 'drift.volume_exec',

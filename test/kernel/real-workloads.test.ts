@@ -23,7 +23,7 @@ import { kernelSkipReason } from '../helpers/minicontainer.js';
 import { podmanSkipReason } from '../helpers/podman.js';
 import { startFalcoReceiver, startOtlpReceiver, type FalcoReceiver, type OtlpReceiver } from '../helpers/receivers.js';
 import { SensorProcess, type Finding } from '../helpers/sensor-process.js';
-import { loadPolicy } from '../../src/policy/config.js';
+import { loadPolicy } from '../../src/policy/policy-file.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const BASE_IMAGE = 'localhost/driftwatch-base:bookworm-1';

@@ -16,7 +16,7 @@ import { createEnricher } from '../../src/pipeline/enrich.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
 import { FileFlag } from '../../src/pipeline/records.js';
 import { encodeExec, frame, type RecordSpec } from '../../src/sdk/encode.js';
-import type { DetectionEvent } from '../../src/signatures/sdk.js';
+import type { DetectionEvent } from '../../src/sdk/signature.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dw-facts-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -26,7 +26,7 @@ import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPol
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { envName, parseConfigFile, resolveConfig, type SensorConfig } from '../../src/config.js';
-import { parsePolicy } from '../../src/policy/config.js';
+import { parsePolicy } from '../../src/policy/policy-file.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const deployDir = join(repoRoot, 'deploy');

@@ -5,7 +5,7 @@ import { decodeExecRecord } from '../../src/pipeline/decode.js';
 import { SignatureEngine } from '../../src/pipeline/engine.js';
 import { BootClock } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
-import { defineSignature } from '../../src/signatures/sdk.js';
+import { defineSignature } from '../../src/sdk/signature.js';
 import { encodeExec } from '../../src/sdk/encode.js';
 
 const always = defineSignature({

@@ -14,7 +14,7 @@ import { Metrics } from '../../src/pipeline/metrics.js';
 import { FileFlag as F } from '../../src/pipeline/records.js';
 import { encodeExec } from '../../src/sdk/encode.js';
 import newExecutable from '../../src/signatures/new-executable.js';
-import type { DetectionEvent } from '../../src/signatures/sdk.js';
+import type { DetectionEvent } from '../../src/sdk/signature.js';
 
 const UPPER = F.OVERLAY | F.OVL_UPPER_DENTRY | F.OVL_UPPER_ALIAS | F.OVL_LAYOUT_FSDATA | F.FOREIGN_NS;
 const HOST = { mnt: 1, pid: 2 };

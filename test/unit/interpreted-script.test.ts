@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import type { ScriptFileFacts } from '../../src/enrich/script-file.js';
 import { belowRoot, devString, parseMountinfo } from '../../src/enrich/script-file.js';
 import { userDev } from '../../src/enrich/safe-open.js';
-import { parsePolicy } from '../../src/policy/config.js';
+import { parsePolicy } from '../../src/policy/policy-file.js';
 import { PolicyStage } from '../../src/policy/policy.js';
 import { containerOf } from '../../src/pipeline/container.js';
 import { decodeExecRecord } from '../../src/pipeline/decode.js';
@@ -21,7 +21,7 @@ import { ExecWatch, FileFlag as F, WatchKind } from '../../src/pipeline/records.
 import { dedupKey } from '../../src/report/dedup.js';
 import { encodeExec } from '../../src/sdk/encode.js';
 import { builtinSignatures } from '../../src/signatures/index.js';
-import { isDrift, type DetectionEvent } from '../../src/signatures/sdk.js';
+import { isDrift, type DetectionEvent } from '../../src/sdk/signature.js';
 
 const operands: Array<[Family, string[], Operand]> = [
   ['shell', ['sh', '/tmp/x.sh'], { kind: 'file', path: '/tmp/x.sh', family: 'shell' }],

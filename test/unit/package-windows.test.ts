@@ -11,7 +11,7 @@ import { driftwatch } from '#gen/finding.js';
 import { PackageWindows, pidfdExits, type ProcessExits } from '../../src/enrich/package-windows.js';
 import { processExitAddon } from '../../src/native/process-exit.js';
 import type { OverlayFacts } from '../../src/enrich/overlay-facts.js';
-import { parsePolicy } from '../../src/policy/config.js';
+import { parsePolicy } from '../../src/policy/policy-file.js';
 import { PolicyStage } from '../../src/policy/policy.js';
 import { decodeExecRecord } from '../../src/pipeline/decode.js';
 import { createEnricher } from '../../src/pipeline/enrich.js';

@@ -17,9 +17,9 @@ import { Metrics } from '../../src/pipeline/metrics.js';
 import { EXEC, FRAME_HEADER, FileFlag } from '../../src/pipeline/records.js';
 import { startSensor } from '../../src/pipeline/sensor.js';
 import { kernelBatches, restartAfterDrainErrors, type Batch } from '../../src/pipeline/source.js';
-import { DEFAULT_POLICY } from '../../src/policy/config.js';
+import { DEFAULT_POLICY } from '../../src/policy/policy-file.js';
 import { encodeExec, frame } from '../../src/sdk/encode.js';
-import type { DetectionEvent } from '../../src/signatures/sdk.js';
+import type { DetectionEvent } from '../../src/sdk/signature.js';
 
 const UPPER_NEW = FileFlag.OVERLAY | FileFlag.OVL_UPPER_DENTRY | FileFlag.OVL_UPPER_ALIAS;
 const podman = (n: number) => `libpod-${n.toString(16).padStart(64, '0')}`;

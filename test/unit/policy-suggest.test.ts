@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { SqliteStore } from '../../src/backend/sqlite-store.js';
 import type { Finding } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
-import { parsePolicy } from '../../src/policy/config.js';
+import { parsePolicy } from '../../src/policy/policy-file.js';
 import { PolicyStage } from '../../src/policy/policy.js';
 import { suggestRules } from '../../src/policy/suggest.js';
 import { cliPath } from '../helpers/sensor-process.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadPolicy, parsePolicy, PolicyError } from '../../src/policy/config.js';
+import { loadPolicy, parsePolicy, PolicyError } from '../../src/policy/policy-file.js';
 import { PolicyStage } from '../../src/policy/policy.js';
 import { globToRegExp } from '../../src/policy/glob.js';
 import { Metrics } from '../../src/pipeline/metrics.js';

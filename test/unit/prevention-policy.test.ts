@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ContainerInfo } from '../../src/pipeline/container.js';
-import { parsePolicy, PolicyError } from '../../src/policy/config.js';
+import { parsePolicy, PolicyError } from '../../src/policy/policy-file.js';
 import { Kind } from '../../src/prevent/kinds.js';
 import { configValue, containerValue, exceptionKey, PreventionMaps, type MapWriter } from '../../src/prevent/maps.js';
 import { inScope, planPrevention } from '../../src/prevent/plan.js';

@@ -9,7 +9,7 @@ import { createLogger } from '../../src/log.js';
 import type { NativeLoader } from '../../src/native/loader.js';
 import type { Finding } from '../../src/pipeline/finding.js';
 import { startSensor } from '../../src/pipeline/sensor.js';
-import { defineSignature } from '../../src/signatures/sdk.js';
+import { defineSignature } from '../../src/sdk/signature.js';
 import { builtinSignatures } from '../../src/signatures/index.js';
 import { encodeExec, frame } from '../../src/sdk/encode.js';
 

@@ -12,7 +12,7 @@ import { BootClock } from '../../src/pipeline/finding.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
 import { EventKind, FileFlag as F, FS_MAGIC, HDR, MMAP, MMAP_VERSION } from '../../src/pipeline/records.js';
 import { builtinSignatures } from '../../src/signatures/index.js';
-import type { DetectionEvent } from '../../src/signatures/sdk.js';
+import type { DetectionEvent } from '../../src/sdk/signature.js';
 import { encodeExec, type RecordSpec } from '../../src/sdk/encode.js';
 
 const HOST = { mnt: 4026531840, pid: 4026531836 };

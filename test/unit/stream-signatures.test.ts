@@ -12,7 +12,7 @@ import { FileFlag as F } from '../../src/pipeline/records.js';
 import driftBurst from '../../src/signatures/drift-burst.js';
 import interactiveIntrusion from '../../src/signatures/interactive-intrusion.js';
 import newExecutable from '../../src/signatures/new-executable.js';
-import { defineStreamSignature, type DetectionEvent } from '../../src/signatures/sdk.js';
+import { defineStreamSignature, type DetectionEvent } from '../../src/sdk/signature.js';
 import { runSignatures, type RecordSpec, type TestEvent } from '../../src/sdk/testing.js';
 import { decodeRecord } from '../../src/pipeline/decode.js';
 import { encodeExec } from '../../src/sdk/encode.js';

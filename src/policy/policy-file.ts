@@ -2,7 +2,7 @@
 // up front; every error names the key that is wrong.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { SEVERITIES, type Severity } from '../signatures/sdk.js';
+import { SEVERITIES, type Severity } from '../sdk/signature.js';
 
 export interface ExceptionRule {
   signature?: string;
