@@ -28,4 +28,8 @@ DRIFTWATCH_SCRIPT_HOOK=none doc fallback
 DRIFTWATCH_SCRIPT_HOOK=fentry doc fentry
 DRIFTWATCH_SCRIPT_HOOK=none DRIFTWATCH_MMAP_TRACEPOINT=true doc mmap-tracepoint
 echo DWDONE
+# poweroff -f does not wait for the console: let the serial line drain what
+# the phases printed (the tracepoint phase prints a lot), or its tail and the
+# DWDONE line are lost.
+sleep 3
 poweroff -f

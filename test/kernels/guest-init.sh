@@ -48,4 +48,8 @@ phase P8 /tmp/s8 'filtered lsm mmap-lsm' 'unshare -m -p -f sh /mmap.sh /tmp/s8'
 phase P9 /tmp/s9 'filtered fentry mmap-fentry' 'unshare -m -p -f sh /mmap.sh /tmp/s9'
 phase P10 /tmp/s10 'filtered none mmap-tracepoint' 'unshare -m -p -f sh /mmap.sh /tmp/s10'
 echo DWDONE
+# poweroff -f does not wait for the console: let the serial line drain what
+# the phases printed (the tracepoint phase prints a lot), or its tail and the
+# DWDONE line are lost.
+sleep 3
 poweroff -f
