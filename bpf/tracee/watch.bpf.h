@@ -73,6 +73,20 @@ static __always_inline u64 before_nul(u64 w, bool *ended)
 	return w & ((first >> 7) - 1);
 }
 
+/* A short name is stored in the dentry itself: read it with two direct
+ * loads instead of a probe read (this runs for every dropped image exec).
+ * The inline array was renamed in 6.14; each flavor names one layout. */
+union shortname_store___dw {
+	unsigned char string[40];
+	unsigned long words[5];
+};
+struct dentry___shortname { /* 6.14+ */
+	union shortname_store___dw d_shortname;
+} __attribute__((preserve_access_index));
+struct dentry___iname { /* < 6.14 */
+	unsigned char d_iname[32];
+} __attribute__((preserve_access_index));
+
 /* mm->exe_file: the exec'd file, set by begin_new_exec before this tracepoint. */
 struct mm_struct___watch {
 	struct file *exe_file;
@@ -88,13 +102,31 @@ static __always_inline u32 watch_lookup(struct dentry *dentry)
 	struct dw_watch_key key = {};
 	u64 *c = (u64 *)key.comm;
 	const unsigned char *name;
+	u64 w[2] = {};
+	bool inline_name = false;
 	/* Direct, BTF-checked loads where the kernel has the helper (5.11+):
 	 * this runs for every image exec that is dropped. */
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
 		struct task_struct *t = bpf_get_current_task_btf();
 		c[0] = *(u64 *)&t->comm[0];
 		c[1] = *(u64 *)&t->comm[8];
-		name = ((struct mm_struct___watch *)t->mm)->exe_file->f_path.dentry->d_name.name;
+		struct dentry *d = ((struct mm_struct___watch *)t->mm)->exe_file->f_path.dentry;
+		name = d->d_name.name;
+		/* Names shorter than the inline array are always stored inline;
+		 * 15 bytes at most is what a key holds. */
+		if (d->d_name.len < 16) {
+			if (bpf_core_field_exists(struct dentry___shortname, d_shortname)) {
+				struct dentry___shortname *ds = (void *)d;
+				w[0] = ds->d_shortname.words[0];
+				w[1] = ds->d_shortname.words[1];
+				inline_name = true;
+			} else if (bpf_core_field_exists(struct dentry___iname, d_iname)) {
+				struct dentry___iname *di = (void *)d;
+				w[0] = *(u64 *)&di->d_iname[0];
+				w[1] = *(u64 *)&di->d_iname[8];
+				inline_name = true;
+			}
+		}
 	} else {
 		bpf_get_current_comm(key.comm, sizeof(key.comm));
 		name = BPF_CORE_READ(dentry, d_name.name);
@@ -106,8 +138,7 @@ static __always_inline u32 watch_lookup(struct dentry *dentry)
 			return *v;
 	}
 
-	u64 w[2] = {};
-	if (bpf_probe_read_kernel(w, sizeof(w), name))
+	if (!inline_name && bpf_probe_read_kernel(w, sizeof(w), name))
 		return 0;
 	bool ended = false;
 	w[0] = before_nul(w[0], &ended);
