@@ -5,17 +5,11 @@
 // starts one worker per signature from that (pipeline/isolated-signatures.ts).
 import { Worker } from 'node:worker_threads';
 import { moduleFiles, type LoadError } from './load-custom.js';
-import type { AnySignature, EventKindName, Severity } from '../sdk/signature.js';
+import type { AnySignature, EventKindName, SignatureDefinition } from '../sdk/signature.js';
 
 /** What a custom definition declares, and where it lives: the worker imports it again. */
-export interface IsolatedSignature {
-  id: string;
-  name: string;
-  version: string;
-  description: string;
-  severity: Severity;
-  mitre?: { technique: string; tactic: string };
-  tags?: string[];
+export interface IsolatedSignature
+  extends Pick<SignatureDefinition, 'id' | 'name' | 'version' | 'description' | 'severity' | 'mitre' | 'tags'> {
   events: EventKindName[];
   /** defineStreamSignature (detect) rather than defineSignature (onEvent). */
   stream: boolean;

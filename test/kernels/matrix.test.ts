@@ -68,8 +68,8 @@ function dwload(): string {
   return out;
 }
 
-/** Records from "<prefix> DWREC <hex>" lines, decoded by the production decoder. */
-function recordsFrom(output: string, prefix: string): ExecEvent[] {
+/** Every record in "<prefix> DWREC <hex>" lines, decoded by the production decoder. */
+function eventsFrom(output: string, prefix: string): Array<ExecEvent | MmapEvent> {
   const frames = output
     .split('\n')
     .map((l) => l.trim())
@@ -77,19 +77,17 @@ function recordsFrom(output: string, prefix: string): ExecEvent[] {
     .map((l) => Buffer.from(l.slice(prefix.length + 6), 'hex'));
   const { events, errors } = decodeBatch(Buffer.concat(frames));
   assert.deepEqual(errors, [], 'every record decodes');
-  return events.filter((e): e is ExecEvent => e.kind === 'exec');
+  return events as Array<ExecEvent | MmapEvent>;
+}
+
+/** Exec records from "<prefix> DWREC <hex>" lines. */
+function recordsFrom(output: string, prefix: string): ExecEvent[] {
+  return eventsFrom(output, prefix).filter((e): e is ExecEvent => e.kind === 'exec');
 }
 
 /** Exec-mapping records (drift.exec_mapping) from "<prefix> DWREC <hex>" lines. */
 function mappingsFrom(output: string, prefix: string): MmapEvent[] {
-  const frames = output
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith(`${prefix}DWREC `))
-    .map((l) => Buffer.from(l.slice(prefix.length + 6), 'hex'));
-  const { events, errors } = decodeBatch(Buffer.concat(frames));
-  assert.deepEqual(errors, [], 'every record decodes');
-  return events.filter((e): e is MmapEvent => e.kind === 'mmap_exec');
+  return eventsFrom(output, prefix).filter((e): e is MmapEvent => e.kind === 'mmap_exec');
 }
 
 /** #! script scenarios: the layer of the script itself, as a bprm_check hook saw it. */
