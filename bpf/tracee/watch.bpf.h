@@ -211,19 +211,24 @@ static __always_inline enum dw_operand watch_operand(struct task_struct *task, u
  * (the interpreter opens it later), so a watched interpreter in a container
  * that prevents them is stopped before its first instruction and user space
  * decides (kill or continue, through a pidfd). The container's own plan
- * decides, as for every other kind; a dry run stops nothing.
+ * decides, as for every other kind; a dry run stops nothing and marks the
+ * exec would_prevent.
  */
 static __always_inline u32 watch_hold(struct task_struct *task)
 {
 	u32 zero = 0;
 	struct dw_prevent_config *cfg = bpf_map_lookup_elem(&prevent_config, &zero);
-	if (!cfg || !cfg->enabled || cfg->dry_run || !cfg_host_mnt_ns)
+	if (!cfg || !cfg->enabled || !cfg_host_mnt_ns)
 		return 0;
 	u64 cgid = bpf_get_current_cgroup_id();
 	struct dw_prevent_container *c = bpf_map_lookup_elem(&prevent_containers, &cgid);
 	u32 kinds = c ? c->kinds : cfg->unknown_kinds;
 	if (!(kinds & DW_KIND_INTERPRETED))
 		return 0;
+	/* A dry run holds nothing; a finding user space makes (the script is
+	 * drift) then says it would have been stopped. */
+	if (cfg->dry_run)
+		return DW_EXEC_WOULD_PREVENT;
 	if (bpf_send_signal_thread(DW_SIGSTOP)) {
 		stat_inc(DW_STAT_WATCH_HOLD_FAILED);
 		return 0;

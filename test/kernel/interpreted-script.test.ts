@@ -231,3 +231,59 @@ describe('interpreted scripts with prevention (real kernel: held stopped, killed
     assert.ok(Number(/^driftwatch_kernel_watch_held (\d+)$/m.exec(text)?.[1]) >= 4);
   });
 });
+
+describe('interpreted scripts with prevention in a dry run (real kernel: nothing held, findings say would_prevent)', { skip: preventSkip ?? false }, () => {
+  let ct: MiniContainer;
+  let sensor: SensorProcess;
+  let cg: ReturnType<typeof containerCgroup>;
+  let dir: string;
+
+  before(async () => {
+    ct = new MiniContainer();
+    cg = containerCgroup(unifiedCgroupRoot()!);
+    dir = mkdtempSync(join(tmpdir(), 'driftwatch-interp-dryrun-'));
+    writeFileSync(
+      join(dir, 'policy.yaml'),
+      [
+        'signatures:',
+        '  drift.interpreted_script: { action: prevent }',
+        `prevention: { dryRun: true, scope: { containers: ['${cg.id}'] } }`,
+        '',
+      ].join('\n'),
+    );
+    sensor = await SensorProcess.start(['--policy', join(dir, 'policy.yaml')]);
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
+      if (Number(/^driftwatch_prevention_containers_in_scope (\d+)$/m.exec(text)?.[1] ?? 0) >= 1) break;
+      assert.ok(Date.now() < deadline, 'the test container was described and put in scope');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+
+  after(async () => {
+    const code = await sensor?.stop('SIGTERM');
+    ct?.destroy();
+    cg?.remove();
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(code, 0, sensor?.stderr.slice(-1000));
+    sensor.cleanup();
+  });
+
+  test('a dropped script runs, its finding says would_prevent, and no interpreter was held', async () => {
+    const n = randomBytes(4).toString('hex');
+    // The script outlives the record's handling (the mini container has no long-lived pid 1 to read it through).
+    const r = ct.run(`printf 'echo ran > /tmp/marker-dry\\nsleep 2\\n' > /tmp/d-${n}.sh; sh /tmp/d-${n}.sh d${n}; echo "rc=$?"; ls /tmp | grep marker || true`, {
+      timeoutMs: 120_000,
+      cgroup: cg.path,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /rc=0/, 'the interpreter ran to its end');
+    assert.match(r.stdout, /marker-dry/, 'the dropped script ran: a dry run stops nothing');
+    const f = await sensor.finding(isScriptFinding(`d${n}`), 'dry-run script finding');
+    assert.equal(f.action, 'would_prevent');
+    assert.equal(f.process.script.layer, 'UPPER_NEW');
+    const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
+    assert.equal(Number(/^driftwatch_kernel_watch_held (\d+)$/m.exec(text)?.[1] ?? 0), 0, 'nothing was held');
+  });
+});
