@@ -8,15 +8,19 @@ import type { Metrics } from './metrics.js';
 /** Stats that are levels, not counts. */
 const KERNEL_GAUGES = new Set(['records_pending']);
 
-/** One read serves a whole scrape: every series of the map is read from one copy. */
-function cached<T>(read: () => T, ms = 100): () => T {
-  let at = -Infinity;
+/**
+ * One read serves a whole scrape: every series of the map is read from one
+ * copy. prom-client calls every collector in one synchronous loop, so the
+ * copy is kept until the event loop turns, never into a later scrape.
+ */
+function cached<T>(read: () => T): () => T {
+  let fresh = false;
   let value: T;
   return () => {
-    const now = performance.now();
-    if (now - at > ms) {
+    if (!fresh) {
       value = read();
-      at = now;
+      fresh = true;
+      setImmediate(() => (fresh = false)).unref();
     }
     return value;
   };
