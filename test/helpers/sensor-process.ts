@@ -115,6 +115,22 @@ export class SensorProcess {
     return Number(m[1]);
   }
 
+  /** One unlabelled series from /metrics, without the driftwatch_ prefix (`name` may carry labels); NaN when absent. */
+  async metric(name: string): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`)).text();
+    const m = new RegExp(`^driftwatch_${name.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : NaN;
+  }
+
+  /** Until the series reaches atLeast; fails naming what was awaited. */
+  async waitForMetric(name: string, atLeast: number, what: string, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!((await this.metric(name)) >= atLeast)) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${name} >= ${atLeast}); stderr:\n${this.stderr.slice(-1000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
   /** Removes the data dir (after any check of the stored findings). */
   cleanup(): void {
     rmSync(this.dataDir, { recursive: true, force: true });

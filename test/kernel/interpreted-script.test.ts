@@ -160,48 +160,54 @@ const preventSkip = skip ?? (unifiedCgroupRoot() ? null : 'no unified (v2) cgrou
 if (!skip && preventSkip) console.log(`# interpreted-script prevention skipped: ${preventSkip}`);
 
 // Prevention is scoped to this test's own container (a cgroup named by id): other tests run mini-containers too.
+interface Scoped {
+  ct: MiniContainer;
+  cg: ReturnType<typeof containerCgroup>;
+  sensor: SensorProcess;
+  dir: string;
+}
+
+/** A mini container in a cgroup of its own, and a sensor whose prevention policy scopes to it (policy(cgroup id)). */
+async function startScoped(ct: MiniContainer, policy: (cgroupId: string) => string[]): Promise<Scoped> {
+  const cg = containerCgroup(unifiedCgroupRoot()!);
+  const dir = mkdtempSync(join(tmpdir(), 'driftwatch-interp-prevent-'));
+  writeFileSync(join(dir, 'policy.yaml'), [...policy(cg.id), ''].join('\n'));
+  const sensor = await SensorProcess.start(['--policy', join(dir, 'policy.yaml')]);
+  await sensor.waitForMetric('prevention_containers_in_scope', 1, 'the test container was described and put in scope');
+  return { ct, cg, sensor, dir };
+}
+
+async function stopScoped(s: Scoped | undefined): Promise<void> {
+  const code = await s?.sensor.stop('SIGTERM');
+  s?.ct.destroy();
+  s?.cg.remove();
+  if (s) rmSync(s.dir, { recursive: true, force: true });
+  assert.equal(code, 0, s?.sensor.stderr.slice(-1000));
+  s?.sensor.cleanup();
+}
+
 describe('interpreted scripts with prevention (real kernel: held stopped, killed through a pidfd)', { skip: preventSkip ?? false }, () => {
+  let scoped: Scoped;
   let ct: MiniContainer;
   let sensor: SensorProcess;
   let cg: ReturnType<typeof containerCgroup>;
-  let dir: string;
 
   before(async () => {
-    ct = new MiniContainer();
-    mkdirSync(join(ct.lower, 'app'), { recursive: true });
-    writeFileSync(join(ct.lower, 'app', 'entry.sh'), 'echo ran > /tmp/marker-image\n');
-    cg = containerCgroup(unifiedCgroupRoot()!);
-    dir = mkdtempSync(join(tmpdir(), 'driftwatch-interp-prevent-'));
-    writeFileSync(
-      join(dir, 'policy.yaml'),
-      [
-        'signatures:',
-        '  drift.interpreted_script: { action: prevent }',
-        `prevention: { scope: { containers: ['${cg.id}'] }, scriptHold: { timeout: 5s, onTimeout: continue } }`,
-        'exceptions:',
-        '  - signature: drift.interpreted_script',
-        '    executable: /opt/ok/**',
-        '',
-      ].join('\n'),
-    );
-    sensor = await SensorProcess.start(['--policy', join(dir, 'policy.yaml')]);
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
-      if (Number(/^driftwatch_prevention_containers_in_scope (\d+)$/m.exec(text)?.[1] ?? 0) >= 1) break;
-      assert.ok(Date.now() < deadline, 'the test container was described and put in scope');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const mini = new MiniContainer();
+    mkdirSync(join(mini.lower, 'app'), { recursive: true });
+    writeFileSync(join(mini.lower, 'app', 'entry.sh'), 'echo ran > /tmp/marker-image\n');
+    scoped = await startScoped(mini, (id) => [
+      'signatures:',
+      '  drift.interpreted_script: { action: prevent }',
+      `prevention: { scope: { containers: ['${id}'] }, scriptHold: { timeout: 5s, onTimeout: continue } }`,
+      'exceptions:',
+      '  - signature: drift.interpreted_script',
+      '    executable: /opt/ok/**',
+    ]);
+    ({ ct, sensor, cg } = scoped);
   });
 
-  after(async () => {
-    const code = await sensor?.stop('SIGTERM');
-    ct?.destroy();
-    cg?.remove();
-    rmSync(dir, { recursive: true, force: true });
-    assert.equal(code, 0, sensor?.stderr.slice(-1000));
-    sensor.cleanup();
-  });
+  after(() => stopScoped(scoped));
 
   test('a dropped script run through sh writes no marker; the image script and an excepted one run; the shell goes on', async () => {
     const n = randomBytes(4).toString('hex');
@@ -233,42 +239,21 @@ describe('interpreted scripts with prevention (real kernel: held stopped, killed
 });
 
 describe('interpreted scripts with prevention in a dry run (real kernel: nothing held, findings say would_prevent)', { skip: preventSkip ?? false }, () => {
+  let scoped: Scoped;
   let ct: MiniContainer;
   let sensor: SensorProcess;
   let cg: ReturnType<typeof containerCgroup>;
-  let dir: string;
 
   before(async () => {
-    ct = new MiniContainer();
-    cg = containerCgroup(unifiedCgroupRoot()!);
-    dir = mkdtempSync(join(tmpdir(), 'driftwatch-interp-dryrun-'));
-    writeFileSync(
-      join(dir, 'policy.yaml'),
-      [
-        'signatures:',
-        '  drift.interpreted_script: { action: prevent }',
-        `prevention: { dryRun: true, scope: { containers: ['${cg.id}'] } }`,
-        '',
-      ].join('\n'),
-    );
-    sensor = await SensorProcess.start(['--policy', join(dir, 'policy.yaml')]);
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
-      if (Number(/^driftwatch_prevention_containers_in_scope (\d+)$/m.exec(text)?.[1] ?? 0) >= 1) break;
-      assert.ok(Date.now() < deadline, 'the test container was described and put in scope');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    scoped = await startScoped(new MiniContainer(), (id) => [
+      'signatures:',
+      '  drift.interpreted_script: { action: prevent }',
+      `prevention: { dryRun: true, scope: { containers: ['${id}'] } }`,
+    ]);
+    ({ ct, sensor, cg } = scoped);
   });
 
-  after(async () => {
-    const code = await sensor?.stop('SIGTERM');
-    ct?.destroy();
-    cg?.remove();
-    rmSync(dir, { recursive: true, force: true });
-    assert.equal(code, 0, sensor?.stderr.slice(-1000));
-    sensor.cleanup();
-  });
+  after(() => stopScoped(scoped));
 
   test('a dropped script runs, its finding says would_prevent, and no interpreter was held', async () => {
     const n = randomBytes(4).toString('hex');
@@ -283,7 +268,6 @@ describe('interpreted scripts with prevention in a dry run (real kernel: nothing
     const f = await sensor.finding(isScriptFinding(`d${n}`), 'dry-run script finding');
     assert.equal(f.action, 'would_prevent');
     assert.equal(f.process.script.layer, 'UPPER_NEW');
-    const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
-    assert.equal(Number(/^driftwatch_kernel_watch_held (\d+)$/m.exec(text)?.[1] ?? 0), 0, 'nothing was held');
+    assert.equal(await sensor.metric('kernel_watch_held'), 0, 'nothing was held');
   });
 });

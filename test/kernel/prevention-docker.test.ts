@@ -19,12 +19,6 @@ if (skip) console.log(`# prevention docker tests skipped: ${skip}`);
 const IMAGE = 'localhost/driftwatch-prevent-busybox:1';
 const nonce = () => randomBytes(4).toString('hex');
 
-async function metric(sensor: SensorProcess, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
-  const m = new RegExp(`^driftwatch_${name} (\\d+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : NaN;
-}
-
 describe('prevention in Docker containers (real dockerd, containerd, runc)', { skip: skip ?? false }, () => {
   let docker: PrivateDocker;
   let sensor: SensorProcess;
@@ -68,11 +62,7 @@ describe('prevention in Docker containers (real dockerd, containerd, runc)', { s
 
   /** Until the sensor has described `atLeast` containers as in scope (cgroup scan, then the Engine API). */
   async function inScope(atLeast: number): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    while ((await metric(sensor, 'prevention_containers_in_scope')) < atLeast) {
-      assert.ok(Date.now() < deadline, `the labelled container was put in scope: ${sensor.stderr.slice(-1000)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await sensor.waitForMetric('prevention_containers_in_scope', atLeast, 'the labelled container was put in scope', 30_000);
   }
 
   /** A docker exec whose exit code says whether `script` held. */
@@ -101,7 +91,7 @@ describe('prevention in Docker containers (real dockerd, containerd, runc)', { s
 
   test("a dropped binary started by a docker run container's own shell never runs; the shell survives; the finding says prevented", async () => {
     const n = nonce();
-    const before = await metric(sensor, 'prevention_containers_in_scope');
+    const before = await sensor.metric('prevention_containers_in_scope');
     // The container's main shell waits for the go-ahead, so the drop happens
     // once the sensor has the container in scope.
     const c = await docker.run(

@@ -50,12 +50,6 @@ async function reload(sensor: SensorProcess, policy: PolicyFile, text: string): 
   await sensor.waitFor(() => (sensor.stderr.match(/reloaded: /g) ?? []).length > before, 15_000, 'reload');
 }
 
-async function metric(sensor: SensorProcess, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${sensor.metricsPort}/metrics`)).text();
-  const m = new RegExp(`^driftwatch_${name.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : NaN;
-}
-
 // Other tests on this machine run mini-containers too: prevention is scoped
 // to this file's own, which sits in a cgroup that names it (by id).
 describe('prevention in a minimal container (real kernel, SIGKILL at sched_process_exec)', { skip: skip ?? false }, () => {
@@ -75,11 +69,7 @@ exceptions:
 `);
     sensor = await SensorProcess.start(['--policy', policy.path]);
     assert.match(sensor.stderr, /prevention on/);
-    const deadline = Date.now() + 15_000;
-    while ((await metric(sensor, 'prevention_containers_in_scope')) < 1) {
-      assert.ok(Date.now() < deadline, 'the test container was described and put in scope');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await sensor.waitForMetric('prevention_containers_in_scope', 1, 'the test container was described and put in scope');
   });
 
   after(async () => {
@@ -126,8 +116,8 @@ exceptions:
       const f = await sensor.finding((x) => argsContain(token)(x) && x.signature.id === sig, `${sig} finding`);
       assert.equal(f.action, 'prevented', `${sig}: ${JSON.stringify(f)}`);
     }
-    assert.ok((await metric(sensor, 'kernel_prevented')) >= 6);
-    assert.ok((await metric(sensor, 'findings_action_total{signature="drift.new_executable",action="prevented"}')) >= 1);
+    assert.ok((await sensor.metric('kernel_prevented')) >= 6);
+    assert.ok((await sensor.metric('findings_action_total{signature="drift.new_executable",action="prevented"}')) >= 1);
   });
 
   test('1,000 image-binary execs and an image #! script in the same container all run', () => {
@@ -152,7 +142,7 @@ exceptions:
     assert.equal(link.action, 'prevented');
     assert.equal(link.process.executable.path, '/tmp/busybox-evil');
     assert.equal(sensor.matching(argsContain(`ok-${n}`)).length, 0, 'the excepted exec is not reported');
-    assert.ok((await metric(sensor, 'kernel_prevent_excepted')) >= 1);
+    assert.ok((await sensor.metric('kernel_prevent_excepted')) >= 1);
   });
 
   test('dryRun stops nothing and reports would_prevent', async () => {
@@ -216,16 +206,12 @@ describe('prevention in podman containers (real kernel, real runc)', { skip: pod
 
   /** Until the sensor has put the labelled container in scope (cgroup scan, then metadata). */
   async function inScopeCount(atLeast: number): Promise<void> {
-    const deadline = Date.now() + 15_000;
-    while ((await metric(sensor, 'prevention_containers_in_scope')) < atLeast) {
-      assert.ok(Date.now() < deadline, 'the labelled container was put in scope');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await sensor.waitForMetric('prevention_containers_in_scope', atLeast, 'the labelled container was put in scope');
   }
 
   test('container start and podman exec work; drift in an in-scope container never runs; the out-of-scope one runs', async () => {
     const n = nonce();
-    const before = await metric(sensor, 'prevention_containers_in_scope');
+    const before = await sensor.metric('prevention_containers_in_scope');
     const inScope = pods.run('sleep 120', { labels: { prevent: 'on' } });
     const outOfScope = pods.run('sleep 120', { labels: { prevent: 'off' } });
     await inScopeCount(before + 1);
