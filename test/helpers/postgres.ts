@@ -35,7 +35,8 @@ export interface PgServer {
   stop(): void;
 }
 
-export async function startPostgres(): Promise<PgServer> {
+/** `settings`: extra server settings (`-c name=value`), e.g. for a benchmark. */
+export async function startPostgres(settings: Record<string, string> = {}): Promise<PgServer> {
   const bin = pgBin()!;
   const dir = mkdtempSync(join(tmpdir(), 'driftwatch-pg-'));
   const data = join(dir, 'data');
@@ -59,7 +60,7 @@ export async function startPostgres(): Promise<PgServer> {
   const postmaster: ChildProcess = spawn(
     setpriv,
     [...asPg, '--pdeathsig', 'SIGQUIT', join(bin, 'postgres'), '-D', data, '-p', String(port), '-k', dir,
-      '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'],
+      '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
     { stdio: ['ignore', log, log] },
   );
   closeSync(log);
