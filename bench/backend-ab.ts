@@ -3,8 +3,9 @@
 // bin/driftwatch.js) take the same load in alternation, on fresh databases,
 // and the CPU time each spends per stored finding is reported beside the
 // wall-clock rates. Usage:
-//   node dist/bench/backend-ab.js <other checkout> [seconds] [rounds] [sensors] [live|fixed]
-// (live: findings carry the time of sending; fixed: the same 512 times on every batch)
+//   node dist/bench/backend-ab.js <other checkout> [seconds] [rounds] [sensors] [live|fixed] [sqlite,postgres]
+// (live: findings carry the time of sending; fixed: the same 512 times on every batch; the
+// last argument picks the stores). On PostgreSQL the server's own CPU per finding is reported too.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,7 @@ const ticks = (pid: number) => {
 };
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
-async function once(cli: string, db: string, seconds: number, sensors: number, times: LoadTimes) {
+async function once(cli: string, db: string, seconds: number, sensors: number, times: LoadTimes, serverCpu?: () => number) {
   const port = await freePort();
   const proc = spawn(process.execPath, [cli, 'backend', '--listen', `127.0.0.1:${port}`, '--db', db], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -31,12 +32,17 @@ async function once(cli: string, db: string, seconds: number, sensors: number, t
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(proc.pid!))), 200);
   const t0 = ticks(proc.pid!);
+  const s0 = serverCpu?.();
   const r = await runLoad(`127.0.0.1:${port}`, sensors, seconds, 512, undefined, times);
   const cpuUs = ((ticks(proc.pid!) - t0) / 100) * 1e6;
+  const serverUs = s0 === undefined ? undefined : (serverCpu!() - s0) * 1e6;
   clearInterval(sampler);
   proc.kill('SIGTERM');
   await new Promise((r2) => proc.once('exit', r2));
-  return { perSec: r.findingsPerSec, p99: r.p99Ms, cpuUsPerFinding: cpuUs / Math.max(1, r.stored), peakRss: peak, errors: r.errors };
+  return {
+    perSec: r.findingsPerSec, p50: r.p50Ms, p99: r.p99Ms, cpuUsPerFinding: cpuUs / Math.max(1, r.stored),
+    ...(serverUs === undefined ? {} : { serverCpuUsPerFinding: serverUs / Math.max(1, r.stored) }), peakRss: peak, errors: r.errors,
+  };
 }
 
 async function main() {
@@ -45,8 +51,9 @@ async function main() {
   const rounds = Number(process.argv[4] ?? 2);
   const sensors = Number(process.argv[5] ?? 4);
   const times = (process.argv[6] ?? 'live') as LoadTimes;
+  const wanted = (process.argv[7] ?? 'sqlite,postgres').split(',');
   const tmp = mkdtempSync(join(tmpdir(), 'driftwatch-bench-ab-'));
-  const pg = postgresSkipReason() ? undefined : await startPostgres();
+  const pg = postgresSkipReason() || !wanted.includes('postgres') ? undefined : await startPostgres();
   let n = 0;
   const freshPg = async () => {
     const { default: pgmod } = await import('pg');
@@ -57,11 +64,11 @@ async function main() {
     return pg!.url.replace(/\/postgres$/, `/ab${n}`);
   };
   try {
-    for (const store of pg ? ['sqlite', 'postgres'] : ['sqlite']) {
+    for (const store of ['sqlite', 'postgres'].filter((s) => wanted.includes(s) && (s === 'sqlite' || pg))) {
       for (let round = 0; round < rounds; round++) {
         for (const [name, cli] of [['this', cliPath], ['other', other]] as const) {
           const db = store === 'sqlite' ? join(tmp, `ab-${++n}.db`) : await freshPg();
-          const r = await once(cli, db, seconds, sensors, times);
+          const r = await once(cli, db, seconds, sensors, times, store === 'postgres' ? pg!.cpuSeconds : undefined);
           console.log(JSON.stringify({ store, round, build: name, sensors, times, ...r }));
         }
       }

@@ -19,6 +19,8 @@ export interface IngestRow extends LoadResult {
   maxRssMiB: number;
   /** CPU time of the backend process (both threads) per stored finding; the database server's not included. */
   cpuUsPerFinding: number;
+  /** PostgreSQL: the server's own CPU time per stored finding. */
+  serverCpuUsPerFinding?: number;
 }
 
 export interface QueryRow {
@@ -58,15 +60,20 @@ async function stopProcess(proc: ChildProcess): Promise<void> {
   if (proc.exitCode === null) proc.kill('SIGKILL');
 }
 
-async function ingestRun(store: 'sqlite' | 'postgres', db: string, sensors: number, seconds: number): Promise<IngestRow> {
+async function ingestRun(store: 'sqlite' | 'postgres', db: string, sensors: number, seconds: number, serverCpu?: () => number): Promise<IngestRow> {
   const { proc, address } = await startBackendProcess(db);
   let maxRss = rssKiB(proc.pid!);
   const sampler = setInterval(() => (maxRss = Math.max(maxRss, rssKiB(proc.pid!))), 200);
   try {
     const cpu0 = cpuTicks(proc.pid!);
+    const server0 = serverCpu?.();
     const r = await runLoad(address, sensors, seconds);
     const cpuUs = ((cpuTicks(proc.pid!) - cpu0) / CLK_TCK) * 1e6;
-    return { store, ...r, maxRssMiB: Math.max(maxRss, rssKiB(proc.pid!)) / 1024, cpuUsPerFinding: cpuUs / Math.max(1, r.stored) };
+    const per = (us: number) => us / Math.max(1, r.stored);
+    return {
+      store, ...r, maxRssMiB: Math.max(maxRss, rssKiB(proc.pid!)) / 1024, cpuUsPerFinding: per(cpuUs),
+      ...(server0 === undefined ? {} : { serverCpuUsPerFinding: per((serverCpu!() - server0) * 1e6) }),
+    };
   } finally {
     clearInterval(sampler);
     await stopProcess(proc);
@@ -123,18 +130,19 @@ async function timeQueries(store: 'sqlite' | 'postgres', db: string, filled: num
   }
 }
 
-export async function backendIngest(seconds = 20, queryRows = 1_000_000): Promise<{ ingest: IngestRow[]; queries: QueryRow[]; skipped?: string }> {
+export async function backendIngest(seconds = 20, queryRows = 1_000_000, stores = ['sqlite', 'postgres']): Promise<{ ingest: IngestRow[]; queries: QueryRow[]; skipped?: string }> {
   const tmp = mkdtempSync(join(tmpdir(), 'driftwatch-bench-backend-'));
   const pgSkip = postgresSkipReason();
   let pg: PgServer | undefined;
   const ingest: IngestRow[] = [];
   const queries: QueryRow[] = [];
   try {
-    if (!pgSkip) pg = await startPostgres();
-    const dbs: Array<['sqlite' | 'postgres', string]> = [['sqlite', join(tmp, 'findings.db')]];
+    if (!pgSkip && stores.includes('postgres')) pg = await startPostgres();
+    const dbs: Array<['sqlite' | 'postgres', string]> = [];
+    if (stores.includes('sqlite')) dbs.push(['sqlite', join(tmp, 'findings.db')]);
     if (pg) dbs.push(['postgres', pg.url]);
     for (const [store, db] of dbs) {
-      for (const sensors of [4, 16]) ingest.push(await ingestRun(store, db, sensors, seconds));
+      for (const sensors of [4, 16]) ingest.push(await ingestRun(store, db, sensors, seconds, store === 'postgres' ? pg!.cpuSeconds : undefined));
       await fill(db, queryRows);
       queries.push(await timeQueries(store, db, queryRows));
     }
@@ -148,5 +156,6 @@ export async function backendIngest(seconds = 20, queryRows = 1_000_000): Promis
 if (import.meta.url === `file://${process.argv[1]}`) {
   const seconds = Number(process.argv[2] ?? 20);
   const rows = Number(process.argv[3] ?? 1_000_000);
-  backendIngest(seconds, rows).then((r) => console.log(JSON.stringify(r, null, 2)));
+  const stores = (process.argv[4] ?? 'sqlite,postgres').split(',');
+  backendIngest(seconds, rows, stores).then((r) => console.log(JSON.stringify(r, null, 2)));
 }

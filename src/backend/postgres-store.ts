@@ -5,7 +5,7 @@
 // replicas is stored once, and the fleet tables only count new sightings.
 import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
-import { COLUMNS, FILTER_COLUMNS, likePattern, rowOf, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
+import { COLUMNS, type Column, FILTER_COLUMNS, likePattern, rowOf, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { bodyJson } from './validate.js';
 import { applyFleet, fleetInput, type FleetState, type Sighting } from './fleet.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
@@ -13,12 +13,17 @@ import { applySummary, clampLimit, type FindingQuery, type FindingStore, type In
 // Replicas starting together must not race on CREATE (it is not atomic in PostgreSQL).
 const SCHEMA_LOCK = 0x64726966;
 
+// Text columns compare bytewise: each row goes into ten btrees, and a
+// locale's collation costs more per comparison (also, LIKE 'prefix%' can use
+// the index). Equality is the same in every deterministic collation.
+const typeOf = (c: Column) => (c.pgType === 'TEXT' ? 'TEXT COLLATE "C"' : c.pgType);
+
 function schema(): string[] {
-  const cols = COLUMNS.map((c) => `${c.name} ${c.pgType} NOT NULL${c.name === 'id' ? ' PRIMARY KEY' : ''}`);
+  const cols = COLUMNS.map((c) => `${c.name} ${typeOf(c)} NOT NULL${c.name === 'id' ? ' PRIMARY KEY' : ''}`);
   return [
     `CREATE TABLE IF NOT EXISTS findings (${cols.join(', ')}, received_at TIMESTAMPTZ NOT NULL DEFAULT now(), body JSON NOT NULL)`,
     // databases from before a column existed get it
-    ...COLUMNS.filter((c) => c.pgType === 'TEXT').map((c) => `ALTER TABLE findings ADD COLUMN IF NOT EXISTS ${c.name} ${c.pgType} NOT NULL DEFAULT '${c.missing ?? ''}'`),
+    ...COLUMNS.filter((c) => c.pgType === 'TEXT').map((c) => `ALTER TABLE findings ADD COLUMN IF NOT EXISTS ${c.name} ${typeOf(c)} NOT NULL DEFAULT '${c.missing ?? ''}'`),
     'CREATE INDEX IF NOT EXISTS findings_time ON findings (time, id)',
     ...COLUMNS.filter((c) => c.indexed).map((c) => `CREATE INDEX IF NOT EXISTS findings_${c.name} ON findings (${c.name}, time)`),
     'CREATE TABLE IF NOT EXISTS fleet_sightings (sha256 TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (sha256, kind, value))',
@@ -27,16 +32,18 @@ function schema(): string[] {
   ];
 }
 
-// The bodies travel as one JSON array, split by json_array_elements in the
-// same ROWS FROM as the column arrays (zipped row by row). New databases
-// keep the body as json: PostgreSQL only checks it, where jsonb would build
-// a binary copy of every body (a quarter of its CPU per row).
+// The bodies travel as one text, separated by U+001E (JSON.stringify escapes
+// every control character, so none is inside a body), split in the same
+// ROWS FROM as the column arrays (zipped row by row) and checked as JSON once
+// each. New databases keep the body as json: PostgreSQL only checks it, where
+// jsonb would build a binary copy of every body (a quarter of its CPU per row).
+const BODY_SEPARATOR = '\u001e';
 const insertFindings = (bodyType: string) => {
   const names = COLUMNS.map((c) => c.name);
   const arrays = COLUMNS.map((c, i) => `unnest($${i + 1}::${c.pgType.toLowerCase()}[])`);
   return `INSERT INTO findings (${names.join(', ')}, body)
     SELECT ${names.map((n) => `u.${n}`).join(', ')}, u.body::${bodyType}
-    FROM ROWS FROM (${arrays.join(', ')}, json_array_elements($${COLUMNS.length + 1}::json)) AS u (${names.join(', ')}, body)
+    FROM ROWS FROM (${arrays.join(', ')}, unnest(string_to_array($${COLUMNS.length + 1}::text, chr(30)))) AS u (${names.join(', ')}, body)
     ON CONFLICT (id) DO NOTHING`;
 };
 
@@ -85,8 +92,10 @@ SELECT f.sha256, f.first_seen, f.containers, f.images, f.hosts, false FROM fleet
 WHERE f.sha256 = ANY($4::text[]) AND NOT EXISTS (SELECT 1 FROM up WHERE up.sha256 = f.sha256)`;
 
 // Sightings are never deleted, so one this process saw committed needs no
-// INSERT again (true across replicas: another's commit only adds).
-const KNOWN_SIGHTINGS_MAX = 500_000;
+// INSERT again (true across replicas: another's commit only adds). A key is
+// ~180 bytes in the worker's heap: 100,000 of them are ~18 MiB of the RSS
+// budget (500,000 would be ~90 MiB); past that the set starts over.
+const KNOWN_SIGHTINGS_MAX = 100_000;
 const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}`;
 
 /** Deadlock or serialization failure between replicas: the transaction is simply run again. */
@@ -201,7 +210,7 @@ export class PostgresStore implements FindingStore {
       for (let i = 0; i < row.length; i++) columns[i]!.push(row[i]!);
       bodies.push(bodyJson(f));
     }
-    const r = await client.query({ name: 'dw_insert_findings', text: this.insertSql, values: [...columns, `[${bodies.join(',')}]`] });
+    const r = await client.query({ name: 'dw_insert_findings', text: this.insertSql, values: [...columns, bodies.join(BODY_SEPARATOR)] });
     return r.rowCount ?? 0;
   }
 

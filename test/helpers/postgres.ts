@@ -32,7 +32,25 @@ export async function freePort(): Promise<number> {
 
 export interface PgServer {
   url: string;
+  /** CPU time (user + system, in seconds) of the server's processes so far: the postmaster and its children. */
+  cpuSeconds(): number;
   stop(): void;
+}
+
+/** utime + stime of a process, of its running children and of those it reaped (in clock ticks), from /proc. */
+function treeTicks(root: number): number {
+  let ticks = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      if (Number(d) === root) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+      else if (Number(f[1]) === root) ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* gone */
+    }
+  }
+  return ticks;
 }
 
 /** `settings`: extra server settings (`-c name=value`), e.g. for a benchmark. */
@@ -80,6 +98,8 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
   }
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    // setpriv execs the postmaster, so the child's pid is the postmaster's
+    cpuSeconds: () => treeTicks(postmaster.pid!) / 100,
     stop() {
       try {
         runAsPg('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
