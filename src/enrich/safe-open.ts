@@ -76,6 +76,27 @@ export type HashResult = { sha256: string; reason?: undefined } | { sha256?: und
 
 export const DEFAULT_MAX_BYTES = 256 << 20;
 const CHUNK = 1 << 20;
+// Read buffers: no more than there are slots to read into them (a storm of
+// new binaries would otherwise hold one 1 MiB buffer per file at once, and
+// leave them resident until V8's next full collection). A free buffer is
+// held weakly, so an idle sensor's next full collection frees it.
+const freeChunks: Array<WeakRef<Buffer>> = [];
+const chunkWaiters: Array<(b: Buffer) => void> = [];
+let chunksLent = 0;
+async function takeChunk(): Promise<Buffer> {
+  for (let r = freeChunks.pop(); r; r = freeChunks.pop()) {
+    const b = r.deref();
+    if (b) return (chunksLent++, b);
+  }
+  if (chunksLent < MAX_CONCURRENT_CALLS) return (chunksLent++, Buffer.allocUnsafeSlow(CHUNK));
+  return new Promise((resolve) => chunkWaiters.push(resolve));
+}
+function returnChunk(b: Buffer): void {
+  const next = chunkWaiters.shift();
+  if (next) return next(b); // lent on
+  chunksLent--;
+  freeChunks.push(new WeakRef(b));
+}
 const closeFd = promisify(closeCb);
 const fstat = (fd: number) =>
   new Promise<BigIntStats>((resolve, reject) => fstatCb(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
@@ -180,14 +201,18 @@ export class VerifiedFile {
     }
     try {
       const h = createHash('sha256');
-      const buf = Buffer.allocUnsafe(CHUNK);
+      const buf = await takeChunk();
       let total = 0;
-      for (;;) {
-        const { bytesRead } = await inSlot(() => fh!.read(buf, 0, CHUNK, null));
-        if (bytesRead === 0) break;
-        total += bytesRead;
-        if (total > this.maxBytes) return { reason: 'too_large' };
-        h.update(buf.subarray(0, bytesRead));
+      try {
+        for (;;) {
+          const { bytesRead } = await inSlot(() => fh!.read(buf, 0, CHUNK, null));
+          if (bytesRead === 0) break;
+          total += bytesRead;
+          if (total > this.maxBytes) return { reason: 'too_large' };
+          h.update(buf.subarray(0, bytesRead));
+        }
+      } finally {
+        returnChunk(buf);
       }
       const after = await inSlot(() => fh!.stat({ bigint: true }));
       if (after.ctimeNs !== this.stat.ctimeNs || after.size !== this.stat.size || BigInt(total) !== after.size || !matches(after, this.expect)) {

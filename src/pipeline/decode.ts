@@ -99,7 +99,7 @@ abstract class RecordView {
 
 export class ExecEvent extends RecordView implements ProcessFileRecord {
   readonly kind = 'exec' as const;
-  private cache: { filename?: string; path?: string; args?: string[]; cgroup?: string; cgroupParent?: string; comm?: string } = {};
+  private cache: { filename?: string; path?: string; args?: string[]; cgroup?: string; cgroupParent?: string; comm?: string; ancestors?: Ancestor[] } = {};
   private layerOnce: Layer | undefined = undefined;
 
   get ktimeNs(): bigint { return this.raw.readBigUInt64LE(HDR.ktimeNs); }
@@ -204,13 +204,16 @@ export class ExecEvent extends RecordView implements ProcessFileRecord {
   }
 
   get ancestors(): Ancestor[] {
-    const n = Math.min(this.raw[EXEC.ancestorsLen]!, MAX_ANCESTORS);
-    const out: Ancestor[] = [];
-    for (let i = 0; i < n; i++) {
-      const off = EXEC.ancestors + i * ANCESTOR_SIZE;
-      out.push({ hostPid: this.raw.readUInt32LE(off), comm: cstr(this.raw, off + 4, COMM_LEN) });
+    if (this.cache.ancestors === undefined) {
+      const n = Math.min(this.raw[EXEC.ancestorsLen]!, MAX_ANCESTORS);
+      const out: Ancestor[] = [];
+      for (let i = 0; i < n; i++) {
+        const off = EXEC.ancestors + i * ANCESTOR_SIZE;
+        out.push({ hostPid: this.raw.readUInt32LE(off), comm: cstr(this.raw, off + 4, COMM_LEN) });
+      }
+      this.cache.ancestors = out;
     }
-    return out;
+    return this.cache.ancestors;
   }
 }
 

@@ -15,6 +15,7 @@ const HELP: Record<string, string> = {
   same_as_image_unavailable_total: 'Findings where the image copy of the file could not be compared, by reason.',
   script_layer_unknown_total: 'Scripts whose overlay layer could not be told.',
   hooks_unavailable_total: 'Optional kernel hooks that did not load or attach, by program.',
+  heap_collections_total: 'Full heap collections the sensor started itself, by reason (quiet: after a burst; old_growth: during one).',
   finding_latency_seconds: 'Time from the exec in the kernel to its finding reaching the sinks.',
   // signatures and policy
   findings_total: 'Findings made, by signature.',

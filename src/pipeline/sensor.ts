@@ -20,6 +20,7 @@ import { decodeRecords } from './decode-stage.js';
 import { SignatureEngine } from './engine.js';
 import { createEnricher } from './enrich.js';
 import { enrichEvents } from './enrich-stage.js';
+import { HeapKeeper, type HeapKeeperOptions } from './heap-keeper.js';
 import { BootClock } from './finding.js';
 import { registerKernelMetrics } from './kernel-metrics.js';
 import { Metrics } from './metrics.js';
@@ -67,6 +68,8 @@ export interface SensorOptions {
   packageManagers?: readonly string[];
   /** How package managers' exits are learnt; pidfds by default. With an injected loader (replays), windows need this. */
   processExits?: ProcessExits;
+  /** Bounds on what the V8 heap keeps resident after and during bursts (src/pipeline/heap-keeper.ts); false: V8 alone. */
+  heap?: HeapKeeperOptions | false;
 }
 
 /** What the kernel accepted at start: for doctor and the logs. */
@@ -247,11 +250,14 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
 
   // The data flow. Batches are the unit up to the signatures, where per-event
   // overhead matters; findings are few and flow one by one after the policy.
+  const keeper = opts.heap === false ? undefined : new HeapKeeper({ metrics, ...opts.heap });
+  keeper?.activity(); // start-up is the first burst
   const stopping = new AbortController();
   const finished = new Promise<void>((done) => {
     kernelBatches(kernel, { intervalMs: opts.pollIntervalMs ?? 10, signal: stopping.signal })
       .pipe(
         restartAfterDrainErrors(stopping.signal, metrics, log),
+        tap(() => keeper?.activity()),
         decodeRecords(metrics, log),
         enrichEvents(enricher, { metrics, log, includeHost: opts.includeHost ?? false, ...(opts.claim ? { claim: opts.claim } : {}) }),
         // A container's first event describes it for prevention, if the cgroup scan has not yet.
@@ -293,6 +299,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
       if (stopped) return;
       stopped = true;
       clearInterval(unresolvedCheck);
+      keeper?.close();
       prevention?.close();
       // The source drains what the kernel still holds and completes; every
       // stage finishes its work (lookups, folds) before completing the next.
