@@ -1,5 +1,7 @@
 // The batching processor: findings go to the disk spool at once, and a
-// sender drains the spool in order in batches (by size, or every flushMs),
+// sender drains the spool in order in batches (by size, or every flushMs;
+// by default a finding goes out in the same turn of the event loop, and
+// batches form from what arrives while a send is in flight),
 // retrying with exponential backoff and full jitter until the backend has
 // confirmed them. Every outcome is counted.
 import type { FindingJson } from '#gen/finding-json.js';
@@ -60,7 +62,7 @@ export class Exporter {
     if (!opts.transport && !opts.backend) throw new Error('exporter: a transport or a backend address is needed');
     this.transport = opts.transport ?? new GrpcTransport(opts as TransportOptions);
     this.maxBatch = opts.maxBatch ?? 512;
-    this.flushMs = opts.flushMs ?? 20;
+    this.flushMs = opts.flushMs ?? 0;
     this.backoffBase = opts.backoffBaseMs ?? 200;
     this.backoffMax = opts.backoffMaxMs ?? 30_000;
     // Findings left by a previous run (crash, SIGKILL) go out first.

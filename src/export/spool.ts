@@ -4,7 +4,7 @@
 // cursor file (replaced atomically) says how far the backend has confirmed.
 // When the spool exceeds maxBytes the oldest segment is dropped, and the
 // findings in it are counted as dropped.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
@@ -116,21 +116,39 @@ export class Spool {
     const records: Buffer[] = [];
     let data: Buffer;
     try {
-      data = readFileSync(this.path(seg));
+      data = this.readFrom(seg, offset);
     } catch {
       return { records, end: offset, corrupt: false };
     }
-    let off = offset;
+    let off = 0;
     while (records.length < max && off + HEADER <= data.length) {
       const len = data.readUInt32LE(off);
       const sum = data.readUInt32LE(off + 4);
       if (off + HEADER + len > data.length) break; // a record still being written
       const payload = data.subarray(off + HEADER, off + HEADER + len);
-      if (crc32(payload) !== sum) return { records, end: off, corrupt: true };
+      if (crc32(payload) !== sum) return { records, end: offset + off, corrupt: true };
       records.push(Buffer.from(payload));
       off += HEADER + len;
     }
-    return { records, end: off, corrupt: false };
+    return { records, end: offset + off, corrupt: false };
+  }
+
+  /** The segment's bytes from offset on: what is not confirmed yet, not the whole segment (up to 8 MiB) per send. */
+  private readFrom(seg: number, offset: number): Buffer {
+    const fd = openSync(this.path(seg), 'r');
+    try {
+      const len = Math.max(0, fstatSync(fd).size - offset);
+      const buf = Buffer.allocUnsafe(len);
+      let got = 0;
+      while (got < len) {
+        const n = readSync(fd, buf, got, len - got, offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return buf.subarray(0, got);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /**
@@ -171,6 +189,8 @@ export class Spool {
   }
 
   get pending(): boolean {
+    // Everything appended is confirmed: nothing to read.
+    if (this.cursor.segment === this.writeSeg && this.cursor.offset >= this.writeSize) return false;
     return this.peek(1).records.length > 0;
   }
 

@@ -1,8 +1,9 @@
 // The kernel as an RxJS source. The BPF side wakes user space only for the
-// first record after the ring buffer was empty; intervalMs later the ring is
-// drained into one reused buffer and emitted, and drained again every
-// intervalMs while records keep coming (batching). Once a drain finds it
-// empty, nothing runs until the next wakeup: an idle sensor does not poll.
+// first record after the ring buffer was empty; the ring is then drained at
+// once (a lone exec is not kept waiting for a batch) into one reused buffer
+// and emitted, and drained again every intervalMs while records keep coming
+// (batching). Once a drain finds it empty, nothing runs until the next
+// wakeup: an idle sensor does not poll.
 // A full buffer means more is waiting: drain again at once. Loaders that
 // cannot watch (replays) are polled every intervalMs. Subscribers must
 // finish with a batch synchronously (decode copies what it keeps), because
@@ -65,7 +66,7 @@ export function kernelBatches(loader: NativeLoader, opts: SourceOptions = {}): O
     };
 
     const onReadable = (): void => {
-      if (!stopped && !timer && !immediate) timer = setTimeout(drain, intervalMs);
+      if (!stopped && !timer && !immediate) immediate = setImmediate(drain);
     };
     let watching = false;
     if (loader.watch && loader.arm && intervalMs > 0) {
