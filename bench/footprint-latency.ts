@@ -42,10 +42,13 @@ export async function footprintLatency(idleSeconds = 10, execs = 200, settleSeco
   const child = spawn(process.execPath, [cliPath, 'run', '--data-dir', data, '--dedup-window', '0s', '--log-level', 'warn', '--metrics-address', '127.0.0.1:0'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  // Read, or a full pipe leaves the sensor's writes queued and keeps it from exiting.
+  let stderrTail = '';
+  child.stderr!.on('data', (d: Buffer) => (stderrTail = (stderrTail + d.toString()).slice(-2000)));
   const ct = new MiniContainer();
   try {
     await sleep(settleSeconds * 1000);
-    if (child.exitCode !== null) throw new Error('sensor exited');
+    if (child.exitCode !== null) throw new Error(`sensor exited: ${stderrTail}`);
     const pid = child.pid!;
     const t0 = cpuTicks(pid);
     await sleep(idleSeconds * 1000);

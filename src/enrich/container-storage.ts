@@ -104,7 +104,14 @@ export class ContainerStorage {
       seen.add(pid);
       if ((await nsOf(this.procRoot, pid)) === ref.mntNs) out.push(pid);
     };
-    for (const pid of also) await consider(pid);
+    // The lineage's namespaces are read at once, not one after another: the
+    // exec's own finding waits for this on a busy thread pool.
+    const mine = await Promise.all(also.map((pid) => (pid > 0 ? nsOf(this.procRoot, pid) : undefined)));
+    for (const [i, pid] of also.entries()) {
+      if (pid <= 0 || seen.has(pid) || out.length >= max) continue;
+      seen.add(pid);
+      if (mine[i] === ref.mntNs) out.push(pid);
+    }
     const dir = await this.cgroupDir(ref);
     if (dir && out.length < max) {
       const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
