@@ -10,6 +10,9 @@
 // - quiet: once no batch has arrived for quietMs after some did (start-up
 //   included), one memory-reducing collection, which also shrinks the young
 //   generation to its minimum and returns the freed pages to the kernel;
+//   only when there is something to return (a young generation grown past
+//   minYoungBytes, or old-generation growth): a lone finding now and then
+//   costs no collection (one is about 20-50 ms of CPU);
 // - busy: at most every checkMs while batches flow, a full collection when
 //   the old generation grew by more than oldGrowthBytes since the last one.
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
@@ -29,10 +32,14 @@ function v8Gc(): Gc {
   return (gcFn = runInNewContext('gc') as Gc);
 }
 
-export function oldSpaceUsed(): number {
-  for (const s of getHeapSpaceStatistics()) if (s.space_name === 'old_space') return s.space_used_size;
-  return 0;
+function space(name: string): { used: number; physical: number } {
+  for (const s of getHeapSpaceStatistics()) if (s.space_name === name) return { used: s.space_used_size, physical: s.physical_space_size };
+  return { used: 0, physical: 0 };
 }
+
+export const oldSpaceUsed = (): number => space('old_space').used;
+/** Resident bytes of the young generation. */
+export const youngSpaceBytes = (): number => space('new_space').physical;
 
 export interface HeapKeeperOptions {
   /** No batch for this long after some: settle (default 5 s). */
@@ -41,6 +48,8 @@ export interface HeapKeeperOptions {
   checkMs?: number;
   /** Old-generation growth since the last full collection that starts one (default 8 MiB). */
   oldGrowthBytes?: number;
+  /** A quiet pipeline is settled only with a young generation at least this large, or old growth (default 4 MiB). */
+  minYoungBytes?: number;
   metrics?: Metrics;
 }
 
@@ -48,6 +57,7 @@ export class HeapKeeper {
   private readonly quietMs: number;
   private readonly checkMs: number;
   private readonly oldGrowth: number;
+  private readonly minYoung: number;
   private lastBatch = 0;
   private lastCheck = 0;
   private baseline: number;
@@ -59,6 +69,7 @@ export class HeapKeeper {
     this.quietMs = opts.quietMs ?? 5_000;
     this.checkMs = opts.checkMs ?? 1_000;
     this.oldGrowth = opts.oldGrowthBytes ?? 8 << 20;
+    this.minYoung = opts.minYoungBytes ?? 4 << 20;
     this.baseline = oldSpaceUsed();
     opts.metrics?.inc('heap_collections_total', { reason: 'quiet' }, 0);
     opts.metrics?.inc('heap_collections_total', { reason: 'old_growth' }, 0);
@@ -96,7 +107,7 @@ export class HeapKeeper {
       if (this.closed) return;
       const since = performance.now() - this.lastBatch;
       if (since < this.quietMs) return this.armQuiet(this.quietMs - since);
-      this.settle();
+      if (youngSpaceBytes() >= this.minYoung || oldSpaceUsed() - this.baseline > this.oldGrowth / 2) this.settle();
     }, ms);
     this.quietTimer.unref();
   }

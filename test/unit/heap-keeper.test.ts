@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { HeapKeeper, oldSpaceUsed } from '../../src/pipeline/heap-keeper.js';
+import { HeapKeeper, oldSpaceUsed, youngSpaceBytes } from '../../src/pipeline/heap-keeper.js';
 import { Metrics } from '../../src/pipeline/metrics.js';
 
 setFlagsFromString('--expose-gc');
@@ -39,7 +39,7 @@ test('settle: the young generation shrinks and its pages go back', () => {
 
 test('quiet: one settle after the last batch, none while batches keep coming, none while idle after it', async () => {
   const metrics = new Metrics();
-  const keeper = new HeapKeeper({ metrics, quietMs: 150, checkMs: 60_000 });
+  const keeper = new HeapKeeper({ metrics, quietMs: 150, checkMs: 60_000, minYoungBytes: 0 });
   try {
     assert.equal(collections(metrics, 'quiet'), 0);
     for (let i = 0; i < 6; i++) {
@@ -54,6 +54,21 @@ test('quiet: one settle after the last batch, none while batches keep coming, no
     keeper.activity();
     await sleep(300);
     assert.equal(collections(metrics, 'quiet'), 2, 'the next burst settles again');
+  } finally {
+    keeper.close();
+  }
+});
+
+test('quiet: nothing to give back (a small young generation, no old growth), no collection', async () => {
+  const metrics = new Metrics();
+  const settled = new HeapKeeper({ metrics });
+  settled.settle(); // young generation at its minimum
+  settled.close();
+  const keeper = new HeapKeeper({ metrics, quietMs: 50, checkMs: 60_000, minYoungBytes: youngSpaceBytes() + (1 << 20) });
+  try {
+    keeper.activity();
+    await sleep(300);
+    assert.equal(collections(metrics, 'quiet'), 1, 'only the explicit settle');
   } finally {
     keeper.close();
   }
