@@ -1,5 +1,5 @@
 // Rows 4 and 5: the real CLI (`driftwatch run`, embedded backend), measured
-// from outside. Footprint: RSS and CPU while idle, from 12 s after the start
+// from outside. Footprint: RSS and CPU while idle, from 20 s after the start
 // (attach, self-test, and the heap settling 5 s after the last batch; see
 // src/pipeline/heap-keeper.ts). Latency: exec of a dropped binary in a
 // container -> finding stored by the backend (received_at - time), one exec
@@ -36,7 +36,7 @@ const statusKiB = (pid: number, field: string) => Number(new RegExp(`${field}:\\
 const load1 = () => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function footprintLatency(idleSeconds = 10, execs = 200, settleSeconds = 12): Promise<FootprintLatency> {
+export async function footprintLatency(idleSeconds = 10, execs = 200, settleSeconds = 20): Promise<FootprintLatency> {
   const loadStart = load1();
   const data = mkdtempSync(join(tmpdir(), 'driftwatch-bench-'));
   const child = spawn(process.execPath, [cliPath, 'run', '--data-dir', data, '--dedup-window', '0s', '--log-level', 'warn', '--metrics-address', '127.0.0.1:0'], {

@@ -14,7 +14,7 @@
 //   minYoungBytes, or old-generation growth): a lone finding now and then
 //   costs no collection (one is about 20-50 ms of CPU);
 // - busy: at most every checkMs while batches flow, a full collection when
-//   the old generation grew by more than oldGrowthBytes since the last one.
+//   the old generation grew by more than oldGrowthBytes (4 MiB) since the last one.
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Metrics } from './metrics.js';
@@ -46,7 +46,7 @@ export interface HeapKeeperOptions {
   quietMs?: number;
   /** While batches flow, how often the old generation is looked at (default 1 s). */
   checkMs?: number;
-  /** Old-generation growth since the last full collection that starts one (default 8 MiB). */
+  /** Old-generation growth since the last full collection that starts one (default 4 MiB). */
   oldGrowthBytes?: number;
   /** A quiet pipeline is settled only with a young generation at least this large, or old growth (default 4 MiB). */
   minYoungBytes?: number;
@@ -68,7 +68,7 @@ export class HeapKeeper {
   constructor(private readonly opts: HeapKeeperOptions = {}) {
     this.quietMs = opts.quietMs ?? 5_000;
     this.checkMs = opts.checkMs ?? 1_000;
-    this.oldGrowth = opts.oldGrowthBytes ?? 8 << 20;
+    this.oldGrowth = opts.oldGrowthBytes ?? 4 << 20;
     this.minYoung = opts.minYoungBytes ?? 4 << 20;
     this.baseline = oldSpaceUsed();
     opts.metrics?.inc('heap_collections_total', { reason: 'quiet' }, 0);
