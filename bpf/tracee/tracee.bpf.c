@@ -194,12 +194,18 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 
 	stat_inc(DW_STAT_EXEC_SEEN);
 
-	struct file *file = BPF_CORE_READ(bprm, file);
-	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
-	u32 magic = (u32)BPF_CORE_READ(sb, s_magic);
-	u32 nlink = BPF_CORE_READ(inode, i_nlink);
+	/* Nearly every exec stops after these reads: where the kernel has
+	 * bpf_get_current_task_btf (5.11+), the exec'd file is the new mm's
+	 * exe_file (set by begin_new_exec before this tracepoint) and each
+	 * field is one checked load, not a probe-read call. The overlay layout
+	 * facts (no overlay BTF) take scalars: probe reads there. */
+	bool fbtf = dw_task_btf() && !ovl_uses_facts();
+	struct file *file = fbtf ? DW_READ(fbtf, bpf_get_current_task_btf(), mm, exe_file) : BPF_CORE_READ(bprm, file);
+	struct dentry *dentry = DW_READ(fbtf, file, f_path.dentry);
+	struct inode *inode = DW_READ(fbtf, file, f_inode);
+	struct super_block *sb = DW_READ(fbtf, inode, i_sb);
+	u32 magic = (u32)DW_READ(fbtf, sb, s_magic);
+	u32 nlink = DW_READ(fbtf, inode, i_nlink);
 	u32 flags = file_flags(dentry, inode, sb, magic, nlink);
 
 	/* binfmt_script replaced bprm->interp: the file is the interpreter of a
@@ -250,6 +256,9 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 		stat_inc(DW_STAT_EXEC_FILTERED);
 		return 0;
 	}
+	/* Prevention's global function takes the file as a scalar. */
+	if (fbtf)
+		file = BPF_CORE_READ(bprm, file);
 	flags |= prevent_at_exec(task, file, flags, &script_flags);
 	emit_exec(task, bprm, file, flags, script_flags, true);
 	return 0;
