@@ -186,6 +186,21 @@ static __always_inline void emit_exec(struct task_struct *task, struct linux_bin
 
 #include "watch.bpf.h"
 
+/*
+ * binfmt_script (and binfmt_misc) replaced bprm->interp: the file is the
+ * interpreter of a script named by bprm->filename. The two pointers are
+ * neighbours in struct linux_binprm: one probe read of both, not two.
+ */
+static __always_inline bool bprm_interp_replaced(struct linux_binprm *bprm)
+{
+	u64 off = bpf_core_field_offset(struct linux_binprm, filename);
+	if (bpf_core_field_offset(struct linux_binprm, interp) != off + sizeof(void *))
+		return BPF_CORE_READ(bprm, interp) != BPF_CORE_READ(bprm, filename);
+	const char *names[2] = {}; /* filename, interp */
+	bpf_probe_read_kernel(names, sizeof(names), (void *)bprm + off);
+	return names[1] != names[0];
+}
+
 SEC("raw_tp/sched_process_exec")
 int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -208,9 +223,8 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	u32 nlink = DW_READ(fbtf, inode, i_nlink);
 	u32 flags = file_flags(dentry, inode, sb, magic, nlink);
 
-	/* binfmt_script replaced bprm->interp: the file is the interpreter of a
-	 * #! script named by bprm->filename, whose layer user space checks. */
-	bool script = BPF_CORE_READ(bprm, interp) != BPF_CORE_READ(bprm, filename);
+	/* The file is the interpreter of a #! script, whose layer user space checks. */
+	bool script = bprm_interp_replaced(bprm);
 	u16 script_flags = 0;
 	if (script) {
 		flags |= DW_FILE_SCRIPT;
