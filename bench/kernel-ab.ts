@@ -6,6 +6,9 @@
 //
 //   node dist/bench/kernel-ab.js <other ebpf_napi_loader.node> [execs] [rounds] [command]
 //
+// KERNEL_AB_THIS=<addon> puts another build in this build's place (two
+// variants against each other, neither of them the checkout's).
+//
 // command defaults to a static image binary; '/bin/true-dyn' is a dynamic one
 // (the loader and libc are looked up during its exec); 'drift' runs a binary
 // copied into the container, so both builds build and submit the full record.
@@ -53,7 +56,7 @@ export async function kernelAb(other: string, execs = 500, rounds = 4, command =
   const prevStats = readFileSync(statsPath, 'utf8').trim();
   writeFileSync(statsPath, '1');
   const ct = new MiniContainer();
-  const ours = join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node');
+  const ours = process.env.KERNEL_AB_THIS ? resolve(process.env.KERNEL_AB_THIS) : join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node');
   const rows: Array<Record<string, string | number>> = [];
   let prep = '';
   if (command === 'drift') {

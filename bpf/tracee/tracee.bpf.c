@@ -186,6 +186,21 @@ static __always_inline void emit_exec(struct task_struct *task, struct linux_bin
 
 #include "watch.bpf.h"
 
+/*
+ * binfmt_script (and binfmt_misc) replaced bprm->interp: the file is the
+ * interpreter of a script named by bprm->filename. The two pointers are
+ * neighbours in struct linux_binprm: one probe read of both, not two.
+ */
+static __always_inline bool bprm_interp_replaced(struct linux_binprm *bprm)
+{
+	u64 off = bpf_core_field_offset(struct linux_binprm, filename);
+	if (bpf_core_field_offset(struct linux_binprm, interp) != off + sizeof(void *))
+		return BPF_CORE_READ(bprm, interp) != BPF_CORE_READ(bprm, filename);
+	const char *names[2] = {}; /* filename, interp */
+	bpf_probe_read_kernel(names, sizeof(names), (void *)bprm + off);
+	return names[1] != names[0];
+}
+
 SEC("raw_tp/sched_process_exec")
 int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -194,17 +209,22 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 
 	stat_inc(DW_STAT_EXEC_SEEN);
 
-	struct file *file = BPF_CORE_READ(bprm, file);
-	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
-	u32 magic = (u32)BPF_CORE_READ(sb, s_magic);
-	u32 nlink = BPF_CORE_READ(inode, i_nlink);
-	u32 flags = file_flags(dentry, inode, sb, magic, nlink);
+	/* Nearly every exec stops after these reads: where the kernel has
+	 * bpf_get_current_task_btf (5.11+), the exec'd file is the new mm's
+	 * exe_file (set by begin_new_exec before this tracepoint) and each
+	 * field is one checked load, not a probe-read call. The overlay layout
+	 * facts (no overlay BTF) take scalars: probe reads there. */
+	bool fbtf = dw_task_btf() && !ovl_uses_facts();
+	struct file *file = fbtf ? DW_READ(fbtf, bpf_get_current_task_btf(), mm, exe_file) : BPF_CORE_READ(bprm, file);
+	struct dentry *dentry = DW_READ(fbtf, file, f_path.dentry);
+	struct inode *inode = DW_READ(fbtf, file, f_inode);
+	struct super_block *sb = DW_READ(fbtf, inode, i_sb);
+	u32 magic = (u32)DW_READ(fbtf, sb, s_magic);
+	u32 nlink = DW_READ(fbtf, inode, i_nlink);
+	u32 flags = file_flags_of(fbtf, dentry, inode, sb, magic, nlink);
 
-	/* binfmt_script replaced bprm->interp: the file is the interpreter of a
-	 * #! script named by bprm->filename, whose layer user space checks. */
-	bool script = BPF_CORE_READ(bprm, interp) != BPF_CORE_READ(bprm, filename);
+	/* The file is the interpreter of a #! script, whose layer user space checks. */
+	bool script = bprm_interp_replaced(bprm);
 	u16 script_flags = 0;
 	if (script) {
 		flags |= DW_FILE_SCRIPT;
@@ -250,6 +270,9 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 		stat_inc(DW_STAT_EXEC_FILTERED);
 		return 0;
 	}
+	/* Prevention's global function takes the file as a scalar. */
+	if (fbtf)
+		file = BPF_CORE_READ(bprm, file);
 	flags |= prevent_at_exec(task, file, flags, &script_flags);
 	emit_exec(task, bprm, file, flags, script_flags, true);
 	return 0;
