@@ -16,8 +16,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setExecWatch } from '../src/native/loader.js';
+import { DEFAULT_PACKAGE_MANAGERS } from '../src/enrich/package-windows.js';
+import { execWatchPrefilterFor, setExecWatch } from '../src/native/loader.js';
 import { interpreterWatchEntries } from '../src/pipeline/interpreters.js';
+import { WatchKind } from '../src/pipeline/records.js';
 import { MiniContainer } from '../test/helpers/minicontainer.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -35,14 +37,17 @@ interface LoaderLike {
   programStats(): ProgStat[];
 }
 
+// The sensor's default names: interpreters and package managers, as in production.
+const watch = [...interpreterWatchEntries(), ...DEFAULT_PACKAGE_MANAGERS.map((comm) => ({ comm, kinds: WatchKind.PACKAGE_MANAGER }))];
+
 function open(addon: string): LoaderLike {
   const { Loader } = require(addon) as { Loader: new (o: object) => LoaderLike };
-  const l = new Loader({});
+  // Builds before the first stage ignore watchPrefilter.
+  const l = new Loader({ watchPrefilter: execWatchPrefilterFor(watch) });
   l.load();
   l.attach();
-  // A build with exec_watch gets the sensor's default interpreter list, as in production.
   try {
-    setExecWatch(l as unknown as Parameters<typeof setExecWatch>[0], interpreterWatchEntries());
+    setExecWatch(l as unknown as Parameters<typeof setExecWatch>[0], watch);
   } catch {
     /* an older build: no such map */
   }

@@ -8,7 +8,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setExecWatch } from '../src/native/loader.js';
+import { DEFAULT_PACKAGE_MANAGERS } from '../src/enrich/package-windows.js';
+import { execWatchPrefilterFor, setExecWatch } from '../src/native/loader.js';
+import { WatchKind } from '../src/pipeline/records.js';
 import { interpreterWatchEntries } from '../src/pipeline/interpreters.js';
 import { MiniContainer } from '../test/helpers/minicontainer.js';
 
@@ -89,12 +91,14 @@ export async function kernelCost(execs = 500): Promise<CostRow[]> {
   try {
     // DRIFTWATCH_BENCH_ADDON: another build of the addon (e.g. the previous commit's) for before/after rows.
     const { Loader } = require(process.env['DRIFTWATCH_BENCH_ADDON'] ?? join(repoRoot, 'native', 'build', 'Release', 'ebpf_napi_loader.node'));
-    const loader = new Loader({});
+    // The sensor's default names: interpreters and package managers (builds before the first stage ignore watchPrefilter).
+    const watch = [...interpreterWatchEntries(), ...DEFAULT_PACKAGE_MANAGERS.map((comm) => ({ comm, kinds: WatchKind.PACKAGE_MANAGER }))];
+    const loader = new Loader({ watchPrefilter: execWatchPrefilterFor(watch) });
     loader.load();
     loader.attach();
     let watching = true;
     try {
-      setExecWatch(loader, interpreterWatchEntries()); // the sensor's default list
+      setExecWatch(loader, watch);
     } catch {
       watching = false; // an older build: no exec_watch
     }

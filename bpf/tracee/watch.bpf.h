@@ -5,10 +5,10 @@
  *
  * Image execs are dropped before any string is copied; this check sits on
  * that path, so it is the task's comm (16 bytes) and the exec'd file's own
- * name (one 16-byte read: a symlink with another name to an image
- * interpreter has the link's name as comm), each tested against a bit
- * filter first; a hash lookup only follows a filter hit. Names are
- * compared as two little-endian words, no string is copied.
+ * name (a symlink with another name to an image interpreter has the link's
+ * name as comm), each tested against a filter in .rodata first, which
+ * touches no map; the map's bit filter and then a hash lookup only follow a
+ * hit. Names are compared as two little-endian words, no string is copied.
  *
  * An interpreter is sent only inside a container (own mount and pid
  * namespaces, where the host's are known), and only when argv has more
@@ -62,6 +62,30 @@ static __always_inline bool watch_maybe(struct dw_watch_filter *f, u64 w0, u64 w
 	return f->bits[(h >> 6) & (DW_WATCH_FILTER_WORDS - 1)] & (1ULL << (h & 63));
 }
 
+/*
+ * The first stage, before any map is touched: a 256-bit filter in .rodata,
+ * on the cache line of the cfg_* settings the exec hook reads on every exec
+ * anyway, filled by the loader before load (the names are fixed for the
+ * object's life; src/native/loader.ts, execWatchPrefilter). It is keyed by a
+ * name's first 8 bytes with digits and dots cleared, so versioned names
+ * (python3.11, perl5.36.0, php8.2) share their family's two bits and a few
+ * dozen families leave most of it clear. Its default passes every name: an
+ * object loaded without the names behaves as if there were no first stage.
+ */
+#define DW_WATCH_PRE_WORDS 4
+const volatile __u64 cfg_watch_pre[DW_WATCH_PRE_WORDS] = { ~0ULL, ~0ULL, ~0ULL, ~0ULL };
+
+static __always_inline bool watch_pre(u64 w0)
+{
+	/* Bytes '.' to '9' (0x2e-0x39, no '/' in a name) cleared; bytes >= 0x80 kept. */
+	u64 low = w0 & 0x7f7f7f7f7f7f7f7fULL;
+	u64 in = (low + 0x5252525252525252ULL) & ~(low + 0x4646464646464646ULL) & ~w0 & 0x8080808080808080ULL;
+	u64 f = w0 & ~((in >> 7) * 0xff);
+	u64 h = f * 0x9e3779b97f4a7c15ULL;
+	u32 a = h >> 56, b = (h >> 48) & 0xff;
+	return (cfg_watch_pre[a >> 6] & (1ULL << (a & 63))) && (cfg_watch_pre[b >> 6] & (1ULL << (b & 63)));
+}
+
 /* The bytes of a little-endian word below its first NUL (names are NUL-terminated). */
 static __always_inline u64 before_nul(u64 w, bool *ended)
 {
@@ -92,64 +116,74 @@ struct mm_struct___watch {
 	struct file *exe_file;
 } __attribute__((preserve_access_index));
 
+/* Word i (0 or 1) of a dentry's inline name, or 0 where neither layout is known. */
+static __always_inline u64 inline_name_word(struct dentry *d, int i)
+{
+	if (bpf_core_field_exists(struct dentry___shortname, d_shortname))
+		return ((struct dentry___shortname *)(void *)d)->d_shortname.words[i];
+	if (bpf_core_field_exists(struct dentry___iname, d_iname))
+		return *(u64 *)&((struct dentry___iname *)(void *)d)->d_iname[i * 8];
+	return 0;
+}
+
 /* The exec_watch value for this exec: by comm, else by the file's own name. */
 static __always_inline u32 watch_lookup(struct dentry *dentry)
 {
-	u32 zero = 0;
-	struct dw_watch_filter *f = bpf_map_lookup_elem(&exec_watch_filter, &zero);
-	if (!f)
-		return 0;
 	struct dw_watch_key key = {};
 	u64 *c = (u64 *)key.comm;
-	const unsigned char *name;
 	u64 w[2] = {};
-	bool inline_name = false;
+	struct dentry *d = NULL;
+	bool have_iname = bpf_core_field_exists(struct dentry___shortname, d_shortname) ||
+			  bpf_core_field_exists(struct dentry___iname, d_iname);
 	/* Direct, BTF-checked loads where the kernel has the helper (5.11+):
-	 * this runs for every image exec that is dropped. */
+	 * this runs for every image exec that is dropped. The first stage needs
+	 * the name's first word only; the second (in the dentry's next cache
+	 * line) is read after it passes. */
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
 		struct task_struct *t = bpf_get_current_task_btf();
 		c[0] = *(u64 *)&t->comm[0];
 		c[1] = *(u64 *)&t->comm[8];
-		struct dentry *d = ((struct mm_struct___watch *)t->mm)->exe_file->f_path.dentry;
-		name = d->d_name.name;
+		struct dentry *bd = ((struct mm_struct___watch *)t->mm)->exe_file->f_path.dentry;
 		/* Names shorter than the inline array are always stored inline;
 		 * 15 bytes at most is what a key holds. */
-		if (d->d_name.len < 16) {
-			if (bpf_core_field_exists(struct dentry___shortname, d_shortname)) {
-				struct dentry___shortname *ds = (void *)d;
-				w[0] = ds->d_shortname.words[0];
-				w[1] = ds->d_shortname.words[1];
-				inline_name = true;
-			} else if (bpf_core_field_exists(struct dentry___iname, d_iname)) {
-				struct dentry___iname *di = (void *)d;
-				w[0] = *(u64 *)&di->d_iname[0];
-				w[1] = *(u64 *)&di->d_iname[8];
-				inline_name = true;
-			}
+		if (have_iname && bd->d_name.len < 16) {
+			d = bd;
+			w[0] = inline_name_word(d, 0);
+		} else if (bpf_probe_read_kernel(w, sizeof(w), bd->d_name.name)) {
+			w[0] = w[1] = 0;
 		}
 	} else {
 		bpf_get_current_comm(key.comm, sizeof(key.comm));
-		name = BPF_CORE_READ(dentry, d_name.name);
+		if (bpf_probe_read_kernel(w, sizeof(w), BPF_CORE_READ(dentry, d_name.name)))
+			w[0] = w[1] = 0;
 	}
+	bool ended = false;
+	w[0] = before_nul(w[0], &ended);
+	/* Where the file's first word matches the comm's, so does its first stage. */
+	bool comm_maybe = watch_pre(c[0]);
+	bool name_maybe = w[0] && (w[0] == c[0] ? comm_maybe : watch_pre(w[0]));
+	if (!comm_maybe && !name_maybe)
+		return 0;
+
+	if (ended) {
+		w[1] = 0;
+	} else {
+		if (d)
+			w[1] = inline_name_word(d, 1);
+		w[1] = before_nul(w[1], &ended) & 0x00ffffffffffffffULL; /* comm's cut at 15 bytes */
+	}
+	u32 zero = 0;
+	struct dw_watch_filter *f = bpf_map_lookup_elem(&exec_watch_filter, &zero);
+	if (!f)
+		return 0;
 	u32 *v;
-	if (watch_maybe(f, c[0], c[1])) {
+	if (comm_maybe && watch_maybe(f, c[0], c[1])) {
 		v = bpf_map_lookup_elem(&exec_watch, &key);
 		if (v)
 			return *v;
 	}
-
-	if (!inline_name && bpf_probe_read_kernel(w, sizeof(w), name))
-		return 0;
-	bool ended = false;
-	w[0] = before_nul(w[0], &ended);
-	if (ended)
-		w[1] = 0;
-	else
-		w[1] = before_nul(w[1], &ended) & 0x00ffffffffffffffULL; /* comm's cut at 15 bytes */
-	if (w[0] == c[0] && w[1] == c[1])
-		return 0; /* same name: already missed */
-	if (!watch_maybe(f, w[0], w[1]))
-		return 0;
+	if (!name_maybe || (w[0] == c[0] && w[1] == c[1]) || !watch_maybe(f, w[0], w[1]))
+		return 0; /* the same name already missed */
 	/* A multi-call binary (busybox) run by another name runs the applet of
 	 * that name, which just missed; by /proc/self/exe (comm "exe") its
 	 * applet is argv[0], which is not read here: judged like a shell. */

@@ -171,6 +171,8 @@ int dw_loader_open(const struct dw_loader_opts *opts, struct dw_loader **out)
 	l->skel->rodata->cfg_host_mnt_ns = opts ? opts->host_mnt_ns : 0;
 	l->skel->rodata->cfg_host_pid_ns = opts ? opts->host_pid_ns : 0;
 	l->skel->rodata->cfg_ovl_force_facts = opts && opts->ovl_force_facts;
+	if (opts && opts->watch_pre_set)
+		memcpy(l->skel->rodata->cfg_watch_pre, opts->watch_pre, sizeof(opts->watch_pre));
 	if (!(opts && opts->bench)) {
 		bpf_program__set_autoload(l->skel->progs.bench_generate, false);
 		bpf_map__set_autocreate(l->skel->maps.bench_tmpl, false);

@@ -23,6 +23,8 @@ struct dw_loader_opts {
 	int script_hook;      /* enum dw_script_hook: which bprm_check program to load */
 	int mmap_hook;        /* enum dw_mmap_hook: which exec-mapping program to load */
 	int ovl_force_facts;  /* read overlay by layout facts even where its BTF exists (tests, A/B) */
+	int watch_pre_set;    /* watch_pre holds exec_watch's first-stage filter (else every name passes it) */
+	uint64_t watch_pre[4];
 };
 
 /* The #! script hook. Each needs something not every kernel allows (BPF-LSM

@@ -170,6 +170,15 @@ class Loader : public Napi::ObjectWrap<Loader> {
     opts.host_mnt_ns = OptU32(o, "hostMntNs");
     opts.host_pid_ns = OptU32(o, "hostPidNs");
     opts.ovl_force_facts = o.Has("ovlForceFacts") && o.Get("ovlForceFacts").ToBoolean();
+    if (o.Has("watchPrefilter") && !o.Get("watchPrefilter").IsUndefined()) {
+      Napi::Value v = o.Get("watchPrefilter");
+      if (!v.IsBuffer() || v.As<Napi::Buffer<uint8_t>>().Length() != sizeof(opts.watch_pre)) {
+        Napi::TypeError::New(env, "watchPrefilter: expected a 32-byte Buffer").ThrowAsJavaScriptException();
+        return;
+      }
+      memcpy(opts.watch_pre, v.As<Napi::Buffer<uint8_t>>().Data(), sizeof(opts.watch_pre));
+      opts.watch_pre_set = 1;
+    }
     std::string hook = o.Has("scriptHook") && o.Get("scriptHook").IsString() ? o.Get("scriptHook").As<Napi::String>().Utf8Value() : "none";
     if (hook == "lsm") opts.script_hook = DW_SCRIPT_HOOK_LSM;
     else if (hook == "fentry") opts.script_hook = DW_SCRIPT_HOOK_FENTRY;

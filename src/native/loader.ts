@@ -20,6 +20,11 @@ export interface LoaderOptions {
   mmapHook?: MmapHook;
   /** Read overlay by layout facts even where its BTF exists (tests and A/B benchmarks). */
   ovlForceFacts?: boolean;
+  /**
+   * exec_watch's first stage (execWatchPrefilter), fixed for the object's
+   * life. Without it every name passes to the map's filter.
+   */
+  watchPrefilter?: Buffer;
 }
 
 export type ScriptHook = 'lsm' | 'fentry' | 'none';
@@ -122,14 +127,51 @@ export function execWatchFilter(keys: Buffer[]): Buffer {
   return b;
 }
 
+export const WATCH_PRE_WORDS = 4;
+const BYTES_7F = 0x7f7f7f7f7f7f7f7fn;
+const BYTES_80 = 0x8080808080808080n;
+
+/**
+ * The two first-stage bits of a key (watch_pre in bpf/tracee/watch.bpf.h):
+ * its first 8 bytes with the bytes '.' to '9' cleared, hashed.
+ */
+export function watchPrefilterBits(key: Buffer): [number, number] {
+  const w0 = key.readBigUInt64LE(0);
+  const low = w0 & BYTES_7F;
+  const inRange = ((low + 0x5252525252525252n) & M64) & ~((low + 0x4646464646464646n) & M64) & ~w0 & BYTES_80;
+  const f = w0 & ~((inRange >> 7n) * 0xffn) & M64;
+  const h = (f * 0x9e3779b97f4a7c15n) & M64;
+  return [Number(h >> 56n), Number((h >> 48n) & 0xffn)];
+}
+
+/** The first stage for these keys: WATCH_PRE_WORDS little-endian u64 words, the loader's watchPrefilter. */
+export function execWatchPrefilter(keys: Buffer[]): Buffer {
+  const b = Buffer.alloc(WATCH_PRE_WORDS * 8);
+  for (const k of keys) for (const bit of watchPrefilterBits(k)) b[bit >> 3] = b[bit >> 3]! | (1 << (bit & 7));
+  return b;
+}
+
+/** The prefilter an object must be loaded with for these entries (their keys after the 15-byte cut). */
+export function execWatchPrefilterFor(entries: ExecWatchEntry[]): Buffer {
+  return execWatchPrefilter(entries.map((e) => execWatchKey(e.comm)));
+}
+
 /**
  * Fills exec_watch (the image execs the kernel still sends) with the union
  * of the configured interpreters and package managers: entries with the same
  * key (also after the 15-byte cut) merge their kinds; an inline option is
  * kept where one says it. Starts over each call. Returns the keys written.
+ * loadedWith is the watchPrefilter the object was loaded with: a name it does
+ * not pass could never be seen, so that is an error (the list is fixed at load).
  */
-export function setExecWatch(loader: Pick<NativeLoader, 'mapUpdate' | 'mapClear'>, entries: ExecWatchEntry[]): number {
+export function setExecWatch(loader: Pick<NativeLoader, 'mapUpdate' | 'mapClear'>, entries: ExecWatchEntry[], loadedWith?: Buffer): number {
   if (!loader.mapUpdate || !loader.mapClear) throw new Error('exec watch: this loader cannot write maps');
+  if (loadedWith) {
+    for (const e of entries) {
+      const passes = watchPrefilterBits(execWatchKey(e.comm)).every((bit) => (loadedWith[bit >> 3]! & (1 << (bit & 7))) !== 0);
+      if (!passes) throw new Error(`exec watch: ${JSON.stringify(e.comm)} is not in the list the kernel object was loaded with (the interpreter and package-manager lists take effect at start)`);
+    }
+  }
   const merged = new Map<string, { key: Buffer; kinds: number; inlineOption?: string; multiCall?: boolean }>();
   for (const e of entries) {
     const key = execWatchKey(e.comm);

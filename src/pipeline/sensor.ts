@@ -6,7 +6,7 @@ import { tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import { DEFAULT_PACKAGE_MANAGERS, PackageWindows, type ProcessExits } from '../enrich/package-windows.js';
 import type { Logger } from '../log.js';
-import { loadWithScriptHook, setExecWatch, type ExecWatchEntry, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { execWatchPrefilterFor, loadWithScriptHook, setExecWatch, type ExecWatchEntry, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
 import { interpreterWatchEntries } from './interpreters.js';
 import { scriptExcepted } from '../prevent/held.js';
 import { PreventionController } from '../prevent/controller.js';
@@ -155,13 +155,18 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
     }),
   });
 
+  // Package managers' image execs open the windows (src/enrich/package-windows.ts).
+  const managers = packageWindows ? packageManagers.map((comm) => ({ comm, kinds: WatchKind.PACKAGE_MANAGER })) : [];
+  const execWatch = [...(opts.execWatch ?? interpreterWatchEntries()), ...managers];
+  let watchPrefilter: Buffer | undefined;
   let loader = opts.loader;
   let attached: string[] = [];
   const hooks: SensorHooks = { refused: [], unattached: [] };
   if (!loader) {
+    watchPrefilter = execWatchPrefilterFor(execWatch);
     // 2 MiB holds ~6,000 full records: 60 ms of a 100k exec/s burst between 10 ms polls.
     const loaded = loadWithScriptHook(
-      { emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20, mmapFallback: opts.mmapTracepoint ? 'tracepoint' : 'none' },
+      { emitAll: opts.emitAll ?? false, ignoreTgid: process.pid, hostMntNs: host.mnt, hostPidNs: host.pid, ringBufferBytes: 2 << 20, mmapFallback: opts.mmapTracepoint ? 'tracepoint' : 'none', watchPrefilter },
       ...(opts.scriptHooks ? [opts.scriptHooks] : []),
     );
     loader = loaded.loader;
@@ -200,9 +205,7 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
   }
   if (kernel.mapUpdate && kernel.mapClear) {
     try {
-      // Package managers' image execs open the windows (src/enrich/package-windows.ts).
-      const managers = packageWindows ? packageManagers.map((comm) => ({ comm, kinds: WatchKind.PACKAGE_MANAGER })) : [];
-      const n = setExecWatch(kernel, [...(opts.execWatch ?? interpreterWatchEntries()), ...managers]);
+      const n = setExecWatch(kernel, execWatch, watchPrefilter);
       log.debug(`exec watch: ${n} names`);
     } catch (err) {
       if (!opts.loader) kernel.close();

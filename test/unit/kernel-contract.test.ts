@@ -193,3 +193,30 @@ test('kernel contract: exec_watch keys and values as setExecWatch writes them', 
     ['exec_watch', 'apk', R.WatchKind.PACKAGE_MANAGER],
   ]);
 });
+
+test('kernel contract: the exec_watch first stage in .rodata, as the loader fills it', { skip }, async () => {
+  const { execWatchKey, execWatchPrefilter, execWatchPrefilterFor, setExecWatch, watchPrefilterBits, WATCH_PRE_WORDS } = await import('../../src/native/loader.js');
+  const types = btf();
+  const pre = types.get('cfg_watch_pre');
+  assert.equal(pre?.kind, 'VAR', 'cfg_watch_pre in the object\'s BTF');
+  const arr = types.byId.get(pre!.type_id!);
+  assert.equal(arr?.kind, 'ARRAY');
+  assert.equal(arr!.nr_elems, WATCH_PRE_WORDS, 'as many words as the loader writes');
+  assert.equal(execWatchPrefilter([]).length, WATCH_PRE_WORDS * 8);
+  // The hash is the kernel's (watch_pre): known values, so a change on one side only fails here.
+  const h = (w: bigint) => (w * 0x9e3779b97f4a7c15n) & ((1n << 64n) - 1n);
+  const bits = (w: bigint) => [Number(h(w) >> 56n), Number((h(w) >> 48n) & 0xffn)];
+  assert.deepEqual(watchPrefilterBits(execWatchKey('sh')), bits(0x6873n));
+  // Digits and dots are cleared: a versioned name has its family's bits.
+  assert.deepEqual(watchPrefilterBits(execWatchKey('python3.11')), watchPrefilterBits(execWatchKey('python')));
+  assert.deepEqual(watchPrefilterBits(execWatchKey('perl5.36.0')), watchPrefilterBits(execWatchKey('perl')));
+  assert.notDeepEqual(watchPrefilterBits(execWatchKey('python')), watchPrefilterBits(execWatchKey('perl')));
+  // Bytes of 0x80 and above (UTF-8) are kept, also those whose low 7 bits are a digit.
+  assert.deepEqual(watchPrefilterBits(Buffer.from([0xb1, 0x61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])), bits(0x61b1n));
+  // A name outside the list the object was loaded with could never be seen: refused, not silently lost.
+  const loadedWith = execWatchPrefilterFor([{ comm: 'sh', kinds: R.WatchKind.INTERPRETER }]);
+  const writer = { mapUpdate: () => undefined, mapClear: () => 0 };
+  assert.equal(setExecWatch(writer, [{ comm: 'sh', kinds: R.WatchKind.INTERPRETER }], loadedWith), 1);
+  const outside = ['apk', 'dpkg', 'ruby', 'node', 'perl'].find((n) => !watchPrefilterBits(execWatchKey(n)).every((b) => loadedWith[b >> 3]! & (1 << (b & 7))))!;
+  assert.throws(() => setExecWatch(writer, [{ comm: outside, kinds: R.WatchKind.PACKAGE_MANAGER }], loadedWith), /take effect at start/);
+});
