@@ -121,8 +121,11 @@ static __always_inline u64 inline_name_word(struct dentry *d, int i)
 {
 	if (bpf_core_field_exists(struct dentry___shortname, d_shortname))
 		return ((struct dentry___shortname *)(void *)d)->d_shortname.words[i];
-	if (bpf_core_field_exists(struct dentry___iname, d_iname))
-		return *(u64 *)&((struct dentry___iname *)(void *)d)->d_iname[i * 8];
+	if (bpf_core_field_exists(struct dentry___iname, d_iname)) {
+		/* Literal indices: each byte load is then relocated as an element of the array. */
+		struct dentry___iname *di = (void *)d;
+		return i ? *(u64 *)&di->d_iname[8] : *(u64 *)&di->d_iname[0];
+	}
 	return 0;
 }
 
