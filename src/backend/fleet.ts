@@ -31,26 +31,45 @@ export interface FleetState {
   created: boolean;
 }
 
+/** What the fleet view reads of a finding that has a sha256. */
+export interface FleetKey {
+  sha256: string;
+  /** canonical UTC */
+  time: string;
+  container: string;
+  /** image id, else the image name */
+  image: string;
+  host: string;
+}
+
+export function fleetKey(f: FindingJson): FleetKey | null {
+  const sha256 = f.process?.executable?.sha256;
+  if (!sha256) return null;
+  return { sha256, time: canonicalTime(f), container: f.container?.id ?? '', image: f.container?.imageId || f.container?.image || '', host: f.host?.hostname ?? '' };
+}
+
 export function fleetInput(findings: FindingJson[]): FleetInput {
+  return fleetInputOf(findings.map(fleetKey));
+}
+
+export function fleetInputOf(keys: Array<FleetKey | null>): FleetInput {
   const first = new Map<string, string>();
   const seen = new Set<string>();
   const sightings: Sighting[] = [];
-  const add = (sha256: string, kind: SightingKind, value: string | undefined) => {
+  const add = (sha256: string, kind: SightingKind, value: string) => {
     if (!value) return;
     const key = `${sha256}\u0000${kind}\u0000${value}`;
     if (seen.has(key)) return;
     seen.add(key);
     sightings.push({ sha256, kind, value });
   };
-  for (const f of findings) {
-    const sha = f.process?.executable?.sha256;
-    if (!sha) continue;
-    const t = canonicalTime(f);
-    const prev = first.get(sha);
-    if (!prev || t < prev) first.set(sha, t);
-    add(sha, 'c', f.container?.id);
-    add(sha, 'i', f.container?.imageId || f.container?.image);
-    add(sha, 'h', f.host?.hostname);
+  for (const k of keys) {
+    if (!k) continue;
+    const prev = first.get(k.sha256);
+    if (!prev || k.time < prev) first.set(k.sha256, k.time);
+    add(k.sha256, 'c', k.container);
+    add(k.sha256, 'i', k.image);
+    add(k.sha256, 'h', k.host);
   }
   const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   sightings.sort((a, b) => cmp(a.sha256, b.sha256) || cmp(a.kind, b.kind) || cmp(a.value, b.value));
@@ -69,19 +88,32 @@ export function countNew(inserted: Array<{ sha256: string; kind: string }>): Map
   return out;
 }
 
+/** The fleet fields a finding carries. */
+export type FleetFields = NonNullable<FindingJson['fleet']>;
+
 /**
  * Sets `fleet` on each finding that has a sha256. `isNew` goes to the earliest
  * finding of a sha256 the fleet had never seen.
  */
 export function applyFleet(findings: FindingJson[], state: Map<string, FleetState>): void {
-  const firstOf = new Map<string, FindingJson>();
-  for (const f of findings) {
-    const sha = f.process?.executable?.sha256;
-    const s = sha ? state.get(sha) : undefined;
-    if (!sha || !s) continue;
-    f.fleet = { firstSeen: s.firstSeen, isNew: false, containers: s.containers, images: s.images, hosts: s.hosts };
-    const prev = firstOf.get(sha);
-    if (s.created && (!prev || canonicalTime(f) < canonicalTime(prev))) firstOf.set(sha, f);
-  }
-  for (const f of firstOf.values()) f.fleet!.isNew = true;
+  const fields = fleetFieldsOf(findings.map(fleetKey), state);
+  findings.forEach((f, i) => {
+    const x = fields[i];
+    if (x) f.fleet = x;
+  });
+}
+
+/** The fleet fields of each key (null without a sha256), in order; `isNew` as in applyFleet. */
+export function fleetFieldsOf(keys: Array<FleetKey | null>, state: Map<string, FleetState>): Array<FleetFields | null> {
+  const out: Array<FleetFields | null> = new Array(keys.length).fill(null);
+  const firstOf = new Map<string, number>();
+  keys.forEach((k, i) => {
+    const s = k ? state.get(k.sha256) : undefined;
+    if (!k || !s) return;
+    out[i] = { firstSeen: s.firstSeen, isNew: false, containers: s.containers, images: s.images, hosts: s.hosts };
+    const prev = firstOf.get(k.sha256);
+    if (s.created && (prev === undefined || k.time < keys[prev]!.time)) firstOf.set(k.sha256, i);
+  });
+  for (const i of firstOf.values()) out[i]!.isNew = true;
+  return out;
 }

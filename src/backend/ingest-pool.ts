@@ -1,11 +1,12 @@
-// The main thread's side of the ingest worker: sends request bytes, counts
+// The main thread's side of the ingest worker: hands requests on, counts
 // the findings waiting to be stored (the backpressure the server admits
 // against), and stops the worker on shutdown.
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import { ingest, type IngestLimits, type IngestOutcome } from './ingest.js';
 import { isPostgresUrl, openStore } from './open-store.js';
 import type { FindingStore } from './store.js';
 import type { WorkerConfig, WorkerRequest } from './ingest-worker.js';
+import { Checker } from './checker.js';
 
 /** Where the server hands request bytes to be stored. */
 export interface Ingester {
@@ -46,14 +47,22 @@ export class InlineIngest implements Ingester {
   }
 }
 
+type WorkerMessage = { op: string; seq?: number; outcome?: IngestOutcome; message?: string };
+
+/**
+ * The ingest, its writes off the event loop. SQLite: requests are decoded
+ * and checked on the event loop (checker.ts) and written by the worker
+ * thread, so both cores work. PostgreSQL: the worker does both (the
+ * database server does the writing).
+ */
 export class IngestWorker implements Ingester {
   private seq = 0;
   private readonly waiting = new Map<number, { resolve: (o: IngestOutcome) => void; rows: number }>();
   /** Findings sent to the worker and not yet answered. */
   queuedRows = 0;
 
-  private constructor(private readonly worker: Worker) {
-    worker.on('message', (m: { op: string; seq?: number; outcome?: IngestOutcome }) => {
+  private constructor(private readonly store: Worker, private readonly check: Checker | null) {
+    store.on('message', (m: WorkerMessage) => {
       if (m.op !== 'done') return;
       const w = this.waiting.get(m.seq!);
       if (!w) return;
@@ -61,27 +70,30 @@ export class IngestWorker implements Ingester {
       this.queuedRows -= w.rows;
       w.resolve(m.outcome!);
     });
-    worker.on('error', (err) => this.failAll(err.message));
-    worker.on('exit', () => this.failAll('ingest worker exited'));
+    store.on('error', (err) => this.failAll(err.message));
+    store.on('exit', () => this.failAll('ingest worker exited'));
   }
 
   static async start(config: WorkerConfig): Promise<IngestWorker> {
-    // The young generation, per store (16 sensors, alternated runs): SQLite
-    // decodes a group's requests one after another and spent ~10% more CPU
-    // per finding at 8 MB than at 32; PostgreSQL holds two decoded batches
-    // (see the pool size) and its heap peaked ~35 MiB lower at 8 MB, at the
-    // same CPU per finding.
-    const youngMb = isPostgresUrl(config.db) ? 8 : 32;
-    const worker = new Worker(new URL('./ingest-worker.js', import.meta.url), { workerData: config, resourceLimits: { maxYoungGenerationSizeMb: youngMb } });
-    await new Promise<void>((resolve, reject) => {
-      const onMessage = (m: { op: string; message?: string }) => {
-        if (m.op === 'ready') (worker.off('message', onMessage), resolve());
-        if (m.op === 'failed') (worker.off('message', onMessage), void worker.terminate(), reject(new Error(m.message)));
-      };
-      worker.on('message', onMessage);
-      worker.once('error', reject);
+    const sqlite = !isPostgresUrl(config.db);
+    const channel = sqlite ? new MessageChannel() : null;
+    // 8 MB young generations. PostgreSQL holds two decoded batches (see the
+    // pool size) and its heap peaked ~35 MiB lower at 8 MB than at 32, at the
+    // same CPU per finding. SQLite: the thread gets rows as bytes, not
+    // decoded findings.
+    const store = new Worker(new URL('./ingest-worker.js', import.meta.url), {
+      workerData: { config, checked: channel?.port1 },
+      transferList: channel ? [channel.port1] : [],
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
-    return new IngestWorker(worker);
+    try {
+      await ready(store);
+    } catch (err) {
+      channel?.port2.close();
+      await store.terminate();
+      throw err;
+    }
+    return new IngestWorker(store, channel ? new Checker(channel.port2, { maxFindingsPerRequest: config.maxFindingsPerRequest }) : null);
   }
 
   submit(buf: Uint8Array, rows: number): Promise<IngestOutcome> {
@@ -91,7 +103,8 @@ export class IngestWorker implements Ingester {
       this.waiting.set(seq, { resolve, rows });
       // a request that owns its memory moves to the worker instead of being copied
       const own = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && buf.buffer instanceof ArrayBuffer;
-      this.worker.postMessage({ op: 'ingest', seq, buf } satisfies WorkerRequest, own ? [buf.buffer as ArrayBuffer] : []);
+      if (this.check) this.check.push(seq, buf);
+      else this.store.postMessage({ op: 'ingest', seq, buf } satisfies WorkerRequest, own ? [buf.buffer as ArrayBuffer] : []);
     });
   }
 
@@ -103,17 +116,29 @@ export class IngestWorker implements Ingester {
     }
   }
 
-  /** Lets writes in progress finish (up to graceMs), closes the store, ends the thread. */
+  /** Lets writes in progress finish (up to graceMs), closes the store, ends the threads. */
   async close(graceMs: number): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.worker.on('message', (m: { op: string }) => m.op === 'closed' && resolve()));
+    const closed = new Promise<void>((resolve) => this.store.on('message', (m: { op: string }) => m.op === 'closed' && resolve()));
     const drained = new Promise<void>((resolve) => {
       const tick = () => (this.waiting.size === 0 ? resolve() : setTimeout(tick, 10));
       tick();
     });
     const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
     await Promise.race([drained, timeout(graceMs)]);
-    this.worker.postMessage({ op: 'close' } satisfies WorkerRequest);
+    this.check?.close();
+    this.store.postMessage({ op: 'close' } satisfies WorkerRequest);
     await Promise.race([closed, timeout(500)]);
-    await this.worker.terminate();
+    await this.store.terminate();
   }
+}
+
+function ready(worker: Worker): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onMessage = (m: WorkerMessage) => {
+      if (m.op === 'ready') (worker.off('message', onMessage), resolve());
+      if (m.op === 'failed') (worker.off('message', onMessage), reject(new Error(m.message)));
+    };
+    worker.on('message', onMessage);
+    worker.once('error', reject);
+  });
 }

@@ -1,77 +1,92 @@
-// The ingest worker thread: decoding, validation and the store's writes run
-// here, so the gRPC event loop (auth, admission, keepalive, shutdown) never
-// waits on them.
-import { parentPort, workerData } from 'node:worker_threads';
-import { ingest, ingestGroupSync, isGroupingStore, type IngestLimits, type IngestOutcome } from './ingest.js';
+// The store thread of the backend's ingest: the store's writes run here, so
+// the gRPC event loop (auth, admission, keepalive, shutdown) never waits on
+// them. For SQLite the requests arrive checked and packed (checker.ts); for
+// PostgreSQL they arrive as bytes and are checked here.
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { ingest, ingestPacked, ingestPackedGroupSync, isGroupingStore, type IngestLimits, type IngestOutcome, type PackedRequest } from './ingest.js';
 import { openStore } from './open-store.js';
+import type { Checked, Took } from './checker.js';
 
 export interface WorkerConfig extends IngestLimits {
   db: string;
   poolSize: number;
 }
 
-// a group is bounded like a request (by count and bytes), to keep the commit's latency short
+// a group is bounded by count and size, to keep the commit's latency short
 const MAX_GROUP_REQUESTS = 32;
-const MAX_GROUP_BYTES = 24 << 20;
+const MAX_GROUP_BYTES = 48 << 20;
 
 export type WorkerRequest = { op: 'ingest'; seq: number; buf: Uint8Array } | { op: 'close' };
 
-const config = workerData as WorkerConfig;
+const { config, checked } = workerData as { config: WorkerConfig; checked?: MessagePort };
 const port = parentPort!;
+const answer = (seq: number, outcome: IngestOutcome) => port.postMessage({ op: 'done', seq, outcome });
+const immediate = () => new Promise((r) => setImmediate(r));
 
 try {
   const store = await openStore(config.db, { poolSize: config.poolSize });
-  // Requests wait here as bytes; only as many as the store has connections
-  // are decoded at once (a decoded batch is ten times its encoded size).
+  // PostgreSQL: requests wait here as bytes; only as many as the store has
+  // connections are decoded at once (a decoded batch is ten times its encoded size).
   const waiting: Array<Extract<WorkerRequest, { op: 'ingest' }>> = [];
   let running = 0;
-  const answer = (seq: number, outcome: IngestOutcome) => port.postMessage({ op: 'done', seq, outcome });
-  const one = (m: Extract<WorkerRequest, { op: 'ingest' }>) =>
-    ingest(store, m.buf, config).then(
-      (outcome) => answer(m.seq, outcome),
-      (err: Error) => answer(m.seq, { kind: 'unavailable', message: err.message }),
-    );
   const pump = () => {
     while (running < config.poolSize && waiting.length) {
       running++;
-      void one(waiting.shift()!).finally(() => {
-        running--;
-        pump();
-      });
+      const m = waiting.shift()!;
+      void ingest(store, m.buf, config)
+        .then(
+          (outcome) => answer(m.seq, outcome),
+          (err: Error) => answer(m.seq, { kind: 'unavailable', message: err.message }),
+        )
+        .finally(() => {
+          running--;
+          pump();
+        });
     }
   };
-  // SQLite: whatever arrived while the last group was written goes into the
-  // next transaction together (see SqliteStore.transaction).
-  const pumpGroups = async () => {
-    if (running || !isGroupingStore(store)) return;
-    running = 1;
-    // requests posted together join the first group too
-    await new Promise((r) => setImmediate(r));
-    while (waiting.length) {
-      const group: typeof waiting = [];
-      let bytes = 0;
-      while (waiting.length && group.length < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES) {
-        const m = waiting.shift()!;
-        group.push(m);
-        bytes += m.buf.length;
-      }
-      const outcomes = group.length > 1 ? ingestGroupSync(store, group.map((m) => m.buf), config) : null;
-      if (outcomes) group.forEach((m, i) => answer(m.seq, outcomes[i]!));
-      else for (const m of group) await one(m);
-      // let the next requests' messages in
-      await new Promise((r) => setImmediate(r));
-    }
-    running = 0;
-  };
+
   port.on('message', (m: WorkerRequest) => {
     if (m.op === 'close') {
+      checked?.close();
       void store.close().finally(() => port.postMessage({ op: 'closed' }));
       return;
     }
     waiting.push(m);
-    if (isGroupingStore(store)) void pumpGroups();
-    else pump();
+    pump();
   });
+
+  if (checked && isGroupingStore(store)) {
+    // SQLite: whatever the check thread handed over while the last group was
+    // written goes into the next transaction together (see SqliteStore.transaction).
+    const ready: Array<{ seq: number; packed: PackedRequest }> = [];
+    let writing = false;
+    const size = (p: PackedRequest) => (p.kind === 'rows' ? p.rows.bytes.byteLength : 0);
+    const rows = (p: PackedRequest) => (p.kind === 'rows' ? p.count : 0);
+    const writeGroups = async () => {
+      if (writing) return;
+      writing = true;
+      await immediate(); // requests handed over together join the first group too
+      while (ready.length) {
+        const group: typeof ready = [];
+        let bytes = 0;
+        while (ready.length && group.length < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES) {
+          const m = ready.shift()!;
+          group.push(m);
+          bytes += size(m.packed);
+        }
+        checked.postMessage({ op: 'took', rows: group.reduce((n, m) => n + rows(m.packed), 0) } satisfies Took);
+        const outcomes = ingestPackedGroupSync(store, group.map((m) => m.packed));
+        if (outcomes) group.forEach((m, i) => answer(m.seq, outcomes[i]!));
+        else for (const m of group) answer(m.seq, await ingestPacked(store, m.packed).catch((err: Error): IngestOutcome => ({ kind: 'unavailable', message: err.message })));
+        await immediate(); // let the next requests' messages in
+      }
+      writing = false;
+    };
+    checked.on('message', (m: Checked) => {
+      ready.push(m);
+      void writeGroups();
+    });
+  }
   port.postMessage({ op: 'ready' });
 } catch (err) {
   port.postMessage({ op: 'failed', message: (err as Error).message });

@@ -5,6 +5,7 @@ import { describeRejections, checkEncodedFinding, splitRequest, type Rejection }
 import { insertBisecting, isStoreUnavailable } from './bisect.js';
 import type { FindingStore, InsertResult } from './store.js';
 import type { FindingJson } from '#gen/finding-json.js';
+import { packRows, storeRowOf, unpackRows, type PackedRows, type StoreRow } from './checked-rows.js';
 
 export interface IngestLimits {
   maxFindingsPerRequest: number;
@@ -55,10 +56,54 @@ export async function ingest(store: FindingStore, buf: Uint8Array, limits: Inges
   }
 }
 
+/** A request checked by the check thread: its good findings as packed rows (see checked-rows.ts). */
+export type PackedRequest =
+  | { kind: 'rows'; rows: PackedRows; count: number; rejected: Rejection[]; truncated: number }
+  | Extract<IngestOutcome, { kind: 'invalid' }>;
+
+export function checkAndPack(buf: Uint8Array, limits: IngestLimits): PackedRequest {
+  const c = checkRequest(buf, limits);
+  if (c.kind === 'invalid') return c;
+  return { kind: 'rows', rows: packRows(c.good.map(storeRowOf)), count: c.good.length, rejected: c.rejected, truncated: c.truncated };
+}
+
+/**
+ * Checked requests in one transaction (see ingestGroupSync); null when it
+ * was rolled back, and then the caller stores each with ingestPacked.
+ */
+export function ingestPackedGroupSync(store: GroupingStore, reqs: PackedRequest[]): IngestOutcome[] | null {
+  try {
+    return store.transaction(() =>
+      reqs.map((p): IngestOutcome => {
+        if (p.kind === 'invalid') return p;
+        const r = store.insertRowsSync(unpackRows(p.rows));
+        return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected: p.rejected, truncated: p.truncated };
+      }),
+    );
+  } catch {
+    return null;
+  }
+}
+
+/** One checked request on its own, a finding the store refuses bisected out. */
+export async function ingestPacked(store: FindingStore, p: PackedRequest): Promise<IngestOutcome> {
+  if (p.kind === 'invalid') return p;
+  const good = unpackRows(p.rows).map((r) => JSON.parse(r.json) as FindingJson);
+  const rejected = [...p.rejected];
+  try {
+    const r = await insertBisecting(store, good);
+    for (const f of r.failed) rejected.push({ index: good.findIndex((g) => g.id === f.id), id: f.id, field: 'finding', reason: `refused by the store: ${f.reason}` });
+    return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected, truncated: p.truncated };
+  } catch (err) {
+    return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}${isStoreUnavailable(err) ? '' : ' (bisect)'}` };
+  }
+}
+
 /** A store that writes synchronously and can hold several inserts in one transaction (SQLite). */
 export interface GroupingStore extends FindingStore {
   transaction<T>(fn: () => T): T;
   insertSync(findings: FindingJson[]): InsertResult;
+  insertRowsSync(rows: StoreRow[]): InsertResult;
 }
 
 export function isGroupingStore(store: FindingStore): store is GroupingStore {

@@ -1,10 +1,10 @@
 // The reference backend: a grpc-js server for driftwatch.v1.FindingService
-// and grpc.health.v1.Health. The event loop only moves bytes and decides who
-// gets in: the token is checked from the metadata before the body is read,
+// and grpc.health.v1.Health. The event loop decides who gets in before a
+// body is buffered: the token is checked from the metadata before the body is read,
 // requests in flight, their bytes and the findings waiting to be stored are
 // capped (RESOURCE_EXHAUSTED, which sensors retry), and connections that say
-// nothing, idle or live too long are closed. Decoding, validation and the
-// store run in the ingest worker thread.
+// nothing, idle or live too long are closed. The store's writes run in the
+// ingest worker thread (ingest-pool.ts says where decoding runs).
 import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -5,9 +5,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
-import { COLUMNS, FILTER_COLUMNS, likePattern, rowOf, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
-import { bodyJson } from './validate.js';
-import { applyFleet, countNew, fleetInput, type FleetState, type Sighting } from './fleet.js';
+import { COLUMNS, FILTER_COLUMNS, likePattern, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
+import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
+import { countNew, fleetFieldsOf, fleetInputOf, type FleetState, type Sighting } from './fleet.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
 const sqliteType = (t: string) => (t === 'INTEGER' ? 'INTEGER' : 'TEXT');
@@ -18,13 +18,21 @@ function schema(): string {
 CREATE TABLE IF NOT EXISTS findings (${cols.join(', ')}, received_at TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS fleet_sightings (sha256 TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (sha256, kind, value)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS fleet_binaries (sha256 TEXT PRIMARY KEY, first_seen TEXT NOT NULL, containers INTEGER NOT NULL, images INTEGER NOT NULL, hosts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS containers (id TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (id, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS summaries (id TEXT PRIMARY KEY, fold_of TEXT NOT NULL, received_at TEXT NOT NULL);`;
 }
+
+// A filter by container id finds the container's names in the small
+// containers table and reads the container_name index: one index fewer on
+// the findings, whose every insert costs a page per distinct container at
+// each commit (there are thousands of containers in a fleet).
+const UNINDEXED = new Set(['container_id']);
 
 function indexes(): string {
   return [
     'CREATE INDEX IF NOT EXISTS findings_time ON findings (time, id);',
-    ...COLUMNS.filter((c) => c.indexed).map((c) => `CREATE INDEX IF NOT EXISTS findings_${c.name} ON findings (${c.name}, time);`),
+    'DROP INDEX IF EXISTS findings_container_id;',
+    ...COLUMNS.filter((c) => c.indexed && !UNINDEXED.has(c.name)).map((c) => `CREATE INDEX IF NOT EXISTS findings_${c.name} ON findings (${c.name}, time);`),
   ].join('\n');
 }
 
@@ -32,6 +40,9 @@ function indexes(): string {
 // INSERT again: in a fleet at rest nearly every sighting is known. (SQLite
 // has one writer, this process; PostgreSQL replicas do not share memory.)
 const KNOWN_SIGHTINGS_MAX = 500_000;
+const ID_AT = COLUMNS.findIndex((c) => c.name === 'id');
+const CONTAINER_ID_AT = COLUMNS.findIndex((c) => c.name === 'container_id');
+const CONTAINER_NAME_AT = COLUMNS.findIndex((c) => c.name === 'container_name');
 const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}`;
 
 export class SqliteStore implements FindingStore {
@@ -40,13 +51,22 @@ export class SqliteStore implements FindingStore {
   private readonly binaries = new Map<string, Omit<FleetState, 'created'>>();
   private dataVersion = -1;
   /** What the open transaction wrote to the fleet tables; remembered once it commits. */
-  private pending?: { sightings: Sighting[]; binaries: Map<string, Omit<FleetState, 'created'>> };
+  private pending?: { sightings: Sighting[]; binaries: Map<string, Omit<FleetState, 'created'>>; containers: Set<string> };
   private statements?: {
-    finding: StatementSync; sighting: StatementSync; binary: StatementSync; created: StatementSync;
+    finding: StatementSync; sighting: StatementSync; container: StatementSync; binary: StatementSync; created: StatementSync;
     summary: StatementSync; firstOf: StatementSync; update: StatementSync; dataVersion: StatementSync;
   };
 
+  /** (container id, name) pairs in the containers table, as committed. */
+  private readonly knownContainers = new Set<string>();
+  private containersTable?: boolean;
+
   private constructor(private readonly db: DatabaseSync) {}
+
+  /** A database from before the containers table (opened read-only) is filtered the old way. */
+  private hasContainers(): boolean {
+    return !!this.db.prepare("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'containers'").get();
+  }
 
   static open(path: string, opts: OpenOptions = {}): SqliteStore {
     if (opts.readOnly) {
@@ -62,8 +82,17 @@ export class SqliteStore implements FindingStore {
     // commit writes (and syscalls) per page. The cache is 32 MiB: with times
     // that grow, the pages a batch writes are the right edges of the indexes.
     db.exec('PRAGMA page_size = 16384');
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;');
+    // synchronous = FULL: a commit is on disk (the WAL fsynced) before its
+    // requests are answered, so a power loss cannot take findings that were
+    // acknowledged (NORMAL could lose the last commits). One fsync per group
+    // of requests costs little. The WAL is checkpointed every 16,384 pages
+    // (256 MiB), not every 1,000: a group writes thousands of pages, and a
+    // page that several groups rewrote is copied to the database once.
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;');
+    const hadContainers = !!db.prepare("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'containers'").get();
     db.exec(schema());
+    // a database from before it: the containers of the findings it holds
+    if (!hadContainers) db.exec('INSERT OR IGNORE INTO containers (id, name) SELECT DISTINCT container_id, container_name FROM findings');
     // databases from before a column existed get it (and its index)
     const have = new Set((db.prepare('PRAGMA table_info(findings)').all() as Array<{ name: string }>).map((r) => r.name));
     for (const c of COLUMNS) if (!have.has(c.name)) db.exec(`ALTER TABLE findings ADD COLUMN ${c.name} ${sqliteType(c.pgType)} NOT NULL DEFAULT '${c.missing ?? ''}'`);
@@ -76,6 +105,7 @@ export class SqliteStore implements FindingStore {
     const names = [...COLUMNS.map((c) => c.name), 'received_at', 'body'];
     return (this.statements = {
       finding: this.db.prepare(`INSERT INTO findings (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')}) ON CONFLICT (id) DO NOTHING`),
+      container: this.db.prepare('INSERT INTO containers (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING'),
       sighting: this.db.prepare('INSERT INTO fleet_sightings (sha256, kind, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
       created: this.db.prepare('SELECT 1 AS x FROM fleet_binaries WHERE sha256 = ?'),
       summary: this.db.prepare('INSERT INTO summaries (id, fold_of, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING'),
@@ -100,7 +130,7 @@ export class SqliteStore implements FindingStore {
    */
   transaction<T>(fn: () => T): T {
     if (this.pending) return fn();
-    const pending = { sightings: [] as Sighting[], binaries: new Map<string, Omit<FleetState, 'created'>>() };
+    const pending = { sightings: [] as Sighting[], binaries: new Map<string, Omit<FleetState, 'created'>>(), containers: new Set<string>() };
     this.db.exec('BEGIN IMMEDIATE');
     // data_version moves when another connection committed: then the
     // counters remembered here may be stale (sightings are never deleted, so
@@ -116,6 +146,8 @@ export class SqliteStore implements FindingStore {
       for (const s of pending.sightings) this.knownSightings.add(sightingKey(s));
       if (this.binaries.size + pending.binaries.size > KNOWN_SIGHTINGS_MAX) this.binaries.clear();
       for (const [sha, b] of pending.binaries) this.binaries.set(sha, b);
+      if (this.knownContainers.size + pending.containers.size > KNOWN_SIGHTINGS_MAX) this.knownContainers.clear();
+      for (const c of pending.containers) this.knownContainers.add(c);
       return out;
     } catch (err) {
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
@@ -127,6 +159,11 @@ export class SqliteStore implements FindingStore {
 
   /** Synchronous insert (the worker calls this), in its own transaction or the caller's. */
   insertSync(findings: FindingJson[]): InsertResult {
+    return this.insertRowsSync(findings.map(storeRowOf));
+  }
+
+  /** Rows of checked findings (see checked-rows.ts), in its own transaction or the caller's. */
+  insertRowsSync(rows: StoreRow[]): InsertResult {
     return this.transaction(() => {
       const st = this.prepared();
       const fresh = this.pending!;
@@ -134,33 +171,35 @@ export class SqliteStore implements FindingStore {
       let stored = 0;
       // In order: a dedup summary (foldOf) updates its first finding, which may
       // be earlier in this batch, so the findings before it are written first.
-      let plain: FindingJson[] = [];
-      for (const f of findings) {
-        if (!f.foldOf) {
-          plain.push(f);
+      let plain: StoreRow[] = [];
+      for (const r of rows) {
+        if (!r.foldOf) {
+          plain.push(r);
           continue;
         }
         stored += this.insertPlain(plain, now, fresh);
         plain = [];
-        const first = st.firstOf.get(f.foldOf) as { body: string } | undefined;
+        const first = st.firstOf.get(r.foldOf) as { body: string } | undefined;
         if (!first) {
-          plain.push(f); // its first never arrived: stored as a finding of its own
+          plain.push(r); // its first never arrived: stored as a finding of its own
           continue;
         }
-        if (Number(st.summary.run(f.id!, f.foldOf, now).changes) === 0) continue;
-        st.update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, f)), f.foldOf);
+        const id = r.values[ID_AT] as string;
+        if (Number(st.summary.run(id, r.foldOf, now).changes) === 0) continue;
+        st.update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, JSON.parse(r.json) as FindingJson)), r.foldOf);
         stored++;
       }
       stored += this.insertPlain(plain, now, fresh);
-      return { stored, duplicates: findings.length - stored };
+      return { stored, duplicates: rows.length - stored };
     });
   }
 
   /** Fleet tables, then the findings; inside the caller's transaction. */
-  private insertPlain(findings: FindingJson[], now: string, pending: NonNullable<SqliteStore['pending']>): number {
-    if (!findings.length) return 0;
+  private insertPlain(rows: StoreRow[], now: string, pending: NonNullable<SqliteStore['pending']>): number {
+    if (!rows.length) return 0;
     const st = this.prepared();
-    const input = fleetInput(findings);
+    const keys = rows.map((r) => r.fleet);
+    const input = fleetInputOf(keys);
     const fresh = input.sightings.filter((s) => !this.knownSightings.has(sightingKey(s)));
     pending.sightings.push(...fresh);
     const inserted = fresh.filter((s) => Number(st.sighting.run(s.sha256, s.kind, s.value).changes) > 0);
@@ -180,9 +219,17 @@ export class SqliteStore implements FindingStore {
       pending.binaries.set(b.sha256, counters);
       state.set(b.sha256, { ...counters, created });
     }
-    applyFleet(findings, state);
+    const fleet = fleetFieldsOf(keys, state);
+    for (const r of rows) {
+      const id = r.values[CONTAINER_ID_AT] as string;
+      const name = r.values[CONTAINER_NAME_AT] as string;
+      const key = `${id}\u0000${name}`;
+      if (this.knownContainers.has(key) || pending.containers.has(key)) continue;
+      st.container.run(id, name);
+      pending.containers.add(key);
+    }
     let stored = 0;
-    for (const f of findings) stored += Number(st.finding.run(...rowOf(f), now, bodyJson(f)).changes);
+    for (let i = 0; i < rows.length; i++) stored += Number(st.finding.run(...rows[i]!.values, now, bodyWithFleet(rows[i]!.json, fleet[i]!)).changes);
     return stored;
   }
 
@@ -208,11 +255,19 @@ export class SqliteStore implements FindingStore {
       if (glob && /[*?]/.test(q.container)) {
         where.push(`(container_id LIKE ? ESCAPE '\\' OR container_name LIKE ? ESCAPE '\\')`);
         args.push(likePattern(q.container, true), likePattern(q.container, true));
-      } else if (/^[0-9a-f]{3,63}$/.test(q.container)) {
-        // an id prefix is a range on the index
-        where.push('(container_id >= ? AND container_id < ? OR container_name = ?)');
-        args.push(q.container, q.container + '\u{10FFFF}', q.container);
-      } else (where.push('(container_id = ? OR container_name = ?)'), args.push(q.container, q.container));
+      } else {
+        // an id prefix is a range of ids
+        const prefix = /^[0-9a-f]{3,63}$/.test(q.container);
+        const ids = (col: string) => (prefix ? `${col} >= ? AND ${col} < ?` : `${col} = ?`);
+        const idArgs = prefix ? [q.container, q.container + '\u{10FFFF}'] : [q.container];
+        where.push(`(${ids('container_id')} OR container_name = ?)`);
+        args.push(...idArgs, q.container);
+        if (this.containersTable ??= this.hasContainers()) {
+          // the index on names serves both: an id's findings carry its names
+          where.push(`container_name IN (SELECT name FROM containers WHERE ${ids('id')} UNION ALL SELECT ?)`);
+          args.push(...idArgs, q.container);
+        }
+      }
     }
     return { sql: where.length ? 'WHERE ' + where.join(' AND ') : '', args };
   }

@@ -1,0 +1,56 @@
+// The check stage of the SQLite ingest, on the event loop: decodes and checks
+// each request (validate.ts) and moves its good findings, packed as bytes, to
+// the store thread, so decoding runs beside SQLite's writes on the other core.
+// (A thread of its own for this cost a third V8 heap, ~60 MiB of RSS.) One
+// request per turn of the loop, so gRPC's own work gets in between; it checks
+// ahead of the store by a bounded number of findings.
+import type { MessagePort } from 'node:worker_threads';
+import { checkAndPack, type IngestLimits, type PackedRequest } from './ingest.js';
+
+/** Checked findings the store thread has not taken yet, at most. */
+const MAX_AHEAD_ROWS = 8 << 10;
+
+/** check stage → store thread */
+export type Checked = { op: 'checked'; seq: number; packed: PackedRequest };
+/** store thread → check stage: rows it took into a transaction */
+export type Took = { op: 'took'; rows: number };
+
+export class Checker {
+  private readonly queue: Array<{ seq: number; buf: Uint8Array }> = [];
+  private ahead = 0;
+  private scheduled = false;
+
+  constructor(private readonly store: MessagePort, private readonly limits: IngestLimits) {
+    store.on('message', (m: Took) => {
+      this.ahead -= m.rows;
+      this.schedule();
+    });
+  }
+
+  push(seq: number, buf: Uint8Array): void {
+    this.queue.push({ seq, buf });
+    this.schedule();
+  }
+
+  close(): void {
+    this.queue.length = 0;
+    this.store.close();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || !this.queue.length || this.ahead >= MAX_AHEAD_ROWS) return;
+    this.scheduled = true;
+    setImmediate(() => this.checkOne());
+  }
+
+  private checkOne(): void {
+    this.scheduled = false;
+    if (!this.queue.length || this.ahead >= MAX_AHEAD_ROWS) return;
+    const m = this.queue.shift()!;
+    const packed = checkAndPack(m.buf, this.limits);
+    if (packed.kind === 'rows') this.ahead += packed.count;
+    const moved = packed.kind === 'rows' ? [packed.rows.bytes.buffer as ArrayBuffer, packed.rows.ends.buffer as ArrayBuffer] : [];
+    this.store.postMessage({ op: 'checked', seq: m.seq, packed } satisfies Checked, moved);
+    this.schedule();
+  }
+}
