@@ -221,7 +221,7 @@ int sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct super_block *sb = DW_READ(fbtf, inode, i_sb);
 	u32 magic = (u32)DW_READ(fbtf, sb, s_magic);
 	u32 nlink = DW_READ(fbtf, inode, i_nlink);
-	u32 flags = file_flags_of(fbtf, dentry, inode, sb, magic, nlink);
+	u32 flags = file_flags(dentry, inode, sb, magic, nlink);
 
 	/* The file is the interpreter of a #! script, whose layer user space checks. */
 	bool script = bprm_interp_replaced(bprm);

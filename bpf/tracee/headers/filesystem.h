@@ -170,31 +170,21 @@ __noinline u32 dw_ovl_facts_flags(u64 dentry_addr, u64 inode_addr)
 	return flags;
 }
 
-/* btf: dentry is a BTF pointer (a load-time constant, see DW_READ). */
-static __always_inline u32 overlay_file_flags(bool btf, struct dentry *dentry, struct inode *inode)
+static __always_inline u32 overlay_file_flags(struct dentry *dentry, struct inode *inode)
 {
 	u32 flags = DW_FILE_OVERLAY;
 
 	if (ovl_uses_facts())
 		return dw_ovl_facts_flags((u64)dentry, (u64)inode);
 
-	unsigned long alias_bit = 1UL;
-	if (bpf_core_enum_value_exists(enum ovl_entry_flag, OVL_E_UPPER_ALIAS))
-		alias_bit = 1UL << bpf_core_enum_value(enum ovl_entry_flag, OVL_E_UPPER_ALIAS);
-
-	/* >= 6.5 the alias flag is the dentry's own d_fsdata, one direct load
-	 * away: a file without an upper alias is never upper (classify.ts), so
-	 * the image file stops here without the probe read of the overlay
-	 * inode. Only a hard link copied up through another name loses the
-	 * UPPER_DENTRY bit this way, and it is classified the same. */
-	if (btf && bpf_core_field_exists(struct ovl_inode___fsdata, oe) &&
-	    !((unsigned long)dentry->d_fsdata & alias_bit))
-		return flags;
-
 	struct ovl_inode *oi = ovl_inode_of(inode);
 	if (!BPF_CORE_READ(oi, __upperdentry))
 		return flags; /* image file: the common case stops here */
 	flags |= DW_FILE_OVL_UPPER_DENTRY;
+
+	unsigned long alias_bit = 1UL;
+	if (bpf_core_enum_value_exists(enum ovl_entry_flag, OVL_E_UPPER_ALIAS))
+		alias_bit = 1UL << bpf_core_enum_value(enum ovl_entry_flag, OVL_E_UPPER_ALIAS);
 
 	void *fsdata = BPF_CORE_READ(dentry, d_fsdata);
 	if (bpf_core_field_exists(struct ovl_entry___old, flags)) {
@@ -290,10 +280,9 @@ static __always_inline struct super_block *current_root_sb(int *stack_depth, int
 	return sb;
 }
 
-static __always_inline u32 overlay_stack_flags(bool btf, struct dentry *dentry, struct inode *inode,
-					       struct super_block *sb)
+static __always_inline u32 overlay_stack_flags(struct dentry *dentry, struct inode *inode, struct super_block *sb)
 {
-	u32 flags = overlay_file_flags(btf, dentry, inode);
+	u32 flags = overlay_file_flags(dentry, inode);
 	if (flags & DW_FILE_OVL_UNRESOLVED)
 		return flags;
 	int root_stack_depth = 0, root_userns_level = 0;
@@ -325,7 +314,7 @@ static __always_inline u32 overlay_stack_flags(bool btf, struct dentry *dentry, 
 			sb = real_sb;
 			dentry = real;
 			inode = BPF_CORE_READ(real, d_inode);
-			flags = overlay_file_flags(false, dentry, inode);
+			flags = overlay_file_flags(dentry, inode);
 			continue;
 		}
 		if (magic == TMPFS_MAGIC && (sb != root_sb || BPF_CORE_READ(real_sb, s_user_ns, level) > 0)) {
@@ -348,13 +337,12 @@ static __always_inline bool is_memfd(struct dentry *dentry, u32 magic)
 	       prefix[4] == 'd' && prefix[5] == ':';
 }
 
-/* btf: dentry, inode and sb are BTF pointers (a load-time constant). */
-static __always_inline u32 file_flags_of(bool btf, struct dentry *dentry, struct inode *inode, struct super_block *sb,
-					   u32 magic, u32 nlink)
+static __always_inline u32 file_flags(struct dentry *dentry, struct inode *inode, struct super_block *sb, u32 magic,
+					u32 nlink)
 {
 	u32 flags = 0;
 	if (magic == OVERLAYFS_SUPER_MAGIC)
-		flags |= overlay_stack_flags(btf, dentry, inode, sb);
+		flags |= overlay_stack_flags(dentry, inode, sb);
 	if (is_memfd(dentry, magic))
 		flags |= DW_FILE_MEMFD;
 	else if (magic == TMPFS_MAGIC)
@@ -362,12 +350,6 @@ static __always_inline u32 file_flags_of(bool btf, struct dentry *dentry, struct
 	if (nlink == 0)
 		flags |= DW_FILE_UNLINKED;
 	return flags;
-}
-
-static __always_inline u32 file_flags(struct dentry *dentry, struct inode *inode, struct super_block *sb, u32 magic,
-				      u32 nlink)
-{
-	return file_flags_of(false, dentry, inode, sb, magic, nlink);
 }
 
 #define MNT_READONLY 0x40
