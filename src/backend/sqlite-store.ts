@@ -7,7 +7,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, FILTER_COLUMNS, likePattern, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
-import { countNew, fleetFieldsOf, fleetInputOf, type FleetState, type Sighting } from './fleet.js';
+import { countNew, fleetFieldsOf, type FleetKey, type FleetState, type Sighting } from './fleet.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
 const sqliteType = (t: string) => (t === 'INTEGER' ? 'INTEGER' : 'TEXT');
@@ -56,7 +56,6 @@ DROP TABLE IF EXISTS containers;`;
 const KNOWN_SIGHTINGS_MAX = 500_000;
 const ID_AT = COLUMNS.findIndex((c) => c.name === 'id');
 const ORIGIN_AT = ORIGIN_COLUMNS.map((name) => COLUMNS.findIndex((c) => c.name === name));
-const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}`;
 
 interface Where {
   sql: string;
@@ -75,7 +74,7 @@ export class SqliteStore implements FindingStore {
   private readonly binaries = new Map<string, Omit<FleetState, 'created'>>();
   private dataVersion = -1;
   /** What the open transaction wrote to the fleet tables; remembered once it commits. */
-  private pending?: { sightings: Sighting[]; binaries: Map<string, Omit<FleetState, 'created'>>; origins: Map<string, number> };
+  private pending?: { sightings: Set<string>; binaries: Map<string, Omit<FleetState, 'created'>>; origins: Map<string, number> };
   private statements?: {
     finding: StatementSync; sighting: StatementSync; keyOf: StatementSync; newKey: StatementSync; binary: StatementSync; created: StatementSync;
     summary: StatementSync; firstOf: StatementSync; update: StatementSync; dataVersion: StatementSync;
@@ -161,7 +160,7 @@ export class SqliteStore implements FindingStore {
    */
   transaction<T>(fn: () => T): T {
     if (this.pending) return fn();
-    const pending = { sightings: [] as Sighting[], binaries: new Map<string, Omit<FleetState, 'created'>>(), origins: new Map<string, number>() };
+    const pending = { sightings: new Set<string>(), binaries: new Map<string, Omit<FleetState, 'created'>>(), origins: new Map<string, number>() };
     this.db.exec('BEGIN IMMEDIATE');
     // data_version moves when another connection committed: then the
     // counters remembered here may be stale (sightings are never deleted, so
@@ -173,8 +172,8 @@ export class SqliteStore implements FindingStore {
       const out = fn();
       this.db.exec('COMMIT');
       // remembered only once committed: a rolled-back write never happened
-      if (this.knownSightings.size + pending.sightings.length > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
-      for (const s of pending.sightings) this.knownSightings.add(sightingKey(s));
+      if (this.knownSightings.size + pending.sightings.size > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
+      for (const key of pending.sightings) this.knownSightings.add(key);
       if (this.binaries.size + pending.binaries.size > KNOWN_SIGHTINGS_MAX) this.binaries.clear();
       for (const [sha, b] of pending.binaries) this.binaries.set(sha, b);
       if (this.originKeys.size + pending.origins.size > KNOWN_SIGHTINGS_MAX) this.originKeys.clear();
@@ -230,10 +229,8 @@ export class SqliteStore implements FindingStore {
     if (!rows.length) return 0;
     const st = this.prepared();
     const keys = rows.map((r) => r.fleet);
-    const input = fleetInputOf(keys);
-    const fresh = input.sightings.filter((s) => !this.knownSightings.has(sightingKey(s)));
-    pending.sightings.push(...fresh);
-    const inserted = fresh.filter((s) => Number(st.sighting.run(s.sha256, s.kind, s.value).changes) > 0);
+    const input = this.fleetInput(keys, pending.sightings);
+    const inserted = input.fresh.filter((s) => Number(st.sighting.run(s.sha256, s.kind, s.value).changes) > 0);
     const added = countNew(inserted);
     const state = new Map<string, FleetState>();
     for (const b of input.binaries) {
@@ -257,6 +254,34 @@ export class SqliteStore implements FindingStore {
       stored += Number(st.finding.run(...r.values, now, bodyWithFleet(r.json, fleet[i]!), this.originOf(r.values, pending)).changes);
     }
     return stored;
+  }
+
+  /**
+   * fleetInputOf for one writer: the sightings neither committed nor written
+   * earlier in this transaction (added to `pending`), and per sha256 its
+   * earliest time, in no particular order (the sort is PostgreSQL's lock
+   * order). At rest nearly every sighting is known: one string per sighting,
+   * no objects.
+   */
+  private fleetInput(keys: Array<FleetKey | null>, pending: Set<string>): { binaries: Array<{ sha256: string; firstSeen: string }>; fresh: Sighting[] } {
+    const first = new Map<string, string>();
+    const fresh: Sighting[] = [];
+    const see = (sha256: string, kind: Sighting['kind'], value: string) => {
+      if (!value) return;
+      const key = `${sha256}\u0000${kind}\u0000${value}`;
+      if (this.knownSightings.has(key) || pending.has(key)) return;
+      pending.add(key);
+      fresh.push({ sha256, kind, value });
+    };
+    for (const k of keys) {
+      if (!k) continue;
+      const prev = first.get(k.sha256);
+      if (prev === undefined || k.time < prev) first.set(k.sha256, k.time);
+      see(k.sha256, 'c', k.container);
+      see(k.sha256, 'i', k.image);
+      see(k.sha256, 'h', k.host);
+    }
+    return { binaries: [...first].map(([sha256, firstSeen]) => ({ sha256, firstSeen })), fresh };
   }
 
   /** The key of a row's origin tuple, created in the open transaction when new. */
