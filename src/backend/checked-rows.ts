@@ -46,21 +46,64 @@ export interface PackedRows {
   ends: Uint32Array;
 }
 
-// Bytes, not one string: a string of a whole request (over a megabyte) would
-// live in V8's large-object space, which only a full GC frees; row by row the
-// strings stay small and die young.
+/** A buffer is at least this large (a request of 512 findings packs to ~1.3 MB), so that most can be packed into again. */
+const MIN_PACKED_BYTES = 1536 << 10;
+
+const rowText = (r: StoreRow) => {
+  const k = r.fleet;
+  const fleet = k ? ['1', k.sha256, k.container, k.image, k.host] : ['', '', '', '', ''];
+  return [...r.values.map(String), ...fleet, r.foldOf, r.json].join('\u0000');
+};
+
+/**
+ * Packs rows one at a time, as each finding is checked, into a scratch buffer
+ * that is reused: a decoded finding dies young, and what a request's rows
+ * hold until the store thread takes them is bytes outside the JS heap.
+ * Bytes, not one string: a string of a whole request (over a megabyte) would
+ * live in V8's large-object space, which only a full GC frees; holding the
+ * decoded findings of a request until it is packed kept the event loop's
+ * young generation growing (every scavenge found them alive).
+ */
+export class RowPacker {
+  private scratch = Buffer.allocUnsafeSlow(1 << 20);
+  private at = 0;
+  private ends: number[] = [];
+
+  add(r: StoreRow): void {
+    const text = rowText(r);
+    const most = text.length * 3; // UTF-8 bytes of a UTF-16 code unit
+    if (this.at + most > this.scratch.length) {
+      const bigger = Buffer.allocUnsafeSlow(Math.max(this.scratch.length * 2, this.at + most));
+      this.scratch.copy(bigger, 0, 0, this.at);
+      this.scratch = bigger;
+    }
+    this.at += this.scratch.write(text, this.at, 'utf8');
+    this.ends.push(this.at);
+  }
+
+  get count(): number {
+    return this.ends.length;
+  }
+
+  /**
+   * The rows added since the last take, in a buffer of their own (to be moved
+   * to another thread): one from `spare` that is large enough, if any.
+   */
+  take(spare: ArrayBuffer[] = []): PackedRows {
+    const i = spare.findIndex((b) => b.byteLength >= this.at);
+    const bytes = i >= 0 ? new Uint8Array(spare.splice(i, 1)[0]!, 0, this.at) : new Uint8Array(new ArrayBuffer(Math.max(this.at, MIN_PACKED_BYTES)), 0, this.at);
+    this.scratch.copy(bytes, 0, 0, this.at);
+    const out = { bytes, ends: Uint32Array.from(this.ends) };
+    this.at = 0;
+    this.ends = [];
+    return out;
+  }
+}
+
 export function packRows(rows: StoreRow[]): PackedRows {
-  const texts = rows.map((r) => {
-    const k = r.fleet;
-    const fleet = k ? ['1', k.sha256, k.container, k.image, k.host] : ['', '', '', '', ''];
-    return [...r.values.map(String), ...fleet, r.foldOf, r.json].join('\u0000');
-  });
-  const ends = new Uint32Array(texts.length);
-  let total = 0;
-  texts.forEach((t, i) => (ends[i] = total += Buffer.byteLength(t)));
-  const bytes = Buffer.allocUnsafeSlow(total);
-  texts.forEach((t, i) => bytes.write(t, i ? ends[i - 1]! : 0, 'utf8'));
-  return { bytes, ends };
+  const packer = new RowPacker();
+  for (const r of rows) packer.add(r);
+  return packer.take();
 }
 
 export function unpackRows(packed: PackedRows): StoreRow[] {

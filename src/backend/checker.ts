@@ -12,17 +12,27 @@ const MAX_AHEAD_ROWS = 8 << 10;
 
 /** check stage → store thread */
 export type Checked = { op: 'checked'; seq: number; packed: PackedRequest };
-/** store thread → check stage: rows it took into a transaction */
-export type Took = { op: 'took'; rows: number };
+/**
+ * store thread → check stage: rows it took into a transaction; `spare`: the
+ * buffers of requests it is done with, moved back to be packed into again
+ * (instead of a new megabyte per request, freed whenever the store thread's
+ * garbage collector gets to it).
+ */
+export type Took = { op: 'took'; rows: number; spare?: ArrayBuffer[] };
+
+/** Spare buffers kept, at most (a buffer is 1.5 MiB or more). */
+const MAX_SPARE = 8;
 
 export class Checker {
   private readonly queue: Array<{ seq: number; buf: Uint8Array }> = [];
   private ahead = 0;
+  private readonly spare: ArrayBuffer[] = [];
   private scheduled = false;
 
   constructor(private readonly store: MessagePort, private readonly limits: IngestLimits) {
     store.on('message', (m: Took) => {
       this.ahead -= m.rows;
+      for (const b of m.spare ?? []) if (this.spare.length < MAX_SPARE) this.spare.push(b);
       this.schedule();
     });
   }
@@ -34,6 +44,7 @@ export class Checker {
 
   close(): void {
     this.queue.length = 0;
+    this.spare.length = 0;
     this.store.close();
   }
 
@@ -47,7 +58,7 @@ export class Checker {
     this.scheduled = false;
     if (!this.queue.length || this.ahead >= MAX_AHEAD_ROWS) return;
     const m = this.queue.shift()!;
-    const packed = checkAndPack(m.buf, this.limits);
+    const packed = checkAndPack(m.buf, this.limits, this.spare);
     if (packed.kind === 'rows') this.ahead += packed.count;
     const moved = packed.kind === 'rows' ? [packed.rows.bytes.buffer as ArrayBuffer, packed.rows.ends.buffer as ArrayBuffer] : [];
     this.store.postMessage({ op: 'checked', seq: m.seq, packed } satisfies Checked, moved);

@@ -78,6 +78,9 @@ try {
         const outcomes = ingestPackedGroupSync(store, group.map((m) => m.packed));
         if (outcomes) group.forEach((m, i) => answer(m.seq, outcomes[i]!));
         else for (const m of group) answer(m.seq, await ingestPacked(store, m.packed).catch((err: Error): IngestOutcome => ({ kind: 'unavailable', message: err.message })));
+        // the rows are stored (their strings are copies): the buffers go back to be packed into again
+        const spare = group.flatMap((m) => (m.packed.kind === 'rows' ? [m.packed.rows.bytes.buffer as ArrayBuffer] : []));
+        checked.postMessage({ op: 'took', rows: 0, spare } satisfies Took, spare);
         await immediate(); // let the next requests' messages in
       }
       writing = false;

@@ -5,7 +5,7 @@ import { describeRejections, checkEncodedFinding, splitRequest, type Rejection }
 import { insertBisecting, isStoreUnavailable } from './bisect.js';
 import type { FindingStore, InsertResult } from './store.js';
 import type { FindingJson } from '#gen/finding-json.js';
-import { packRows, storeRowOf, unpackRows, type PackedRows, type StoreRow } from './checked-rows.js';
+import { RowPacker, storeRowOf, unpackRows, type PackedRows, type StoreRow } from './checked-rows.js';
 
 export interface IngestLimits {
   maxFindingsPerRequest: number;
@@ -20,6 +20,13 @@ type Checked = { kind: 'checked'; good: FindingJson[]; rejected: Rejection[]; tr
 
 /** Decodes and checks every finding of a request; the request is refused only when none is good. */
 function checkRequest(buf: Uint8Array, limits: IngestLimits): Checked | Extract<IngestOutcome, { kind: 'invalid' }> {
+  const good: FindingJson[] = [];
+  const c = checkEach(buf, limits, (f) => good.push(f));
+  return c.kind === 'invalid' ? c : { ...c, kind: 'checked', good };
+}
+
+/** checkRequest, each good finding handed to `keep` as soon as it is checked. */
+function checkEach(buf: Uint8Array, limits: IngestLimits, keep: (f: FindingJson) => void): { kind: 'counted'; good: number; rejected: Rejection[]; truncated: number } | Extract<IngestOutcome, { kind: 'invalid' }> {
   let parts: Uint8Array[];
   try {
     parts = splitRequest(buf);
@@ -28,19 +35,20 @@ function checkRequest(buf: Uint8Array, limits: IngestLimits): Checked | Extract<
   }
   if (parts.length === 0) return { kind: 'invalid', message: 'no findings in request' };
   if (parts.length > limits.maxFindingsPerRequest) return { kind: 'invalid', message: `more than ${limits.maxFindingsPerRequest} findings in one request` };
-  const good: FindingJson[] = [];
+  let good = 0;
   const rejected: Rejection[] = [];
   let truncated = 0;
   for (let i = 0; i < parts.length; i++) {
     const c = checkEncodedFinding(parts[i]!, i);
     if (!c.ok) rejected.push(c.rejection);
     else {
-      good.push(c.finding);
+      keep(c.finding);
+      good++;
       if (c.truncated) truncated++;
     }
   }
-  if (good.length === 0) return { kind: 'invalid', message: `all ${parts.length} findings invalid: ${describeRejections(rejected, 3)}` };
-  return { kind: 'checked', good, rejected, truncated };
+  if (good === 0) return { kind: 'invalid', message: `all ${parts.length} findings invalid: ${describeRejections(rejected, 3)}` };
+  return { kind: 'counted', good, rejected, truncated };
 }
 
 export async function ingest(store: FindingStore, buf: Uint8Array, limits: IngestLimits): Promise<IngestOutcome> {
@@ -61,10 +69,19 @@ export type PackedRequest =
   | { kind: 'rows'; rows: PackedRows; count: number; rejected: Rejection[]; truncated: number }
   | Extract<IngestOutcome, { kind: 'invalid' }>;
 
-export function checkAndPack(buf: Uint8Array, limits: IngestLimits): PackedRequest {
-  const c = checkRequest(buf, limits);
+const packer = new RowPacker();
+
+/** `spare`: buffers of requests the store thread is done with, to pack into again. */
+export function checkAndPack(buf: Uint8Array, limits: IngestLimits, spare: ArrayBuffer[] = []): PackedRequest {
+  let c: ReturnType<typeof checkEach>;
+  let rows: PackedRows;
+  try {
+    c = checkEach(buf, limits, (f) => packer.add(storeRowOf(f)));
+  } finally {
+    rows = packer.take(spare); // whatever happened: the next request starts empty
+  }
   if (c.kind === 'invalid') return c;
-  return { kind: 'rows', rows: packRows(c.good.map(storeRowOf)), count: c.good.length, rejected: c.rejected, truncated: c.truncated };
+  return { kind: 'rows', rows, count: c.good, rejected: c.rejected, truncated: c.truncated };
 }
 
 /**
