@@ -1,9 +1,9 @@
 // The store thread of the backend's ingest: the store's writes run here, so
 // the gRPC event loop (auth, admission, keepalive, shutdown) never waits on
-// them. For SQLite the requests arrive checked and packed (checker.ts); for
-// PostgreSQL they arrive as bytes and are checked here.
+// them. The requests arrive checked and packed (checker.ts); only the
+// embedded backend's stores, which need no thread, check their own.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { ingest, ingestPacked, ingestPackedGroupSync, isGroupingStore, type IngestLimits, type IngestOutcome, type PackedRequest } from './ingest.js';
+import { ingest, ingestPacked, ingestPackedGroupSync, ingestRows, isGroupingStore, isRowStore, type IngestLimits, type IngestOutcome, type PackedRequest } from './ingest.js';
 import { openStore } from './open-store.js';
 import type { Checked, Took } from './checker.js';
 
@@ -85,6 +85,31 @@ try {
     checked.on('message', (m: Checked) => {
       ready.push(m);
       void writeGroups();
+    });
+  }
+  if (checked && !isGroupingStore(store) && isRowStore(store)) {
+    // PostgreSQL: one request per store connection at a time; the rest wait
+    // packed (a tenth of their decoded size), and the check thread is told
+    // when one is taken, so it checks ahead by a bounded number of rows.
+    const ready: Array<{ seq: number; packed: PackedRequest }> = [];
+    let writing = 0;
+    const next = () => {
+      while (writing < config.poolSize && ready.length) {
+        const m = ready.shift()!;
+        writing++;
+        checked.postMessage({ op: 'took', rows: m.packed.kind === 'rows' ? m.packed.count : 0 } satisfies Took);
+        void ingestRows(store, m.packed)
+          .catch((err: Error): IngestOutcome => ({ kind: 'unavailable', message: err.message }))
+          .then((outcome) => {
+            answer(m.seq, outcome);
+            writing--;
+            next();
+          });
+      }
+    };
+    checked.on('message', (m: Checked) => {
+      ready.push(m);
+      next();
     });
   }
   port.postMessage({ op: 'ready' });

@@ -99,6 +99,31 @@ export async function ingestPacked(store: FindingStore, p: PackedRequest): Promi
   }
 }
 
+/** A store that writes checked rows as they come (PostgreSQL). */
+export interface RowStore extends FindingStore {
+  insertRows(rows: StoreRow[]): Promise<InsertResult>;
+}
+
+export function isRowStore(store: FindingStore): store is RowStore {
+  return typeof (store as Partial<RowStore>).insertRows === 'function';
+}
+
+/**
+ * One checked request stored from its rows; when the store refuses it for a
+ * reason that is a finding's, it is stored again finding by finding
+ * (ingestPacked bisects the refused one out).
+ */
+export async function ingestRows(store: RowStore, p: PackedRequest): Promise<IngestOutcome> {
+  if (p.kind === 'invalid') return p;
+  try {
+    const r = await store.insertRows(unpackRows(p.rows));
+    return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected: p.rejected, truncated: p.truncated };
+  } catch (err) {
+    if (isStoreUnavailable(err)) return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}` };
+    return ingestPacked(store, p);
+  }
+}
+
 /** A store that writes synchronously and can hold several inserts in one transaction (SQLite). */
 export interface GroupingStore extends FindingStore {
   transaction<T>(fn: () => T): T;

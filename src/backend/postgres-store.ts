@@ -12,8 +12,8 @@
 import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, type Column, FILTER_COLUMNS, likePattern, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
-import { bodyJson } from './validate.js';
-import { applyFleet, fleetInput, type FleetState, type Sighting } from './fleet.js';
+import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
+import { fleetFieldsOf, fleetInputOf, type FleetState, type Sighting } from './fleet.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
 // Replicas starting together must not race on CREATE (it is not atomic in PostgreSQL).
@@ -29,6 +29,9 @@ const CONTAINER_NAMES = ['container_id', 'container_name', 'image', 'namespace',
 const CONTAINER_COLUMNS = CONTAINER_NAMES.map((n) => COLUMNS.find((c) => c.name === n)!);
 const FINDING_COLUMNS = COLUMNS.filter((c) => !CONTAINER_NAMES.includes(c.name));
 const isContainerColumn = (name: string) => CONTAINER_NAMES.includes(name);
+const CONTAINER_AT = CONTAINER_NAMES.map((n) => COLUMNS.findIndex((c) => c.name === n));
+const FINDING_AT = FINDING_COLUMNS.map((c) => COLUMNS.indexOf(c));
+const ID_AT = COLUMNS.findIndex((c) => c.name === 'id');
 
 // The tuple's identity: a digest of its length-prefixed values (so no two
 // tuples share one, whatever they contain), computed by PostgreSQL alone.
@@ -209,53 +212,53 @@ export class PostgresStore implements FindingStore {
   }
 
   async insert(findings: FindingJson[]): Promise<InsertResult> {
+    return this.insertRows(findings.map(storeRowOf));
+  }
+
+  /** Rows of checked findings (see checked-rows.ts), in one transaction. */
+  async insertRows(rows: StoreRow[]): Promise<InsertResult> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.insertOnce(findings);
+        return await this.insertOnce(rows);
       } catch (err) {
         if (attempt >= 5 || !RETRY.has((err as { code?: string }).code ?? '')) throw err;
       }
     }
   }
 
-  private async insertOnce(findings: FindingJson[]): Promise<InsertResult> {
+  private async insertOnce(rows: StoreRow[]): Promise<InsertResult> {
     const client = await this.pool.connect();
     const fresh: Sighting[] = [];
     try {
-      const keys = await this.keysOf(client, findings);
+      const keys = await this.keysOf(client, rows);
       await client.query('BEGIN');
       // In order: a dedup summary (foldOf) updates its first finding, which may
       // be earlier in this batch, so the findings before it are written first.
       let stored = 0;
-      let plain: FindingJson[] = [];
-      let plainKeys: number[] = [];
-      for (let i = 0; i < findings.length; i++) {
-        const f = findings[i]!;
-        if (!f.foldOf) {
-          plain.push(f);
-          plainKeys.push(keys[i]!);
-          continue;
-        }
-        stored += await this.insertPlain(client, plain, plainKeys, fresh);
-        plain = [];
-        plainKeys = [];
-        const first = await client.query('SELECT body FROM findings WHERE id = $1 FOR UPDATE', [f.foldOf]);
+      let from = 0;
+      for (let i = 0; i < rows.length; i++) {
+        const r = rows[i]!;
+        if (!r.foldOf) continue;
+        stored += await this.insertPlain(client, rows.slice(from, i), keys.slice(from, i), fresh);
+        from = i + 1;
+        const first = await client.query('SELECT body FROM findings WHERE id = $1 FOR UPDATE', [r.foldOf]);
         if (!first.rowCount) {
-          plain.push(f); // its first never arrived: stored as a finding of its own
-          plainKeys.push(keys[i]!);
+          // its first never arrived: stored as a finding of its own
+          stored += await this.insertPlain(client, [r], [keys[i]!], fresh);
           continue;
         }
-        const s = await client.query('INSERT INTO summaries (id, fold_of) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [f.id!, f.foldOf]);
+        const s = await client.query('INSERT INTO summaries (id, fold_of) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [r.values[ID_AT], r.foldOf]);
         if (!s.rowCount) continue;
         const body = first.rows[0].body;
-        await client.query('UPDATE findings SET body = $1 WHERE id = $2', [JSON.stringify(applySummary((typeof body === 'string' ? JSON.parse(body) : body) as FindingJson, f)), f.foldOf]);
+        const updated = applySummary((typeof body === 'string' ? JSON.parse(body) : body) as FindingJson, JSON.parse(r.json) as FindingJson);
+        await client.query('UPDATE findings SET body = $1 WHERE id = $2', [JSON.stringify(updated), r.foldOf]);
         stored++;
       }
-      stored += await this.insertPlain(client, plain, plainKeys, fresh);
+      stored += await this.insertPlain(client, from ? rows.slice(from) : rows, from ? keys.slice(from) : keys, fresh);
       await client.query('COMMIT');
       if (this.knownSightings.size + fresh.length > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
       for (const x of fresh) this.knownSightings.add(sightingKey(x));
-      return { stored, duplicates: findings.length - stored };
+      return { stored, duplicates: rows.length - stored };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
@@ -264,32 +267,30 @@ export class PostgresStore implements FindingStore {
     }
   }
 
-  /** The container key of each finding; containers new to this process are added or looked up first. */
-  private async keysOf(client: pg.PoolClient, findings: FindingJson[]): Promise<number[]> {
-    const tuples = findings.map((f) => CONTAINER_COLUMNS.map((c) => c.value(f) as string));
-    const missing = new Map<string, string[]>();
-    for (const t of tuples) {
-      const k = tupleKey(t);
-      if (!this.containerKeys.has(k)) missing.set(k, t);
-    }
+  /** The container key of each row; containers new to this process are added or looked up first. */
+  private async keysOf(client: pg.PoolClient, rows: StoreRow[]): Promise<number[]> {
+    const tuples = rows.map((r) => tupleKey(CONTAINER_AT.map((i) => r.values[i] as string)));
+    const missing = new Map<string, StoreRow>();
+    tuples.forEach((k, i) => this.containerKeys.has(k) || missing.set(k, rows[i]!));
     if (missing.size) {
-      const values = CONTAINER_NAMES.map((_, i) => [...missing.values()].map((t) => t[i]!));
+      const values = CONTAINER_AT.map((at) => [...missing.values()].map((r) => r.values[at] as string));
       await client.query({ name: 'dw_add_containers', text: ADD_CONTAINERS, values });
       const r = await client.query({ name: 'dw_container_keys', text: CONTAINER_KEYS, values });
       if (this.containerKeys.size + r.rows.length > KNOWN_CONTAINERS_MAX) this.containerKeys.clear();
       for (const row of r.rows as Array<Record<string, string>>) this.containerKeys.set(tupleKey(CONTAINER_NAMES.map((n) => row[n]!)), Number(row['key']));
     }
-    return tuples.map((t) => {
-      const key = this.containerKeys.get(tupleKey(t));
+    return tuples.map((k) => {
+      const key = this.containerKeys.get(k);
       if (key === undefined) throw new Error('container key not found after insert');
       return key;
     });
   }
 
   /** Fleet tables (one statement), then the findings (one multi-row INSERT); inside the caller's transaction. */
-  private async insertPlain(client: pg.PoolClient, findings: FindingJson[], keys: number[], freshOut: Sighting[]): Promise<number> {
-    if (!findings.length) return 0;
-    const input = fleetInput(findings);
+  private async insertPlain(client: pg.PoolClient, rows: StoreRow[], keys: number[], freshOut: Sighting[]): Promise<number> {
+    if (!rows.length) return 0;
+    const fleetKeys = rows.map((r) => r.fleet);
+    const input = fleetInputOf(fleetKeys);
     const fresh = input.sightings.filter((x) => !this.knownSightings.has(sightingKey(x)));
     freshOut.push(...fresh);
     const state = new Map<string, FleetState>();
@@ -305,14 +306,10 @@ export class PostgresStore implements FindingStore {
         state.set(row.sha256, { firstSeen: row.first_seen.toISOString(), containers: row.containers, images: row.images, hosts: row.hosts, created: row.created });
       }
     }
-    applyFleet(findings, state);
-    const columns: Array<Array<string | number>> = FINDING_COLUMNS.map(() => []);
-    const bodies: string[] = [];
-    for (const f of findings) {
-      for (let i = 0; i < FINDING_COLUMNS.length; i++) columns[i]!.push(FINDING_COLUMNS[i]!.value(f));
-      bodies.push(bodyJson(f));
-    }
-    const r = await client.query({ name: 'dw_insert_findings', text: this.insertSql, values: [...columns, keys, bodies.join(BODY_SEPARATOR)] });
+    const fleet = fleetFieldsOf(fleetKeys, state);
+    const columns = FINDING_AT.map((at) => rows.map((r) => r.values[at]!));
+    const bodies = rows.map((r, i) => bodyWithFleet(r.json, fleet[i]!)).join(BODY_SEPARATOR);
+    const r = await client.query({ name: 'dw_insert_findings', text: this.insertSql, values: [...columns, keys, bodies] });
     return r.rowCount ?? 0;
   }
 
