@@ -16,10 +16,14 @@ export type IngestOutcome =
   | { kind: 'invalid'; message: string }
   | { kind: 'unavailable'; message: string };
 
-type Checked = { kind: 'checked'; good: FindingJson[]; rejected: Rejection[]; truncated: number };
+type Checked<T> = { kind: 'checked'; good: T[]; rejected: Rejection[]; truncated: number };
 
-/** Decodes and checks every finding of a request; the request is refused only when none is good. */
-function checkRequest(buf: Uint8Array, limits: IngestLimits): Checked | Extract<IngestOutcome, { kind: 'invalid' }> {
+/**
+ * Decodes and checks every finding of a request, each turned by `keep` into
+ * what is kept of it before the next is decoded; the request is refused only
+ * when none is good.
+ */
+function checkRequest<T = FindingJson>(buf: Uint8Array, limits: IngestLimits, keep: (f: FindingJson) => T = (f) => f as T): Checked<T> | Extract<IngestOutcome, { kind: 'invalid' }> {
   let parts: Uint8Array[];
   try {
     parts = splitRequest(buf);
@@ -28,14 +32,14 @@ function checkRequest(buf: Uint8Array, limits: IngestLimits): Checked | Extract<
   }
   if (parts.length === 0) return { kind: 'invalid', message: 'no findings in request' };
   if (parts.length > limits.maxFindingsPerRequest) return { kind: 'invalid', message: `more than ${limits.maxFindingsPerRequest} findings in one request` };
-  const good: FindingJson[] = [];
+  const good: T[] = [];
   const rejected: Rejection[] = [];
   let truncated = 0;
   for (let i = 0; i < parts.length; i++) {
     const c = checkEncodedFinding(parts[i]!, i);
     if (!c.ok) rejected.push(c.rejection);
     else {
-      good.push(c.finding);
+      good.push(keep(c.finding));
       if (c.truncated) truncated++;
     }
   }
@@ -109,18 +113,32 @@ export function isRowStore(store: FindingStore): store is RowStore {
 }
 
 /**
- * One checked request stored from its rows; when the store refuses it for a
- * reason that is a finding's, it is stored again finding by finding
- * (ingestPacked bisects the refused one out).
+ * Decodes, checks and stores one request in the store's thread (PostgreSQL):
+ * each finding becomes its row before the next is decoded, so only rows wait
+ * for the database, not decoded findings.
  */
-export async function ingestRows(store: RowStore, p: PackedRequest): Promise<IngestOutcome> {
-  if (p.kind === 'invalid') return p;
+export async function ingestAsRows(store: RowStore, buf: Uint8Array, limits: IngestLimits): Promise<IngestOutcome> {
+  const c = checkRequest(buf, limits, storeRowOf);
+  if (c.kind === 'invalid') return c;
+  return storeRows(store, c.good, c.rejected, c.truncated);
+}
+
+async function storeRows(store: RowStore, rows: StoreRow[], rejected: Rejection[], truncated: number): Promise<IngestOutcome> {
   try {
-    const r = await store.insertRows(unpackRows(p.rows));
-    return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected: p.rejected, truncated: p.truncated };
+    const r = await store.insertRows(rows);
+    return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected, truncated };
   } catch (err) {
     if (isStoreUnavailable(err)) return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}` };
-    return ingestPacked(store, p);
+    // a finding's fault: stored again finding by finding, the refused one bisected out
+    const good = rows.map((r) => JSON.parse(r.json) as FindingJson);
+    const out = [...rejected];
+    try {
+      const b = await insertBisecting(store, good);
+      for (const f of b.failed) out.push({ index: good.findIndex((g) => g.id === f.id), id: f.id, field: 'finding', reason: `refused by the store: ${f.reason}` });
+      return { kind: 'ok', stored: b.stored, duplicates: b.duplicates, rejected: out, truncated };
+    } catch (err2) {
+      return { kind: 'unavailable', message: `store unavailable: ${(err2 as Error).message}${isStoreUnavailable(err2) ? '' : ' (bisect)'}` };
+    }
   }
 }
 
