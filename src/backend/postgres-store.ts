@@ -13,7 +13,7 @@ import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, type Column, FILTER_COLUMNS, likePattern, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
-import { fleetFieldsOf, fleetInputOf, type FleetState, type Sighting } from './fleet.js';
+import { fleetFieldsOf, fleetInputOf, sightingKey, type FleetState, type Sighting } from './fleet.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
 // Replicas starting together must not race on CREATE (it is not atomic in PostgreSQL).
@@ -164,7 +164,6 @@ WHERE f.sha256 = ANY($4::text[]) AND NOT EXISTS (SELECT 1 FROM up WHERE up.sha25
 // ~180 bytes in the worker's heap: 100,000 of them are ~18 MiB of the RSS
 // budget (500,000 would be ~90 MiB); past that the set starts over.
 const KNOWN_SIGHTINGS_MAX = 100_000;
-const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}`;
 
 /** Deadlock or serialization failure between replicas: the transaction is simply run again. */
 const RETRY = new Set(['40P01', '40001']);
@@ -290,8 +289,8 @@ export class PostgresStore implements FindingStore {
   private async insertPlain(client: pg.PoolClient, rows: StoreRow[], keys: number[], freshOut: Sighting[]): Promise<number> {
     if (!rows.length) return 0;
     const fleetKeys = rows.map((r) => r.fleet);
-    const input = fleetInputOf(fleetKeys);
-    const fresh = input.sightings.filter((x) => !this.knownSightings.has(sightingKey(x)));
+    const input = fleetInputOf(fleetKeys, this.knownSightings);
+    const fresh = input.sightings;
     freshOut.push(...fresh);
     const state = new Map<string, FleetState>();
     if (input.binaries.length) {
