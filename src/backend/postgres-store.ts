@@ -104,7 +104,7 @@ const insertFindings = (bodyType: string) => {
 // Containers not known to this process: added (sorted, so replicas adding
 // the same ones do not deadlock; committed on their own, as a container row
 // is true whether or not the batch commits), then read back with their keys.
-const containerArrays = CONTAINER_COLUMNS.map((c, i) => `$${i + 1}::text[]`).join(', ');
+const containerArrays = CONTAINER_NAMES.map((_, i) => `$${i + 1}::text[]`).join(', ');
 const ADD_CONTAINERS = `INSERT INTO containers (digest, ${CONTAINER_NAMES.join(', ')})
   SELECT ${digestOf('u.')}, u.* FROM unnest(${containerArrays}) AS u (${CONTAINER_NAMES.join(', ')}) ORDER BY 1
   ON CONFLICT (digest) DO NOTHING`;
