@@ -108,7 +108,7 @@ async function analyze(url: string): Promise<void> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    await c.query('ANALYZE findings');
+    await c.query('ANALYZE'); // the findings and the containers they name
   } finally {
     await c.end();
   }

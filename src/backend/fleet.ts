@@ -52,14 +52,15 @@ export function fleetInput(findings: FindingJson[]): FleetInput {
   return fleetInputOf(findings.map(fleetKey));
 }
 
-export function fleetInputOf(keys: Array<FleetKey | null>): FleetInput {
+/** `known`: sightings (as sightingKey) already stored, left out of `sightings`. */
+export function fleetInputOf(keys: Array<FleetKey | null>, known?: ReadonlySet<string>): FleetInput {
   const first = new Map<string, string>();
   const seen = new Set<string>();
   const sightings: Sighting[] = [];
   const add = (sha256: string, kind: SightingKind, value: string) => {
     if (!value) return;
     const key = `${sha256}\u0000${kind}\u0000${value}`;
-    if (seen.has(key)) return;
+    if (seen.has(key) || known?.has(key)) return;
     seen.add(key);
     sightings.push({ sha256, kind, value });
   };
@@ -76,6 +77,9 @@ export function fleetInputOf(keys: Array<FleetKey | null>): FleetInput {
   const binaries = [...first].map(([sha256, firstSeen]) => ({ sha256, firstSeen })).sort((a, b) => cmp(a.sha256, b.sha256));
   return { binaries, sightings };
 }
+
+/** The key fleetInputOf's `known` holds for a sighting. */
+export const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}`;
 
 /** New sightings per sha256 and kind, from the sightings a store says it inserted. */
 export function countNew(inserted: Array<{ sha256: string; kind: string }>): Map<string, { c: number; i: number; h: number }> {

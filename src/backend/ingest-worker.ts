@@ -1,9 +1,13 @@
 // The store thread of the backend's ingest: the store's writes run here, so
 // the gRPC event loop (auth, admission, keepalive, shutdown) never waits on
 // them. For SQLite the requests arrive checked and packed (checker.ts); for
-// PostgreSQL they arrive as bytes and are checked here.
+// PostgreSQL they arrive as bytes and are checked here, each finding turned
+// into its row before the next is decoded (ingestAsRows): then only rows,
+// not decoded findings, wait for the database in this thread's small young
+// generation. (Checked on the event loop instead, they grew the main
+// thread's young generation to 128 MB: RSS ~390 MiB against ~260.)
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { ingest, ingestPacked, ingestPackedGroupSync, isGroupingStore, type IngestLimits, type IngestOutcome, type PackedRequest } from './ingest.js';
+import { ingest, ingestAsRows, ingestPacked, ingestPackedGroupSync, isGroupingStore, isRowStore, type IngestLimits, type IngestOutcome, type PackedRequest } from './ingest.js';
 import { openStore } from './open-store.js';
 import type { Checked, Took } from './checker.js';
 
@@ -26,14 +30,14 @@ const immediate = () => new Promise((r) => setImmediate(r));
 try {
   const store = await openStore(config.db, { poolSize: config.poolSize });
   // PostgreSQL: requests wait here as bytes; only as many as the store has
-  // connections are decoded at once (a decoded batch is ten times its encoded size).
+  // connections are checked and written at once.
   const waiting: Array<Extract<WorkerRequest, { op: 'ingest' }>> = [];
   let running = 0;
   const pump = () => {
     while (running < config.poolSize && waiting.length) {
       running++;
       const m = waiting.shift()!;
-      void ingest(store, m.buf, config)
+      void (isRowStore(store) ? ingestAsRows(store, m.buf, config) : ingest(store, m.buf, config))
         .then(
           (outcome) => answer(m.seq, outcome),
           (err: Error) => answer(m.seq, { kind: 'unavailable', message: err.message }),

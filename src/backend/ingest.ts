@@ -16,12 +16,16 @@ export type IngestOutcome =
   | { kind: 'invalid'; message: string }
   | { kind: 'unavailable'; message: string };
 
-type Checked = { kind: 'checked'; good: FindingJson[]; rejected: Rejection[]; truncated: number };
+type Checked<T> = { kind: 'checked'; good: T[]; rejected: Rejection[]; truncated: number };
 
-/** Decodes and checks every finding of a request; the request is refused only when none is good. */
-function checkRequest(buf: Uint8Array, limits: IngestLimits): Checked | Extract<IngestOutcome, { kind: 'invalid' }> {
-  const good: FindingJson[] = [];
-  const c = checkEach(buf, limits, (f) => good.push(f));
+/**
+ * Decodes and checks every finding of a request, each turned by `keep` into
+ * what is kept of it before the next is decoded; the request is refused only
+ * when none is good.
+ */
+function checkRequest<T = FindingJson>(buf: Uint8Array, limits: IngestLimits, keep: (f: FindingJson) => T = (f) => f as T): Checked<T> | Extract<IngestOutcome, { kind: 'invalid' }> {
+  const good: T[] = [];
+  const c = checkEach(buf, limits, (f) => good.push(keep(f)));
   return c.kind === 'invalid' ? c : { ...c, kind: 'checked', good };
 }
 
@@ -113,6 +117,45 @@ export async function ingestPacked(store: FindingStore, p: PackedRequest): Promi
     return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected, truncated: p.truncated };
   } catch (err) {
     return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}${isStoreUnavailable(err) ? '' : ' (bisect)'}` };
+  }
+}
+
+/** A store that writes checked rows as they come (PostgreSQL). */
+export interface RowStore extends FindingStore {
+  insertRows(rows: StoreRow[]): Promise<InsertResult>;
+}
+
+export function isRowStore(store: FindingStore): store is RowStore {
+  return typeof (store as Partial<RowStore>).insertRows === 'function';
+}
+
+/**
+ * Decodes, checks and stores one request in the store's thread (PostgreSQL):
+ * each finding becomes its row before the next is decoded, so only rows wait
+ * for the database, not decoded findings.
+ */
+export async function ingestAsRows(store: RowStore, buf: Uint8Array, limits: IngestLimits): Promise<IngestOutcome> {
+  const c = checkRequest(buf, limits, storeRowOf);
+  if (c.kind === 'invalid') return c;
+  return storeRows(store, c.good, c.rejected, c.truncated);
+}
+
+async function storeRows(store: RowStore, rows: StoreRow[], rejected: Rejection[], truncated: number): Promise<IngestOutcome> {
+  try {
+    const r = await store.insertRows(rows);
+    return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected, truncated };
+  } catch (err) {
+    if (isStoreUnavailable(err)) return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}` };
+    // a finding's fault: stored again finding by finding, the refused one bisected out
+    const good = rows.map((r) => JSON.parse(r.json) as FindingJson);
+    const out = [...rejected];
+    try {
+      const b = await insertBisecting(store, good);
+      for (const f of b.failed) out.push({ index: good.findIndex((g) => g.id === f.id), id: f.id, field: 'finding', reason: `refused by the store: ${f.reason}` });
+      return { kind: 'ok', stored: b.stored, duplicates: b.duplicates, rejected: out, truncated };
+    } catch (err2) {
+      return { kind: 'unavailable', message: `store unavailable: ${(err2 as Error).message}${isStoreUnavailable(err2) ? '' : ' (bisect)'}` };
+    }
   }
 }
 

@@ -139,7 +139,8 @@ for (const kind of ['sqlite', 'postgres'] as const) {
         const raw = new pg.Client({ connectionString: db });
         await raw.connect();
         await raw.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-          IF NEW.container_name = 'refused' THEN RAISE EXCEPTION 'refused by trigger'; END IF; RETURN NEW; END $$`);
+          IF (SELECT container_name FROM containers WHERE key = NEW.container_key) = 'refused' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
+          RETURN NEW; END $$`);
         await raw.query('CREATE TRIGGER refuse BEFORE INSERT ON findings FOR EACH ROW EXECUTE FUNCTION refuse()');
         await raw.end();
       }
@@ -460,6 +461,54 @@ for (const kind of ['sqlite', 'postgres'] as const) {
         } finally {
           c1.close();
           c2.close();
+          await Promise.all([r1.stop(), r2.stop()]);
+        }
+      });
+
+      test('a database from before the containers table is moved onto it on start (two replicas at once); an insert by a replica of the earlier version gets its container key', { timeout: 60_000 }, async () => {
+        const db = await freshDb();
+        const { default: pg } = await import('pg');
+        const raw = new pg.Client({ connectionString: db });
+        await raw.connect();
+        const legacyColumns = ['id', 'time', 'signature_id', 'severity', 'container_id', 'container_name', 'image', 'namespace', 'hostname', 'sha256', 'action'];
+        const legacyRow = (f: FindingJson) => [f.id, f.time, f.signature!.id, f.signature!.severity, f.container!.id, f.container!.name, f.container!.image,
+          f.kubernetes!.namespace, f.host!.hostname, f.process!.executable!.sha256, 'alert', JSON.stringify(f)];
+        const insertLegacy = (f: FindingJson) => raw.query(`INSERT INTO findings (${legacyColumns.join(', ')}, body) VALUES (${legacyColumns.map((_, i) => `$${i + 1}`).join(', ')}, $12)`, legacyRow(f));
+        // the layout before: the container's fields on every finding, five text indexes
+        await raw.query(`CREATE TABLE findings (${legacyColumns.map((c) => `${c} ${c === 'time' ? 'TIMESTAMPTZ' : 'TEXT COLLATE "C"'} NOT NULL${c === 'id' ? ' PRIMARY KEY' : ''}`).join(', ')},
+          received_at TIMESTAMPTZ NOT NULL DEFAULT now(), body JSON NOT NULL)`);
+        for (const c of ['container_id', 'container_name', 'image', 'namespace', 'hostname']) await raw.query(`CREATE INDEX findings_${c} ON findings (${c}, time)`);
+        const old = findings(30, 'legacy');
+        for (const f of old) await insertLegacy(f);
+        const [r1, r2] = await Promise.all([startBackend({ listen: '127.0.0.1:0', db }), startBackend({ listen: '127.0.0.1:0', db })]);
+        const c1 = client(r1.address);
+        try {
+          const after = findings(30, 'new', 30);
+          assert.equal((await exportRaw(c1, encodeRequest(after))).stored, 30);
+          // a replica of the earlier version, during a rolling upgrade, still writes the texts
+          const straggler = realisticFinding(7, 'straggler');
+          await insertLegacy(straggler);
+          const all = [...old, ...after, straggler];
+          const expect = (pred: (f: FindingJson) => boolean) => all.filter(pred).map((f) => f.id).sort();
+          const got = async (q: Parameters<typeof r1.store.query>[0]) => (await r2.store.query({ ...q, limit: 1000 })).map((f) => f.id).sort();
+          const sample = realisticFinding(7);
+          assert.deepEqual(await got({ container: sample.container!.name! }), expect((f) => f.container!.name === sample.container!.name));
+          assert.deepEqual(await got({ container: sample.container!.id!.slice(0, 12) }), expect((f) => f.container!.id === sample.container!.id));
+          assert.deepEqual(await got({ namespace: sample.kubernetes!.namespace! }), expect((f) => f.kubernetes!.namespace === sample.kubernetes!.namespace));
+          assert.deepEqual(await got({ image: sample.container!.image!, host: sample.host!.hostname! }),
+            expect((f) => f.container!.image === sample.container!.image && f.host!.hostname === sample.host!.hostname));
+          assert.deepEqual(await got({ namespace: 'no-such-namespace' }), []);
+          const byHost = await r2.store.summary('host', {});
+          const hosts = new Map<string, number>();
+          for (const f of all) hosts.set(f.host!.hostname!, (hosts.get(f.host!.hostname!) ?? 0) + 1);
+          assert.deepEqual(new Map(byHost.map((x) => [x.key, x.findings])), hosts);
+          const keys = (await raw.query('SELECT count(*)::int AS n FROM findings WHERE container_key IS NULL')).rows[0].n;
+          assert.equal(keys, 0, 'every finding has its container key');
+          const indexes = (await raw.query("SELECT indexname FROM pg_indexes WHERE tablename = 'findings' ORDER BY 1")).rows.map((x: { indexname: string }) => x.indexname);
+          assert.ok(!indexes.includes('findings_container_name') && indexes.includes('findings_container_key'), indexes.join(' '));
+        } finally {
+          c1.close();
+          await raw.end();
           await Promise.all([r1.stop(), r2.stop()]);
         }
       });
