@@ -83,7 +83,7 @@ export class HeapKeeper {
   private baseline: number;
   private cancelQuiet: (() => void) | undefined;
   private readonly timers: KeeperTimers;
-  private collecting = false;
+  private collecting: Promise<void> | undefined;
   private closed = false;
 
   constructor(private readonly opts: HeapKeeperOptions = {}) {
@@ -105,15 +105,19 @@ export class HeapKeeper {
     if (now - this.lastCheck < this.checkMs || this.collecting) return;
     this.lastCheck = now;
     if (oldSpaceUsed() - this.baseline <= this.oldGrowth) return;
-    this.collecting = true;
     this.opts.metrics?.inc('heap_collections_total', { reason: 'old_growth' });
     // Async: V8 runs it as a task of its own, between two batches.
-    Promise.resolve(v8Gc()({ type: 'major', execution: 'async' }))
+    this.collecting = Promise.resolve(v8Gc()({ type: 'major', execution: 'async' }))
       .catch(() => undefined)
       .finally(() => {
-        this.collecting = false;
+        this.collecting = undefined;
         this.baseline = oldSpaceUsed();
       });
+  }
+
+  /** Settles when the collection started by activity(), if any, has finished. */
+  async collected(): Promise<void> {
+    await this.collecting;
   }
 
   /** One memory-reducing full collection now; the young generation shrinks and freed pages go back. */
