@@ -42,8 +42,11 @@ await build({
   target: 'node24',
   format: 'esm',
   minify: true,
-  // Error names and class names stay readable in logs and stack traces.
+  // Error names and class names stay readable in logs and stack traces;
+  // `node --enable-source-maps` maps stack traces back through the .map files
+  // (loaded only with that flag).
   keepNames: true,
+  sourcemap: 'linked',
   legalComments: 'none',
   // The addon is loaded at run time from native/build.
   external: ['*.node'],
