@@ -7,6 +7,7 @@
 import { build } from 'esbuild';
 import { readFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -30,6 +31,28 @@ const keepOwnUrl = {
 };
 
 rmSync(outdir, { recursive: true, force: true });
+// Packages built by rolldown load some dependencies at run time through a
+// require() of their own (OpenTelemetry's gRPC exporter: `__require("@grpc/grpc-js")`).
+// In the bundle that would load a second copy of the package from
+// node_modules, whose objects fail the bundled copy's instanceof checks
+// (grpc-js: "Incorrect arguments passed"). Such a require becomes an import.
+const staticRequires = {
+  name: 'static-package-requires',
+  setup(b) {
+    b.onLoad({ filter: /node_modules\/.*\.mjs$/ }, async (args) => {
+      const contents = await readFile(args.path, 'utf8');
+      const specs = [...new Set([...contents.matchAll(/__require\("([^"]+)"\)/g)].map((m) => m[1]).filter((p) => !p.startsWith('node:') && !isBuiltin(p)))];
+      if (!specs.length) return undefined;
+      let out = contents;
+      const imports = specs.map((spec, i) => {
+        out = out.replaceAll(`__require(${JSON.stringify(spec)})`, `__dwRequired${i}`);
+        return `import * as __dwRequired${i} from ${JSON.stringify(spec)};\n`;
+      });
+      return { contents: imports.join('') + out, loader: 'js', resolveDir: dirname(args.path) };
+    });
+  },
+};
+
 await build({
   entryPoints: { driftwatch: join(ownCode, 'cli.js') },
   outdir,
@@ -52,6 +75,6 @@ await build({
   external: ['*.node'],
   // CommonJS dependencies call require() for Node's built-ins.
   banner: { js: "import { createRequire as __dwCreateRequire } from 'node:module'; const require = __dwCreateRequire(import.meta.url);" },
-  plugins: [keepOwnUrl],
+  plugins: [keepOwnUrl, staticRequires],
   logLevel: 'warning',
 });
