@@ -12,13 +12,14 @@ import { bpfObjectsOf, type BpfObjects } from './minicontainer.js';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const cliPath = join(repoRoot, 'bin', 'driftwatch.js');
 
-/**
- * The Node flags users get: those on bin/driftwatch.js's `#!/usr/bin/env -S node ...` line.
- * Tests and benchmarks run the CLI with this process's Node (the checkout's Node 24) and these.
- */
-export const cliNodeFlags: readonly string[] = (/^#!\S*env -S node((?: --\S+)*)\s*$/m.exec(readFileSync(cliPath, 'utf8').split('\n', 1)[0]!)?.[1] ?? '')
-  .split(' ')
-  .filter(Boolean);
+/** The Node flags on a launcher's `#!/usr/bin/env -S node ...` line (none for `#!/usr/bin/env node`). */
+export function nodeFlagsOf(launcher: string): string[] {
+  const shebang = readFileSync(launcher, 'utf8').split('\n', 1)[0]!;
+  return (/^#!\S*env -S node((?: --\S+)*)\s*$/.exec(shebang)?.[1] ?? '').split(' ').filter(Boolean);
+}
+
+/** The Node flags users get (bin/driftwatch.js's). Tests and benchmarks run the CLI with this process's Node (the checkout's Node 24) and these. */
+export const cliNodeFlags: readonly string[] = nodeFlagsOf(cliPath);
 
 /** Arguments for spawn(process.execPath, ...): the CLI as users start it. */
 export const cliArgs = (...args: string[]): string[] => [...cliNodeFlags, cliPath, ...args];
