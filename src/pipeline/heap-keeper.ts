@@ -11,9 +11,11 @@
 //   included), one memory-reducing collection, which also shrinks the young
 //   generation to its minimum and returns the freed pages to the kernel,
 //   and then the C heap's free pages (trimNative: malloc_trim);
-//   only when there is something to return (a young generation grown past
-//   minYoungBytes, or old-generation growth): a lone finding now and then
-//   costs no collection (one is about 20-50 ms of CPU);
+//   after start-up always (it leaves garbage in every heap: V8's, array
+//   buffers, malloc's; with a small semi-space the young generation alone
+//   does not show it), later only when there is something to return (a young
+//   generation grown past minYoungBytes, or old-generation growth): a lone
+//   finding now and then costs no collection (one is about 20-50 ms of CPU);
 // - busy: at most every checkMs while batches flow, a full collection when
 //   the old generation grew by more than oldGrowthBytes (4 MiB) since the last one.
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
@@ -84,6 +86,7 @@ export class HeapKeeper {
   private cancelQuiet: (() => void) | undefined;
   private readonly timers: KeeperTimers;
   private collecting: Promise<void> | undefined;
+  private settled = false;
   private closed = false;
 
   constructor(private readonly opts: HeapKeeperOptions = {}) {
@@ -123,6 +126,7 @@ export class HeapKeeper {
   /** One memory-reducing full collection now; the young generation shrinks and freed pages go back. */
   settle(): void {
     v8Gc()({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+    this.settled = true;
     this.baseline = oldSpaceUsed();
     this.opts.trimNative?.();
     this.opts.metrics?.inc('heap_collections_total', { reason: 'quiet' });
@@ -134,7 +138,7 @@ export class HeapKeeper {
       if (this.closed) return;
       const since = this.timers.now() - this.lastBatch;
       if (since < this.quietMs) return this.armQuiet(this.quietMs - since);
-      if (youngSpaceBytes() >= this.minYoung || oldSpaceUsed() - this.baseline > this.oldGrowth / 2) this.settle();
+      if (!this.settled || youngSpaceBytes() >= this.minYoung || oldSpaceUsed() - this.baseline > this.oldGrowth / 2) this.settle();
     });
   }
 
