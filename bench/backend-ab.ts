@@ -1,6 +1,6 @@
 // Row 7 against another build, when the machine is too busy for wall time
 // to compare across runs: both backends (this checkout's and another's
-// bin/driftwatch.js) take the same load in alternation, on fresh databases,
+// bin/driftwatch.js, each with the Node flags on its #! line) take the same load in alternation, on fresh databases,
 // and the CPU time each spends per stored finding is reported beside the
 // wall-clock rates. Usage:
 //   node dist/bench/backend-ab.js <other checkout> [seconds] [rounds] [sensors] [live|fixed] [sqlite,postgres]
@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runLoad, type LoadTimes } from '../test/helpers/load.js';
 import { freePort, postgresSkipReason, startPostgres } from '../test/helpers/postgres.js';
-import { cliPath } from '../test/helpers/sensor-process.js';
+import { cliPath, nodeFlagsOf } from '../test/helpers/sensor-process.js';
 
 const ticks = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -22,7 +22,7 @@ const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc
 
 async function once(cli: string, db: string, seconds: number, sensors: number, times: LoadTimes, serverCpu?: () => number) {
   const port = await freePort();
-  const proc = spawn(process.execPath, [cli, 'backend', '--listen', `127.0.0.1:${port}`, '--db', db], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [...nodeFlagsOf(cli), cli, 'backend', '--listen', `127.0.0.1:${port}`, '--db', db], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   while (!/listening/.test(err)) {

@@ -12,7 +12,7 @@ import type { FindingQuery } from '../src/backend/store.js';
 import { checkFinding } from '../src/backend/validate.js';
 import { realisticFinding, runLoad, type LoadResult } from '../test/helpers/load.js';
 import { freePort, postgresSkipReason, startPostgres, type PgServer } from '../test/helpers/postgres.js';
-import { cliPath } from '../test/helpers/sensor-process.js';
+import { cliArgs } from '../test/helpers/sensor-process.js';
 
 export interface IngestRow extends LoadResult {
   store: 'sqlite' | 'postgres';
@@ -41,7 +41,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startBackendProcess(db: string): Promise<{ proc: ChildProcess; address: string }> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [cliPath, 'backend', '--listen', `127.0.0.1:${port}`, '--db', db], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, cliArgs('backend', '--listen', `127.0.0.1:${port}`, '--db', db), { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const deadline = Date.now() + 20_000;

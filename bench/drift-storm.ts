@@ -26,6 +26,7 @@ import { Metrics } from '../src/pipeline/metrics.js';
 import { EXEC, EventKind, FRAME_HEADER, HDR } from '../src/pipeline/records.js';
 import { startSensor } from '../src/pipeline/sensor.js';
 import { MiniContainer } from '../test/helpers/minicontainer.js';
+import { rerunWithCliNodeFlags } from '../test/helpers/sensor-process.js';
 
 export interface StormResult {
   rate: number;
@@ -268,6 +269,9 @@ export async function driftStorm(rates = [1_000, 10_000, 50_000], seconds = 30, 
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  // The sensor runs in this process: with the Node flags the CLI runs with.
+  const code = rerunWithCliNodeFlags();
+  if (code !== undefined) process.exit(code);
   const rates = process.argv[2] ? process.argv[2].split(',').map(Number) : undefined;
   const secs = process.argv[3] ? Number(process.argv[3]) : undefined;
   driftStorm(rates, secs).then((r) => console.log(JSON.stringify(r, null, 2)));

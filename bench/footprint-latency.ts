@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { randomBytes } from 'node:crypto';
 import { MiniContainer } from '../test/helpers/minicontainer.js';
-import { cliPath } from '../test/helpers/sensor-process.js';
+import { cliArgs } from '../test/helpers/sensor-process.js';
 
 export interface FootprintLatency {
   idleRssMiB: number;
@@ -39,7 +39,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function footprintLatency(idleSeconds = 10, execs = 200, settleSeconds = 20): Promise<FootprintLatency> {
   const loadStart = load1();
   const data = mkdtempSync(join(tmpdir(), 'driftwatch-bench-'));
-  const child = spawn(process.execPath, [cliPath, 'run', '--data-dir', data, '--dedup-window', '0s', '--log-level', 'warn', '--metrics-address', '127.0.0.1:0'], {
+  const child = spawn(process.execPath, cliArgs('run', '--data-dir', data, '--dedup-window', '0s', '--log-level', 'warn', '--metrics-address', '127.0.0.1:0'), {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   // Read, or a full pipe leaves the sensor's writes queued and keeps it from exiting.

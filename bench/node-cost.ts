@@ -9,7 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cliPath } from '../test/helpers/sensor-process.js';
+import { cliArgs } from '../test/helpers/sensor-process.js';
 
 const LOOP_C = String.raw`
 #define _GNU_SOURCE
@@ -57,7 +57,7 @@ export interface NodeCost {
 const best = (xs: number[]) => Math.min(...xs);
 
 async function startSensor(dataDir: string, extra: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cliPath, 'run', '--data-dir', dataDir, '--metrics-address', '127.0.0.1:0', '--log-level', 'info', ...extra], {
+  const child = spawn(process.execPath, cliArgs('run', '--data-dir', dataDir, '--metrics-address', '127.0.0.1:0', '--log-level', 'info', ...extra), {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';

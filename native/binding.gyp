@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "ebpf_napi_loader",
-      "sources": ["src/loader.cc", "src/safe_open.cc", "src/process_exit.cc", "src/pidfd.cc", "src/dw_loader.c"],
+      "sources": ["src/loader.cc", "src/safe_open.cc", "src/process_exit.cc", "src/pidfd.cc", "src/heap_trim.cc", "src/dw_loader.c"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "../bpf/build",

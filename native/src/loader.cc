@@ -17,6 +17,7 @@
 #include "events.h"
 #include "process_exit.h"
 #include "pidfd.h"
+#include "heap_trim.h"
 #include "safe_open.h"
 
 namespace {
@@ -393,6 +394,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   SafeOpenInit(env, exports);
   ProcessExitInit(env, exports);
   PidfdInit(env, exports);
+  HeapTrimInit(env, exports);
   return Loader::Init(env, exports);
 }
 

@@ -227,6 +227,8 @@ interface Addon {
   pidfdOpen(pid: number): number;
   /** pidfd_send_signal(2). */
   pidfdSendSignal(fd: number, signal: number): void;
+  /** malloc_trim(0): the C heap's free pages back to the kernel; true when some were released. */
+  mallocTrim(): boolean;
 }
 
 let addon: Addon | undefined;

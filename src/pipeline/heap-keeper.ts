@@ -9,10 +9,13 @@
 // never woken for them):
 // - quiet: once no batch has arrived for quietMs after some did (start-up
 //   included), one memory-reducing collection, which also shrinks the young
-//   generation to its minimum and returns the freed pages to the kernel;
-//   only when there is something to return (a young generation grown past
-//   minYoungBytes, or old-generation growth): a lone finding now and then
-//   costs no collection (one is about 20-50 ms of CPU);
+//   generation to its minimum and returns the freed pages to the kernel,
+//   and then the C heap's free pages (trimNative: malloc_trim);
+//   after start-up always (it leaves garbage in every heap: V8's, array
+//   buffers, malloc's; with a small semi-space the young generation alone
+//   does not show it), later only when there is something to return (a young
+//   generation grown past minYoungBytes, or old-generation growth): a lone
+//   finding now and then costs no collection (one is about 20-50 ms of CPU);
 // - busy: at most every checkMs while batches flow, a full collection when
 //   the old generation grew by more than oldGrowthBytes (4 MiB) since the last one.
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
@@ -51,7 +54,26 @@ export interface HeapKeeperOptions {
   /** A quiet pipeline is settled only with a young generation at least this large, or old growth (default 4 MiB). */
   minYoungBytes?: number;
   metrics?: Metrics;
+  /** After a settle: give the C heap's free pages back (the addon's mallocTrim). */
+  trimNative?: () => void;
+  /** The clock and the timer the quiet check runs on (default: performance.now and setTimeout). */
+  timers?: KeeperTimers;
 }
+
+export interface KeeperTimers {
+  now(): number;
+  /** Calls fn once after ms; the returned cancel stops it. Must not keep the process alive. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+const realTimers: KeeperTimers = {
+  now: () => performance.now(),
+  after(ms, fn) {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return () => clearTimeout(t);
+  },
+};
 
 export class HeapKeeper {
   private readonly quietMs: number;
@@ -61,8 +83,10 @@ export class HeapKeeper {
   private lastBatch = 0;
   private lastCheck = 0;
   private baseline: number;
-  private quietTimer: NodeJS.Timeout | undefined;
-  private collecting = false;
+  private cancelQuiet: (() => void) | undefined;
+  private readonly timers: KeeperTimers;
+  private collecting: Promise<void> | undefined;
+  private settled = false;
   private closed = false;
 
   constructor(private readonly opts: HeapKeeperOptions = {}) {
@@ -70,51 +94,57 @@ export class HeapKeeper {
     this.checkMs = opts.checkMs ?? 1_000;
     this.oldGrowth = opts.oldGrowthBytes ?? 4 << 20;
     this.minYoung = opts.minYoungBytes ?? 4 << 20;
+    this.timers = opts.timers ?? realTimers;
     this.baseline = oldSpaceUsed();
     opts.metrics?.inc('heap_collections_total', { reason: 'quiet' }, 0);
     opts.metrics?.inc('heap_collections_total', { reason: 'old_growth' }, 0);
   }
 
   /** A batch went through the pipeline. */
-  activity(now = performance.now()): void {
+  activity(now = this.timers.now()): void {
     if (this.closed) return;
     this.lastBatch = now;
-    if (!this.quietTimer) this.armQuiet(this.quietMs);
+    if (!this.cancelQuiet) this.armQuiet(this.quietMs);
     if (now - this.lastCheck < this.checkMs || this.collecting) return;
     this.lastCheck = now;
     if (oldSpaceUsed() - this.baseline <= this.oldGrowth) return;
-    this.collecting = true;
     this.opts.metrics?.inc('heap_collections_total', { reason: 'old_growth' });
     // Async: V8 runs it as a task of its own, between two batches.
-    Promise.resolve(v8Gc()({ type: 'major', execution: 'async' }))
+    this.collecting = Promise.resolve(v8Gc()({ type: 'major', execution: 'async' }))
       .catch(() => undefined)
       .finally(() => {
-        this.collecting = false;
+        this.collecting = undefined;
         this.baseline = oldSpaceUsed();
       });
+  }
+
+  /** Settles when the collection started by activity(), if any, has finished. */
+  async collected(): Promise<void> {
+    await this.collecting;
   }
 
   /** One memory-reducing full collection now; the young generation shrinks and freed pages go back. */
   settle(): void {
     v8Gc()({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+    this.settled = true;
     this.baseline = oldSpaceUsed();
+    this.opts.trimNative?.();
     this.opts.metrics?.inc('heap_collections_total', { reason: 'quiet' });
   }
 
   private armQuiet(ms: number): void {
-    this.quietTimer = setTimeout(() => {
-      this.quietTimer = undefined;
+    this.cancelQuiet = this.timers.after(ms, () => {
+      this.cancelQuiet = undefined;
       if (this.closed) return;
-      const since = performance.now() - this.lastBatch;
+      const since = this.timers.now() - this.lastBatch;
       if (since < this.quietMs) return this.armQuiet(this.quietMs - since);
-      if (youngSpaceBytes() >= this.minYoung || oldSpaceUsed() - this.baseline > this.oldGrowth / 2) this.settle();
-    }, ms);
-    this.quietTimer.unref();
+      if (!this.settled || youngSpaceBytes() >= this.minYoung || oldSpaceUsed() - this.baseline > this.oldGrowth / 2) this.settle();
+    });
   }
 
   close(): void {
     this.closed = true;
-    clearTimeout(this.quietTimer);
-    this.quietTimer = undefined;
+    this.cancelQuiet?.();
+    this.cancelQuiet = undefined;
   }
 }

@@ -6,7 +6,7 @@ import { tap } from 'rxjs';
 import type { MetadataResolver } from '../enrich/metadata.js';
 import { DEFAULT_PACKAGE_MANAGERS, PackageWindows, type ProcessExits } from '../enrich/package-windows.js';
 import type { Logger } from '../log.js';
-import { execWatchPrefilterFor, loadWithScriptHook, setExecWatch, type ExecWatchEntry, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
+import { execWatchPrefilterFor, loadAddon, loadWithScriptHook, setExecWatch, type ExecWatchEntry, type MmapHook, type NativeLoader, type ScriptHook } from '../native/loader.js';
 import { interpreterWatchEntries } from './interpreters.js';
 import { scriptExcepted } from '../prevent/held.js';
 import { PreventionController } from '../prevent/controller.js';
@@ -253,7 +253,9 @@ export async function startSensor(opts: SensorOptions): Promise<Sensor> {
 
   // The data flow. Batches are the unit up to the signatures, where per-event
   // overhead matters; findings are few and flow one by one after the policy.
-  const keeper = opts.heap === false ? undefined : new HeapKeeper({ metrics, ...opts.heap });
+  // With the kernel's loader the addon is loaded, and its malloc_trim frees the C heap too.
+  const trimNative = opts.loader ? undefined : () => void loadAddon().mallocTrim();
+  const keeper = opts.heap === false ? undefined : new HeapKeeper({ metrics, ...(trimNative ? { trimNative } : {}), ...opts.heap });
   keeper?.activity(); // start-up is the first burst
   const stopping = new AbortController();
   const finished = new Promise<void>((done) => {

@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { freePort } from './postgres.js';
-import { cliPath } from './sensor-process.js';
+import { cliArgs } from './sensor-process.js';
 
 export interface BackendProcess {
   proc: ChildProcess;
@@ -19,7 +19,7 @@ export interface BackendProcess {
 
 export async function startBackendProcess(db: string, extra: string[] = []): Promise<BackendProcess> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [cliPath, 'backend', '--listen', `127.0.0.1:${port}`, '--db', db, ...extra], {
+  const proc = spawn(process.execPath, cliArgs('backend', '--listen', `127.0.0.1:${port}`, '--db', db, ...extra), {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

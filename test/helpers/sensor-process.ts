@@ -1,9 +1,9 @@
 // Runs the real CLI (`driftwatch run --jsonl -`) as a child process and
 // collects its findings, so kernel tests exercise exactly what users run.
 import type { FindingJson } from '#gen/finding-json.js';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,30 @@ import { bpfObjectsOf, type BpfObjects } from './minicontainer.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const cliPath = join(repoRoot, 'bin', 'driftwatch.js');
+
+/** The Node flags on a launcher's `#!/usr/bin/env -S node ...` line (none for `#!/usr/bin/env node`). */
+export function nodeFlagsOf(launcher: string): string[] {
+  const shebang = readFileSync(launcher, 'utf8').split('\n', 1)[0]!;
+  return (/^#!\S*env -S node((?: --\S+)*)\s*$/.exec(shebang)?.[1] ?? '').split(' ').filter(Boolean);
+}
+
+/** The Node flags users get (bin/driftwatch.js's). Tests and benchmarks run the CLI with this process's Node (the checkout's Node 24) and these. */
+export const cliNodeFlags: readonly string[] = nodeFlagsOf(cliPath);
+
+/** Arguments for spawn(process.execPath, ...): the CLI as users start it. */
+export const cliArgs = (...args: string[]): string[] => [...cliNodeFlags, cliPath, ...args];
+
+/**
+ * For a benchmark that hosts the sensor in its own process: when this process
+ * lacks the CLI's Node flags, runs the same script again with them (stdio
+ * shared) and returns its exit code; undefined when they are already set.
+ */
+export function rerunWithCliNodeFlags(): number | undefined {
+  const missing = cliNodeFlags.filter((f) => !process.execArgv.includes(f));
+  if (!missing.length) return undefined;
+  const r = spawnSync(process.execPath, [...process.execArgv, ...missing, ...process.argv.slice(1)], { stdio: 'inherit' });
+  return r.status ?? 1;
+}
 
 /** Findings as parsed from JSONL: the proto3 JSON mapping with every field present. */
 type Complete<T> = T extends Array<infer U> ? Array<Complete<U>> : T extends object ? { [K in keyof T]-?: Complete<T[K]> } : T;
@@ -52,7 +76,7 @@ export class SensorProcess {
 
   static async start(extraArgs: string[] = [], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<SensorProcess> {
     const dataDir = mkdtempSync(join(tmpdir(), 'driftwatch-data-'));
-    const child = spawn(process.execPath, [cliPath, 'run', '--jsonl', '-', '--data-dir', dataDir, '--dedup-window', '0s', '--metrics-address', '127.0.0.1:0', ...extraArgs], {
+    const child = spawn(process.execPath, cliArgs('run', '--jsonl', '-', '--data-dir', dataDir, '--dedup-window', '0s', '--metrics-address', '127.0.0.1:0', ...extraArgs), {
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
     });

@@ -37,9 +37,9 @@ function libsOf(bin: string): string[] {
   return [...out.matchAll(/(\/\S+\.so[^\s]*)/g)].map((m) => m[1]!);
 }
 
-/** The app as the image has it: dist, gen, bin, the addon, the payload, production dependencies. */
+/** The app as the image has it: dist (the bundle and the per-file tree), gen, bin, the addon, the payload, production dependencies. */
 function copyApp(dst: string): void {
-  for (const p of ['package.json', 'bin', 'gen', 'dist/src', 'native/build/Release/ebpf_napi_loader.node', 'native/build/dw-selftest']) {
+  for (const p of ['package.json', 'bin', 'gen', 'dist/src', 'dist/bundle', 'native/build/Release/ebpf_napi_loader.node', 'native/build/dw-selftest']) {
     cpSync(join(root, p), join(dst, p), { recursive: true });
   }
   const ls = spawnSync('npm', ['ls', '--omit=dev', '--parseable', '--all'], { cwd: root, encoding: 'utf8' });
