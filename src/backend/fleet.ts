@@ -59,7 +59,7 @@ export function fleetInputOf(keys: Array<FleetKey | null>, known?: ReadonlySet<s
   const sightings: Sighting[] = [];
   const add = (sha256: string, kind: SightingKind, value: string) => {
     if (!value) return;
-    const key = `${sha256}\u0000${kind}\u0000${value}`;
+    const key = sightingKey({ sha256, kind, value });
     if (seen.has(key) || known?.has(key)) return;
     seen.add(key);
     sightings.push({ sha256, kind, value });

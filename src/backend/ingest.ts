@@ -58,11 +58,16 @@ function checkEach(buf: Uint8Array, limits: IngestLimits, keep: (f: FindingJson)
 export async function ingest(store: FindingStore, buf: Uint8Array, limits: IngestLimits): Promise<IngestOutcome> {
   const c = checkRequest(buf, limits);
   if (c.kind === 'invalid') return c;
-  const { good, rejected, truncated } = c;
+  return storeBisecting(store, c.good, c.rejected, c.truncated);
+}
+
+/** Stores findings, a finding the store refuses bisected out and named among the rejections. */
+async function storeBisecting(store: FindingStore, good: FindingJson[], rejected: Rejection[], truncated: number): Promise<IngestOutcome> {
   try {
     const r = await insertBisecting(store, good);
-    for (const f of r.failed) rejected.push({ index: good.findIndex((g) => g.id === f.id), id: f.id, field: 'finding', reason: `refused by the store: ${f.reason}` });
-    return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected, truncated };
+    const out = [...rejected];
+    for (const f of r.failed) out.push({ index: good.findIndex((g) => g.id === f.id), id: f.id, field: 'finding', reason: `refused by the store: ${f.reason}` });
+    return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected: out, truncated };
   } catch (err) {
     return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}${isStoreUnavailable(err) ? '' : ' (bisect)'}` };
   }
@@ -109,16 +114,10 @@ export function ingestPackedGroupSync(store: GroupingStore, reqs: PackedRequest[
 /** One checked request on its own, a finding the store refuses bisected out. */
 export async function ingestPacked(store: FindingStore, p: PackedRequest): Promise<IngestOutcome> {
   if (p.kind === 'invalid') return p;
-  const good = unpackRows(p.rows).map((r) => JSON.parse(r.json) as FindingJson);
-  const rejected = [...p.rejected];
-  try {
-    const r = await insertBisecting(store, good);
-    for (const f of r.failed) rejected.push({ index: good.findIndex((g) => g.id === f.id), id: f.id, field: 'finding', reason: `refused by the store: ${f.reason}` });
-    return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected, truncated: p.truncated };
-  } catch (err) {
-    return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}${isStoreUnavailable(err) ? '' : ' (bisect)'}` };
-  }
+  return storeBisecting(store, findingsOf(unpackRows(p.rows)), p.rejected, p.truncated);
 }
+
+const findingsOf = (rows: StoreRow[]) => rows.map((r) => JSON.parse(r.json) as FindingJson);
 
 /** A store that writes checked rows as they come (PostgreSQL). */
 export interface RowStore extends FindingStore {
@@ -147,15 +146,7 @@ async function storeRows(store: RowStore, rows: StoreRow[], rejected: Rejection[
   } catch (err) {
     if (isStoreUnavailable(err)) return { kind: 'unavailable', message: `store unavailable: ${(err as Error).message}` };
     // a finding's fault: stored again finding by finding, the refused one bisected out
-    const good = rows.map((r) => JSON.parse(r.json) as FindingJson);
-    const out = [...rejected];
-    try {
-      const b = await insertBisecting(store, good);
-      for (const f of b.failed) out.push({ index: good.findIndex((g) => g.id === f.id), id: f.id, field: 'finding', reason: `refused by the store: ${f.reason}` });
-      return { kind: 'ok', stored: b.stored, duplicates: b.duplicates, rejected: out, truncated };
-    } catch (err2) {
-      return { kind: 'unavailable', message: `store unavailable: ${(err2 as Error).message}${isStoreUnavailable(err2) ? '' : ' (bisect)'}` };
-    }
+    return storeBisecting(store, findingsOf(rows), rejected, truncated);
   }
 }
 
