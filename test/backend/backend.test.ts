@@ -21,6 +21,8 @@ import { encodeRequest, exportRaw, realisticFinding } from '../helpers/load.js';
 import { postgresSkipReason, startPostgres, type PgServer } from '../helpers/postgres.js';
 import { cliPath } from '../helpers/sensor-process.js';
 
+type PgClient = import('pg').Client;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(pred: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -139,7 +141,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
         const raw = new pg.Client({ connectionString: db });
         await raw.connect();
         await raw.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-          IF (SELECT container_name FROM containers WHERE key = NEW.container_key) = 'refused' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
+          IF (SELECT container_name FROM origins WHERE key = NEW.origin) = 'refused' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
           RETURN NEW; END $$`);
         await raw.query('CREATE TRIGGER refuse BEFORE INSERT ON findings FOR EACH ROW EXECUTE FUNCTION refuse()');
         await raw.end();
@@ -465,53 +467,101 @@ for (const kind of ['sqlite', 'postgres'] as const) {
         }
       });
 
-      test('a database from before the containers table is moved onto it on start (two replicas at once); an insert by a replica of the earlier version gets its container key', { timeout: 60_000 }, async () => {
-        const db = await freshDb();
-        const { default: pg } = await import('pg');
-        const raw = new pg.Client({ connectionString: db });
-        await raw.connect();
-        const legacyColumns = ['id', 'time', 'signature_id', 'severity', 'container_id', 'container_name', 'image', 'namespace', 'hostname', 'sha256', 'action'];
-        const legacyRow = (f: FindingJson) => [f.id, f.time, f.signature!.id, f.signature!.severity, f.container!.id, f.container!.name, f.container!.image,
-          f.kubernetes!.namespace, f.host!.hostname, f.process!.executable!.sha256, 'alert', JSON.stringify(f)];
-        const insertLegacy = (f: FindingJson) => raw.query(`INSERT INTO findings (${legacyColumns.join(', ')}, body) VALUES (${legacyColumns.map((_, i) => `$${i + 1}`).join(', ')}, $12)`, legacyRow(f));
-        // the layout before: the container's fields on every finding, five text indexes
-        await raw.query(`CREATE TABLE findings (${legacyColumns.map((c) => `${c} ${c === 'time' ? 'TIMESTAMPTZ' : 'TEXT COLLATE "C"'} NOT NULL${c === 'id' ? ' PRIMARY KEY' : ''}`).join(', ')},
-          received_at TIMESTAMPTZ NOT NULL DEFAULT now(), body JSON NOT NULL)`);
-        for (const c of ['container_id', 'container_name', 'image', 'namespace', 'hostname']) await raw.query(`CREATE INDEX findings_${c} ON findings (${c}, time)`);
-        const old = findings(30, 'legacy');
-        for (const f of old) await insertLegacy(f);
-        const [r1, r2] = await Promise.all([startBackend({ listen: '127.0.0.1:0', db }), startBackend({ listen: '127.0.0.1:0', db })]);
-        const c1 = client(r1.address);
-        try {
-          const after = findings(30, 'new', 30);
-          assert.equal((await exportRaw(c1, encodeRequest(after))).stored, 30);
-          // a replica of the earlier version, during a rolling upgrade, still writes the texts
-          const straggler = realisticFinding(7, 'straggler');
-          await insertLegacy(straggler);
-          const all = [...old, ...after, straggler];
-          const expect = (pred: (f: FindingJson) => boolean) => all.filter(pred).map((f) => f.id).sort();
-          const got = async (q: Parameters<typeof r1.store.query>[0]) => (await r2.store.query({ ...q, limit: 1000 })).map((f) => f.id).sort();
+      // The two shapes before the origins table, as their versions wrote them:
+      // the container's fields and sha256 on every finding, with text indexes;
+      // then the container's fields in `containers`, sha256 on the finding.
+      const containerNames = ['container_id', 'container_name', 'image', 'namespace', 'hostname'];
+      const textColumn = (c: string) => `${c} ${c === 'time' ? 'TIMESTAMPTZ' : 'TEXT COLLATE "C"'} NOT NULL${c === 'id' ? ' PRIMARY KEY' : ''}`;
+      const containerOf = (f: FindingJson) => [f.container!.id, f.container!.name, f.container!.image, f.kubernetes!.namespace, f.host!.hostname];
+      const shapes = {
+        'text columns only': {
+          async create(raw: PgClient) {
+            const cols = ['id', 'time', 'signature_id', 'severity', ...containerNames, 'sha256', 'action'];
+            await raw.query(`CREATE TABLE findings (${cols.map(textColumn).join(', ')}, received_at TIMESTAMPTZ NOT NULL DEFAULT now(), body JSON NOT NULL)`);
+            for (const c of [...containerNames, 'sha256']) await raw.query(`CREATE INDEX findings_${c} ON findings (${c}, time)`);
+          },
+          async insert(raw: PgClient, f: FindingJson) {
+            const cols = ['id', 'time', 'signature_id', 'severity', ...containerNames, 'sha256', 'action', 'body'];
+            await raw.query(`INSERT INTO findings (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,
+              [f.id, f.time, f.signature!.id, f.signature!.severity, ...containerOf(f), f.process!.executable!.sha256, 'alert', JSON.stringify(f)]);
+          },
+        },
+        'a containers table': {
+          async create(raw: PgClient) {
+            await raw.query(`CREATE TABLE containers (key BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, digest BYTEA NOT NULL UNIQUE, ${containerNames.map(textColumn).join(', ')})`);
+            const cols = ['id', 'time', 'signature_id', 'severity', 'sha256', 'action'];
+            await raw.query(`CREATE TABLE findings (${cols.map(textColumn).join(', ')}, container_key BIGINT NOT NULL, received_at TIMESTAMPTZ NOT NULL DEFAULT now(), body JSON NOT NULL)`);
+            for (const c of ['container_key', 'sha256']) await raw.query(`CREATE INDEX findings_${c} ON findings (${c}, time)`);
+          },
+          async insert(raw: PgClient, f: FindingJson) {
+            const digest = `decode(md5(concat_ws(';', ${containerNames.map((_, i) => `$${i + 1}::text`).join(', ')})), 'hex')`;
+            await raw.query(`INSERT INTO containers (digest, ${containerNames.join(', ')}) VALUES (${digest}, $1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING`, containerOf(f));
+            const key = (await raw.query(`SELECT key FROM containers WHERE digest = ${digest}`, containerOf(f))).rows[0].key;
+            await raw.query('INSERT INTO findings (id, time, signature_id, severity, sha256, action, container_key, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+              [f.id, f.time, f.signature!.id, f.signature!.severity, f.process!.executable!.sha256, 'alert', key, JSON.stringify(f)]);
+          },
+        },
+      };
+      for (const [shape, legacy] of Object.entries(shapes)) {
+        test(`a database with ${shape} is moved onto origins on start (two replicas at once); an insert by a replica of that version gets its origin`, { timeout: 60_000 }, async () => {
+          const db = await freshDb();
+          const { default: pg } = await import('pg');
+          const raw = new pg.Client({ connectionString: db });
+          await raw.connect();
+          await legacy.create(raw);
+          const old = findings(30, 'legacy');
+          for (const f of old) await legacy.insert(raw, f);
+          // read-only (the findings command of this version before a backend moved it): read the old way
+          const readOnly = await openStore(db, { readOnly: true });
           const sample = realisticFinding(7);
-          assert.deepEqual(await got({ container: sample.container!.name! }), expect((f) => f.container!.name === sample.container!.name));
-          assert.deepEqual(await got({ container: sample.container!.id!.slice(0, 12) }), expect((f) => f.container!.id === sample.container!.id));
-          assert.deepEqual(await got({ namespace: sample.kubernetes!.namespace! }), expect((f) => f.kubernetes!.namespace === sample.kubernetes!.namespace));
-          assert.deepEqual(await got({ image: sample.container!.image!, host: sample.host!.hostname! }),
-            expect((f) => f.container!.image === sample.container!.image && f.host!.hostname === sample.host!.hostname));
-          assert.deepEqual(await got({ namespace: 'no-such-namespace' }), []);
-          const byHost = await r2.store.summary('host', {});
-          const hosts = new Map<string, number>();
-          for (const f of all) hosts.set(f.host!.hostname!, (hosts.get(f.host!.hostname!) ?? 0) + 1);
-          assert.deepEqual(new Map(byHost.map((x) => [x.key, x.findings])), hosts);
-          const keys = (await raw.query('SELECT count(*)::int AS n FROM findings WHERE container_key IS NULL')).rows[0].n;
-          assert.equal(keys, 0, 'every finding has its container key');
-          const indexes = (await raw.query("SELECT indexname FROM pg_indexes WHERE tablename = 'findings' ORDER BY 1")).rows.map((x: { indexname: string }) => x.indexname);
-          assert.ok(!indexes.includes('findings_container_name') && indexes.includes('findings_container_key'), indexes.join(' '));
-        } finally {
-          c1.close();
-          await raw.end();
-          await Promise.all([r1.stop(), r2.stop()]);
-        }
-      });
+          try {
+            assert.deepEqual((await readOnly.query({ namespace: sample.kubernetes!.namespace!, limit: 1000 })).map((f) => f.id).sort(),
+              old.filter((f) => f.kubernetes!.namespace === sample.kubernetes!.namespace).map((f) => f.id).sort());
+            assert.deepEqual(new Map((await readOnly.summary('sha256', {})).map((x) => [x.key, x.findings])).size, new Set(old.map((f) => f.process!.executable!.sha256)).size);
+          } finally {
+            await readOnly.close();
+          }
+          const [r1, r2] = await Promise.all([startBackend({ listen: '127.0.0.1:0', db }), startBackend({ listen: '127.0.0.1:0', db })]);
+          const c1 = client(r1.address);
+          try {
+            const after = findings(30, 'new', 30);
+            assert.equal((await exportRaw(c1, encodeRequest(after))).stored, 30);
+            // a replica of the earlier version, during a rolling upgrade, still writes the way it did
+            const straggler = realisticFinding(7, 'straggler');
+            await legacy.insert(raw, straggler);
+            const all = [...old, ...after, straggler];
+            const expect = (pred: (f: FindingJson) => boolean) => all.filter(pred).map((f) => f.id).sort();
+            const got = async (q: Parameters<typeof r1.store.query>[0]) => (await r2.store.query({ ...q, limit: 1000 })).map((f) => f.id).sort();
+            assert.deepEqual(await got({ container: sample.container!.name! }), expect((f) => f.container!.name === sample.container!.name));
+            assert.deepEqual(await got({ container: sample.container!.id!.slice(0, 12) }), expect((f) => f.container!.id === sample.container!.id));
+            assert.deepEqual(await got({ namespace: sample.kubernetes!.namespace! }), expect((f) => f.kubernetes!.namespace === sample.kubernetes!.namespace));
+            assert.deepEqual(await got({ image: sample.container!.image!, host: sample.host!.hostname! }),
+              expect((f) => f.container!.image === sample.container!.image && f.host!.hostname === sample.host!.hostname));
+            const sha256 = sample.process!.executable!.sha256!;
+            assert.deepEqual(await got({ sha256 }), expect((f) => f.process!.executable!.sha256 === sha256));
+            assert.deepEqual(await got({ sha256, namespace: sample.kubernetes!.namespace! }),
+              expect((f) => f.process!.executable!.sha256 === sha256 && f.kubernetes!.namespace === sample.kubernetes!.namespace));
+            assert.deepEqual(await got({ namespace: 'no-such-namespace' }), []);
+            const counts = (key: (f: FindingJson) => string) => {
+              const m = new Map<string, number>();
+              for (const f of all) m.set(key(f), (m.get(key(f)) ?? 0) + 1);
+              return m;
+            };
+            for (const [by, key] of [['host', (f: FindingJson) => f.host!.hostname!], ['sha256', (f: FindingJson) => f.process!.executable!.sha256!]] as const) {
+              const rows = await r2.store.summary(by, {});
+              assert.deepEqual(new Map(rows.map((x) => [x.key, x.findings])), counts(key), `summary by ${by}`);
+            }
+            const unkeyed = (await raw.query('SELECT count(*)::int AS n FROM findings WHERE origin IS NULL')).rows[0].n;
+            assert.equal(unkeyed, 0, 'every finding has its origin');
+            const indexes = (await raw.query("SELECT indexname FROM pg_indexes WHERE tablename = 'findings' ORDER BY 1")).rows.map((x: { indexname: string }) => x.indexname);
+            assert.ok(indexes.includes('findings_origin') && !indexes.some((i: string) => /findings_(container|sha256)/.test(i)), indexes.join(' '));
+          } finally {
+            c1.close();
+            await raw.end();
+            await Promise.all([r1.stop(), r2.stop()]);
+          }
+        });
+      }
     }
   });
 }
