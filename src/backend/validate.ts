@@ -34,8 +34,15 @@ export type Checked = { ok: true; finding: FindingJson; truncated: boolean } | {
 // date, 'T', full time, optional fraction, 'Z' or a numeric offset.
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|([+-])(\d{2}):(\d{2}))$/;
 
+// What sensors send: already canonical UTC. Such a time is valid exactly when it reads back as itself.
+const CANONICAL = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
 /** The instant as canonical UTC (`2024-03-07T10:00:00.000Z`), or null when it is not strict RFC 3339. */
 export function parseRfc3339(s: string): string | null {
+  if (CANONICAL.test(s)) {
+    const ms = Date.parse(s);
+    if (!Number.isNaN(ms) && new Date(ms).toISOString() === s) return s;
+  }
   const m = RFC3339.exec(s);
   if (!m) return null;
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
