@@ -5,16 +5,17 @@
 // replicas is stored once, and the fleet tables only count new sightings.
 //
 // Where a finding came from (container id and name, image, namespace, host
-// and sha256) is a row of `origins`, as in SQLite, and a finding keeps its
-// integer key: one (origin, time) index instead of six text ones (the
-// (sha256, time) index alone was 176 bytes per finding, the largest). A
-// filter on those fields finds the keys first, in the small origins table.
+// and sha256; here also its signature and action) is a row of `origins`, as
+// in SQLite, and a finding keeps its integer key: one (origin, time) index
+// instead of eight text ones (the (sha256, time) index alone was 176 bytes
+// per finding, the largest). A filter on those fields finds the keys first,
+// in the small origins table.
 import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, type Column, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
 import { fleetFieldsOf, fleetInputOf, sightingKey, type FleetState, type Sighting } from './fleet.js';
-import { filterConditions, ORIGIN_COLUMNS, type Dialect } from './origins.js';
+import { filterConditions, ORIGIN_COLUMNS as SHARED_ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
 // Replicas starting together must not race on CREATE (it is not atomic in PostgreSQL).
@@ -25,19 +26,24 @@ const SCHEMA_LOCK = 0x64726966;
 // the index). Equality is the same in every deterministic collation.
 const typeOf = (c: Column) => (c.pgType === 'TEXT' ? 'TEXT COLLATE "C"' : c.pgType);
 
-const isOriginColumn = (name: string) => (ORIGIN_COLUMNS as readonly string[]).includes(name);
+// Here the origin also holds the signature and the action: a container's
+// binary raises few of each, and their two (text, time) indexes were a btree
+// insert each per finding (~5 µs of PostgreSQL's CPU per finding).
+const ORIGIN_COLUMNS = [...SHARED_ORIGIN_COLUMNS, 'signature_id', 'action'];
+const isOriginColumn = (name: string) => ORIGIN_COLUMNS.includes(name);
 const FINDING_COLUMNS = COLUMNS.filter((c) => !isOriginColumn(c.name));
 const ORIGIN_AT = ORIGIN_COLUMNS.map((n) => COLUMNS.findIndex((c) => c.name === n));
 const FINDING_AT = FINDING_COLUMNS.map((c) => COLUMNS.indexOf(c));
 const ID_AT = COLUMNS.findIndex((c) => c.name === 'id');
 /** The previous version kept the first five in a table `containers`, and sha256 on the finding. */
-const CONTAINER_NAMES = ORIGIN_COLUMNS.filter((n) => n !== 'sha256');
+const CONTAINER_NAMES: string[] = SHARED_ORIGIN_COLUMNS.filter((n) => n !== 'sha256');
+const missingOf = (name: string) => COLUMNS.find((c) => c.name === name)!.missing ?? '';
 const ORIGIN_NAMES = ORIGIN_COLUMNS.join(', ');
 const prefixed = (prefix: string) => ORIGIN_COLUMNS.map((n) => prefix + n);
 
 // The tuple's identity: a digest of its length-prefixed values (so no two
 // tuples share one, whatever they contain), computed by PostgreSQL alone.
-// A unique index on the six texts could outgrow a btree entry.
+// A unique index on the texts could outgrow a btree entry.
 const digestOf = (values: readonly string[]) => `sha256(convert_to(${values.map((v) => `octet_length(${v})::text || ':' || ${v}`).join(` || ';' || `)}, 'UTF8'))`;
 
 /** Where a store reads a finding's origin from: the table and the finding's column that holds its key. */
@@ -73,7 +79,7 @@ function schema(): string[] {
 /**
  * A database from before the origins table keeps its findings: each gets the
  * key of its origin, read from its text columns (the first shape) or from
- * `containers` and its sha256 (the previous one). The text columns and the
+ * `containers` and its other columns (the previous one). The text columns and the
  * containers table stay (new rows leave them empty), and a row inserted
  * without an origin (by a replica of an earlier version, during a rolling
  * upgrade) gets one by trigger, from what that version wrote. Runs inside the
@@ -81,11 +87,14 @@ function schema(): string[] {
  */
 function migrateToOrigins(before: Shape): string[] {
   const fromContainers = before.columns.includes('container_key');
-  // a finding's six values in the shape before, for the finding `f` (and `c`, its container)
-  const valuesOf = (f: string) => (fromContainers ? [...CONTAINER_NAMES.map((n) => `c.${n}`), `${f}.sha256`] : prefixed(`${f}.`));
+  // a finding's origin in the shape before: its own columns (`f`), and its container's (`c`) in the previous one
+  const onFinding = ORIGIN_COLUMNS.filter((n) => !fromContainers || !CONTAINER_NAMES.includes(n));
+  const valuesOf = (f: string) => ORIGIN_COLUMNS.map((n) => (onFinding.includes(n) ? `${f}.${n}` : `c.${n}`));
   const join = fromContainers ? 'containers c, ' : '';
   const joined = (f: string) => (fromContainers ? `c.key = ${f}.container_key` : 'true');
   return [
+    // a database from before the action column: its rows were alerts
+    ...onFinding.map((n) => `ALTER TABLE findings ADD COLUMN IF NOT EXISTS ${n} TEXT COLLATE "C" NOT NULL DEFAULT '${missingOf(n)}'`),
     'ALTER TABLE findings ADD COLUMN origin BIGINT',
     `INSERT INTO origins (digest, ${ORIGIN_NAMES}) SELECT ${digestOf(prefixed('d.'))}, d.*
        FROM (SELECT DISTINCT ${valuesOf('f').join(', ')} FROM ${join}findings f WHERE ${joined('f')}) d (${ORIGIN_NAMES})
@@ -105,7 +114,7 @@ function migrateToOrigins(before: Shape): string[] {
     'CREATE TRIGGER findings_origin BEFORE INSERT ON findings FOR EACH ROW WHEN (NEW.origin IS NULL) EXECUTE FUNCTION driftwatch_origin()',
     'ALTER TABLE findings ALTER COLUMN origin SET NOT NULL',
     ...(fromContainers ? ['ALTER TABLE findings ALTER COLUMN container_key DROP NOT NULL'] : []),
-    ...ORIGIN_COLUMNS.filter((n) => before.columns.includes(n)).map((n) => `ALTER TABLE findings ALTER COLUMN ${n} SET DEFAULT ''`),
+    ...ORIGIN_COLUMNS.filter((n) => onFinding.includes(n) || before.columns.includes(n)).map((n) => `ALTER TABLE findings ALTER COLUMN ${n} SET DEFAULT '${missingOf(n)}'`),
   ];
 }
 
