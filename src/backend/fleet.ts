@@ -20,6 +20,8 @@ export interface FleetInput {
   binaries: Array<{ sha256: string; firstSeen: string }>;
   /** distinct, sorted (a fixed lock order, so concurrent replicas do not deadlock) */
   sightings: Sighting[];
+  /** the fleetTupleKey of each finding whose sightings are in `sightings` (none known before), distinct */
+  tuples: string[];
 }
 
 export interface FleetState {
@@ -52,15 +54,19 @@ export function fleetInput(findings: FindingJson[]): FleetInput {
   return fleetInputOf(findings.map(fleetKey));
 }
 
-/** `known`: sightings (as sightingKey) already stored, left out of `sightings`. */
+/**
+ * `known`: findings (as fleetTupleKey) whose three sightings are all stored,
+ * left out of `sightings` (one lookup per finding).
+ */
 export function fleetInputOf(keys: Array<FleetKey | null>, known?: ReadonlySet<string>): FleetInput {
   const first = new Map<string, string>();
   const seen = new Set<string>();
   const sightings: Sighting[] = [];
+  const tuples = new Set<string>();
   const add = (sha256: string, kind: SightingKind, value: string) => {
     if (!value) return;
     const key = sightingKey({ sha256, kind, value });
-    if (seen.has(key) || known?.has(key)) return;
+    if (seen.has(key)) return;
     seen.add(key);
     sightings.push({ sha256, kind, value });
   };
@@ -68,6 +74,9 @@ export function fleetInputOf(keys: Array<FleetKey | null>, known?: ReadonlySet<s
     if (!k) continue;
     const prev = first.get(k.sha256);
     if (!prev || k.time < prev) first.set(k.sha256, k.time);
+    const tuple = fleetTupleKey(k);
+    if (known?.has(tuple) || tuples.has(tuple)) continue;
+    tuples.add(tuple);
     add(k.sha256, 'c', k.container);
     add(k.sha256, 'i', k.image);
     add(k.sha256, 'h', k.host);
@@ -75,8 +84,11 @@ export function fleetInputOf(keys: Array<FleetKey | null>, known?: ReadonlySet<s
   const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   sightings.sort((a, b) => cmp(a.sha256, b.sha256) || cmp(a.kind, b.kind) || cmp(a.value, b.value));
   const binaries = [...first].map(([sha256, firstSeen]) => ({ sha256, firstSeen })).sort((a, b) => cmp(a.sha256, b.sha256));
-  return { binaries, sightings };
+  return { binaries, sightings, tuples: [...tuples] };
 }
+
+/** What a finding's three sightings are, as one key. */
+export const fleetTupleKey = (k: FleetKey) => `${k.sha256}\u0000${k.container}\u0000${k.image}\u0000${k.host}`;
 
 /** The key fleetInputOf's `known` holds for a sighting. */
 export const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}`;

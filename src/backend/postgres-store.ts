@@ -14,7 +14,7 @@ import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, type Column, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
-import { fleetFieldsOf, fleetInputOf, sightingKey, type FleetState, type Sighting } from './fleet.js';
+import { fleetFieldsOf, fleetInputOf, type FleetState } from './fleet.js';
 import { filterConditions, ORIGIN_COLUMNS as SHARED_ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
@@ -198,17 +198,18 @@ UNION ALL
 SELECT f.sha256, f.first_seen, f.containers, f.images, f.hosts, false FROM fleet_binaries f
 WHERE f.sha256 = ANY($4::text[]) AND NOT EXISTS (SELECT 1 FROM up WHERE up.sha256 = f.sha256)`;
 
-// Sightings are never deleted, so one this process saw committed needs no
-// INSERT again (true across replicas: another's commit only adds). A key is
-// ~180 bytes in the worker's heap: 100,000 of them are ~18 MiB of the RSS
-// budget (500,000 would be ~90 MiB); past that the set starts over.
-const KNOWN_SIGHTINGS_MAX = 100_000;
+// Sightings are never deleted, so the sightings of a finding (its sha256 in
+// its container, image and host) that this process saw committed need no
+// INSERT again (true across replicas: another's commit only adds). One key
+// per such tuple, ~200 bytes in the worker's heap: 100,000 of them are
+// ~20 MiB of the RSS budget; past that the set starts over.
+const KNOWN_TUPLES_MAX = 100_000;
 
 /** Deadlock or serialization failure between replicas: the transaction is simply run again. */
 const RETRY = new Set(['40P01', '40001']);
 
 export class PostgresStore implements FindingStore {
-  private readonly knownSightings = new Set<string>();
+  private readonly knownTuples = new Set<string>();
   private readonly originKeys = new Map<string, number>();
   private readonly insertSql: string;
   /** Where the origins are (undefined: on the findings; a database from before, opened read-only). */
@@ -266,7 +267,7 @@ export class PostgresStore implements FindingStore {
 
   private async insertOnce(rows: StoreRow[]): Promise<InsertResult> {
     const client = await this.pool.connect();
-    const fresh: Sighting[] = [];
+    const fresh: string[] = [];
     try {
       const keys = await this.keysOf(client, rows);
       await client.query('BEGIN');
@@ -294,8 +295,8 @@ export class PostgresStore implements FindingStore {
       }
       stored += await this.insertPlain(client, from ? rows.slice(from) : rows, from ? keys.slice(from) : keys, fresh);
       await client.query('COMMIT');
-      if (this.knownSightings.size + fresh.length > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
-      for (const x of fresh) this.knownSightings.add(sightingKey(x));
+      if (this.knownTuples.size + fresh.length > KNOWN_TUPLES_MAX) this.knownTuples.clear();
+      for (const x of fresh) this.knownTuples.add(x);
       return { stored, duplicates: rows.length - stored };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
@@ -325,12 +326,12 @@ export class PostgresStore implements FindingStore {
   }
 
   /** Fleet tables (one statement), then the findings (one multi-row INSERT); inside the caller's transaction. */
-  private async insertPlain(client: pg.PoolClient, rows: StoreRow[], keys: number[], freshOut: Sighting[]): Promise<number> {
+  private async insertPlain(client: pg.PoolClient, rows: StoreRow[], keys: number[], freshOut: string[]): Promise<number> {
     if (!rows.length) return 0;
     const fleetKeys = rows.map((r) => r.fleet);
-    const input = fleetInputOf(fleetKeys, this.knownSightings);
+    const input = fleetInputOf(fleetKeys, this.knownTuples);
     const fresh = input.sightings;
-    freshOut.push(...fresh);
+    freshOut.push(...input.tuples);
     const state = new Map<string, FleetState>();
     if (input.binaries.length) {
       const r = await client.query({ name: 'dw_upsert_fleet', text: UPSERT_FLEET, values: [

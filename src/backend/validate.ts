@@ -34,21 +34,28 @@ export type Checked = { ok: true; finding: FindingJson; truncated: boolean } | {
 // date, 'T', full time, optional fraction, 'Z' or a numeric offset.
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|([+-])(\d{2}):(\d{2}))$/;
 
-// What sensors send: already canonical UTC. Such a time is valid exactly when it reads back as itself.
-const CANONICAL = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+// What sensors send: already canonical UTC, which only needs its fields in range.
+const CANONICAL = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const digits = (s: string, at: number, n: number) => {
+  let v = 0;
+  for (let i = at; i < at + n; i++) v = v * 10 + s.charCodeAt(i) - 48;
+  return v;
+};
 
 /** The instant as canonical UTC (`2024-03-07T10:00:00.000Z`), or null when it is not strict RFC 3339. */
 export function parseRfc3339(s: string): string | null {
   if (CANONICAL.test(s)) {
-    const ms = Date.parse(s);
-    if (!Number.isNaN(ms) && new Date(ms).toISOString() === s) return s;
+    const year = digits(s, 0, 4);
+    const month = digits(s, 5, 2);
+    const day = digits(s, 8, 2);
+    const valid = year >= 1 && month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month) && digits(s, 11, 2) <= 23 && digits(s, 14, 2) <= 59 && digits(s, 17, 2) <= 59;
+    return valid ? s : null;
   }
   const m = RFC3339.exec(s);
   if (!m) return null;
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
   if (year < 1 || month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59) return null;
-  const daysInMonth = new Date(Date.UTC(2000, month, 0)).getUTCDate() - (month === 2 && !isLeap(year) ? 1 : 0);
-  if (day < 1 || day > daysInMonth) return null;
+  if (day < 1 || day > daysInMonth(year, month)) return null;
   if (m[9] && (Number(m[10]) > 23 || Number(m[11]) > 59)) return null;
   const ms = Date.parse(s);
   return Number.isNaN(ms) ? null : new Date(ms).toISOString();
@@ -57,6 +64,9 @@ export function parseRfc3339(s: string): string | null {
 function isLeap(y: number): boolean {
   return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
 }
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const daysInMonth = (year: number, month: number) => DAYS_IN_MONTH[month - 1]! + (month === 2 && isLeap(year) ? 1 : 0);
 
 /** Splits an encoded ExportRequest into its encoded findings (field 1), without decoding them. */
 export function splitRequest(buf: Uint8Array): Uint8Array[] {
@@ -197,7 +207,8 @@ export function checkFinding(f: FindingJson, index: number): Checked {
   }
   canonicalTimes.set(f, time);
   let truncated = false;
-  if (Buffer.byteLength(json) > MAX_FINDING_BYTES) {
+  // a UTF-16 code unit is at most 3 UTF-8 bytes: most findings need no count
+  if (json.length * 3 > MAX_FINDING_BYTES && Buffer.byteLength(json) > MAX_FINDING_BYTES) {
     truncated = truncateToFit(f);
     if (jsonBytes(f) > MAX_FINDING_BYTES) return reject('finding', `larger than ${MAX_FINDING_BYTES} bytes after truncating args and labels`);
   } else checkedJson.set(f, json);
