@@ -431,6 +431,21 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       d.close();
     }
 
+    test('ids with quotes, backslashes, commas, braces and NULL as text are stored and read back as sent', async () => {
+      const backend = await startBackend({ listen: '127.0.0.1:0', db: await freshDb() });
+      const c = client(backend.address);
+      try {
+        const odd = ['a"b', 'c\\d', 'e,f', '{g}', 'NULL', ' h ', '"', '\\'].map((id, i) => realisticFinding(i, id));
+        assert.equal((await exportRaw(c, encodeRequest(odd))).stored, odd.length);
+        const back = await backend.store.query({ limit: 100 });
+        assert.deepEqual(back.map((f) => f.id).sort(), odd.map((f) => f.id).sort());
+        assert.deepEqual(new Map((await backend.store.summary('signature', {})).map((x) => [x.key, x.findings])), new Map([['drift.new_executable', odd.length]]));
+      } finally {
+        c.close();
+        await backend.stop();
+      }
+    });
+
     if (kind === 'postgres') {
       test('two replicas on one database: sensors spread over them, a finding sent to both is stored once, fleet counts once', { timeout: 60_000 }, async () => {
         const db = await freshDb();
