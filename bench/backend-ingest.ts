@@ -108,7 +108,7 @@ async function analyze(url: string): Promise<void> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    await c.query('ANALYZE'); // the findings and the containers they name
+    await c.query('ANALYZE'); // the findings and the origins they name
   } finally {
     await c.end();
   }
