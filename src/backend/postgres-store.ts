@@ -186,8 +186,10 @@ async function useLz4(c: pg.PoolClient): Promise<void> {
 
 // Sightings first (only the new ones are counted), then the per-sha256
 // counters grow by what was new; one round trip. A binary with nothing new
-// is only read: its row is neither rewritten nor locked, so replicas and
-// concurrent batches do not queue on the counters of a busy binary.
+// is only read (once, in `cur`): its row is neither rewritten nor locked, so
+// replicas and concurrent batches do not queue on the counters of a busy
+// binary. One the statement's snapshot does not have yet goes through the
+// upsert, which sees a replica's concurrent insert.
 const UPSERT_FLEET = `
 WITH s AS (
   INSERT INTO fleet_sightings (sha256, kind, value)
@@ -197,22 +199,22 @@ WITH s AS (
   SELECT sha256, count(*) FILTER (WHERE kind = 'c')::int AS c, count(*) FILTER (WHERE kind = 'i')::int AS i,
          count(*) FILTER (WHERE kind = 'h')::int AS h
   FROM s GROUP BY sha256
-), x AS (
-  SELECT u.sha256, u.first_seen, coalesce(n.c, 0) AS c, coalesce(n.i, 0) AS i, coalesce(n.h, 0) AS h
+), cur AS (
+  SELECT u.sha256, u.first_seen AS seen, f.first_seen, f.containers, f.images, f.hosts, f.sha256 IS NOT NULL AS known,
+         n.sha256 IS NOT NULL AS grown, coalesce(n.c, 0) AS c, coalesce(n.i, 0) AS i, coalesce(n.h, 0) AS h
   FROM unnest($4::text[], $5::timestamptz[]) AS u (sha256, first_seen)
   LEFT JOIN n ON n.sha256 = u.sha256 LEFT JOIN fleet_binaries f ON f.sha256 = u.sha256
-  WHERE f.sha256 IS NULL OR n.sha256 IS NOT NULL OR u.first_seen < f.first_seen
 ), up AS (
   INSERT INTO fleet_binaries AS b (sha256, first_seen, containers, images, hosts)
-  SELECT sha256, first_seen, c, i, h FROM x ORDER BY sha256
+  SELECT sha256, seen, c, i, h FROM cur WHERE NOT known OR grown OR seen < first_seen ORDER BY sha256
   ON CONFLICT (sha256) DO UPDATE SET first_seen = least(b.first_seen, excluded.first_seen),
     containers = b.containers + excluded.containers, images = b.images + excluded.images, hosts = b.hosts + excluded.hosts
   RETURNING sha256, first_seen, containers, images, hosts, (xmax = 0) AS created
 )
 SELECT * FROM up
 UNION ALL
-SELECT f.sha256, f.first_seen, f.containers, f.images, f.hosts, false FROM fleet_binaries f
-WHERE f.sha256 = ANY($4::text[]) AND NOT EXISTS (SELECT 1 FROM up WHERE up.sha256 = f.sha256)`;
+SELECT sha256, first_seen, containers, images, hosts, false FROM cur
+WHERE known AND NOT (grown OR seen < first_seen)`;
 
 // Sightings are never deleted, so the sightings of a finding (its sha256 in
 // its container, image and host) that this process saw committed need no
