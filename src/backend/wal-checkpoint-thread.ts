@@ -1,0 +1,30 @@
+// The checkpoint thread (see wal-checkpointer.ts): waits for the writer's
+// commits and copies them into the database file. It blocks in Atomics.wait
+// and needs no event loop.
+import { DatabaseSync } from 'node:sqlite';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Slot } from './wal-checkpointer.js';
+
+const { path, state } = workerData as { path: string; state: Int32Array };
+const db = new DatabaseSync(path);
+db.exec('PRAGMA busy_timeout = 5000');
+const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+Atomics.store(state, Slot.PageSize, Number((db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size));
+parentPort!.postMessage({ ready: true });
+
+let seen = 0;
+while (!Atomics.load(state, Slot.Stop)) {
+  Atomics.wait(state, Slot.Commits, seen);
+  const commits = Atomics.load(state, Slot.Commits);
+  if (commits === seen) continue;
+  seen = commits;
+  try {
+    // frames committed up to here are copied; a reader's older snapshot can hold some back
+    Atomics.store(state, Slot.Frames, Number((checkpoint.get() as { log: number }).log));
+  } catch {
+    // busy (another connection's checkpoint): the next commit tries again
+  }
+  Atomics.store(state, Slot.Passed, commits);
+  Atomics.notify(state, Slot.Passed);
+}
+db.close();
