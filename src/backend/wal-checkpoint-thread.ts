@@ -27,4 +27,11 @@ while (!Atomics.load(state, Slot.Stop)) {
   Atomics.store(state, Slot.Passed, commits);
   Atomics.notify(state, Slot.Passed);
 }
-db.close();
+// The writer has stopped: everything into the database file, and the WAL
+// emptied, even when another connection (the server's reader) outlives the
+// writer's and keeps the last close from removing it.
+try {
+  db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+} finally {
+  db.close();
+}

@@ -69,7 +69,7 @@ export class WalCheckpointer {
     }
   }
 
-  /** Ends the thread (its last checkpoint finished) and closes its connection. */
+  /** Ends the thread after a last checkpoint that empties the WAL (the writer must not write any more). */
   async stop(): Promise<void> {
     Atomics.store(this.state, Slot.Stop, 1);
     Atomics.notify(this.state, Slot.Commits);
