@@ -3,7 +3,7 @@
 // and needs no event loop.
 import { DatabaseSync } from 'node:sqlite';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Slot } from './wal-checkpointer.js';
+import { PASS_INTERVAL_MS, Slot } from './wal-checkpointer.js';
 
 const { path, state } = workerData as { path: string; state: Int32Array };
 const db = new DatabaseSync(path);
@@ -13,14 +13,19 @@ Atomics.store(state, Slot.PageSize, Number((db.prepare('PRAGMA page_size').get()
 parentPort!.postMessage({ ready: true });
 
 let seen = 0;
+let lastPass = 0;
 while (!Atomics.load(state, Slot.Stop)) {
   Atomics.wait(state, Slot.Commits, seen);
+  const early = lastPass + PASS_INTERVAL_MS - Date.now();
+  if (early > 0) Atomics.wait(state, Slot.Urgent, 0, early);
+  Atomics.store(state, Slot.Urgent, 0);
   const commits = Atomics.load(state, Slot.Commits);
-  if (commits === seen) continue;
+  if (commits === seen || Atomics.load(state, Slot.Stop)) continue;
   seen = commits;
+  lastPass = Date.now();
   try {
     // frames committed up to here are copied; a reader's older snapshot can hold some back
-    Atomics.store(state, Slot.Frames, Number((checkpoint.get() as { log: number }).log));
+    checkpoint.get();
   } catch {
     // busy (another connection's checkpoint): the next commit tries again
   }
