@@ -410,7 +410,7 @@ export class SqliteStore implements FindingStore {
     this.db.exec('PRAGMA wal_autocheckpoint = 0');
   }
 
-  /** The checkpoint thread ends first: then this connection, the last, copies what is left and removes the WAL. */
+  /** The checkpoint thread ends first, with a last checkpoint that empties the WAL (see wal-checkpoint-thread.ts). */
   async close(): Promise<void> {
     await this.checkpointer?.stop();
     this.checkpointer = undefined;

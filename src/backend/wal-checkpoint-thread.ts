@@ -34,9 +34,12 @@ while (!Atomics.load(state, Slot.Stop)) {
 }
 // The writer has stopped: everything into the database file, and the WAL
 // emptied, even when another connection (the server's reader) outlives the
-// writer's and keeps the last close from removing it.
+// writer's and keeps the last close from removing it. A reader in the middle
+// of a query holds it back: then the WAL stays, to be used on the next start.
 try {
-  db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+  db.exec('PRAGMA busy_timeout = 200; PRAGMA wal_checkpoint(TRUNCATE)');
+} catch {
+  // busy: see above
 } finally {
   db.close();
 }

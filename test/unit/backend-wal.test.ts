@@ -79,6 +79,24 @@ test('the checkpoint thread keeps the WAL under its bound while the writer commi
   assert.deepEqual(integrity(path), { count: 2 * batches * perBatch, check: 'ok' });
 }));
 
+test('a reader in the middle of a query at shutdown: the store closes, the WAL stays, and the next open finds every finding', withDb(async (path) => {
+  const store = SqliteStore.open(path);
+  const reader = new DatabaseSync(path, { readOnly: true });
+  try {
+    await store.checkpointInBackground(1 << 20);
+    store.insertSync(batch(0, 64));
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) AS n FROM findings').get();
+    store.insertSync(batch(1, 64));
+    await store.close();
+    assert.ok(size(`${path}-wal`) > 0, 'the reader kept the WAL');
+  } finally {
+    await store.close();
+    reader.close();
+  }
+  assert.deepEqual(integrity(path), { count: 128, check: 'ok' });
+}));
+
 test('through the ingest worker: findings reach the database file while it runs, a reader sees them, and shutdown empties the WAL while the reader stays open', withDb(async (path) => {
   const worker = await IngestWorker.start({ db: path, poolSize: 4, maxFindingsPerRequest: 10_000 });
   const requests = 12;
