@@ -8,6 +8,7 @@ import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, FILTER_COLUMNS, likePattern, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
 import { countNew, fleetFieldsOf, type FleetKey, type FleetState, type Sighting } from './fleet.js';
+import { WAL_BOUND_BYTES, WalCheckpointer } from './wal-checkpointer.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
 const sqliteType = (t: string) => (t === 'INTEGER' ? 'INTEGER' : 'TEXT');
@@ -84,6 +85,7 @@ export class SqliteStore implements FindingStore {
   private readonly originKeys = new Map<string, number>();
   /** False for a database from before the origins table, opened read-only: filtered by the columns themselves. */
   private readonly keyed: boolean;
+  private checkpointer?: WalCheckpointer;
 
   private constructor(private readonly db: DatabaseSync) {
     this.keyed = columnsOf(db).has('origin');
@@ -108,7 +110,9 @@ export class SqliteStore implements FindingStore {
     // acknowledged (NORMAL could lose the last commits). One fsync per group
     // of requests costs little. The WAL is checkpointed every 16,384 pages
     // (256 MiB), not every 1,000: a group writes thousands of pages, and a
-    // page that several groups rewrote is copied to the database once.
+    // page that several groups rewrote is copied to the database once. (The
+    // backend's store thread checkpoints from another thread instead: see
+    // checkpointInBackground.)
     db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;');
     db.exec(schema());
     // databases from before a column existed get it (and its index)
@@ -161,6 +165,7 @@ export class SqliteStore implements FindingStore {
   transaction<T>(fn: () => T): T {
     if (this.pending) return fn();
     const pending = { sightings: new Set<string>(), binaries: new Map<string, Omit<FleetState, 'created'>>(), origins: new Map<string, number>() };
+    this.checkpointer?.beforeWrite();
     this.db.exec('BEGIN IMMEDIATE');
     // data_version moves when another connection committed: then the
     // counters remembered here may be stale (sightings are never deleted, so
@@ -171,6 +176,7 @@ export class SqliteStore implements FindingStore {
     try {
       const out = fn();
       this.db.exec('COMMIT');
+      this.checkpointer?.committed();
       // remembered only once committed: a rolled-back write never happened
       if (this.knownSightings.size + pending.sightings.size > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
       for (const key of pending.sightings) this.knownSightings.add(key);
@@ -392,7 +398,22 @@ export class SqliteStore implements FindingStore {
     return Number((this.db.prepare('SELECT count(*) AS n FROM findings').get() as { n: number }).n);
   }
 
+  /**
+   * The backend's store thread: WAL checkpoints run on a thread of their own
+   * (wal-checkpointer.ts) instead of inside a COMMIT. Not for the sensor's
+   * embedded backend (a thread's memory for a trickle of findings).
+   */
+  async checkpointInBackground(walBoundBytes = WAL_BOUND_BYTES): Promise<void> {
+    const file = (this.db.prepare('PRAGMA database_list').all() as Array<{ name: string; file: string }>).find((d) => d.name === 'main')?.file;
+    if (!file || this.checkpointer) return; // in memory
+    this.checkpointer = await WalCheckpointer.start(file, walBoundBytes);
+    this.db.exec('PRAGMA wal_autocheckpoint = 0');
+  }
+
+  /** The checkpoint thread ends first, with a last checkpoint that empties the WAL (see wal-checkpoint-thread.ts). */
   async close(): Promise<void> {
+    await this.checkpointer?.stop();
+    this.checkpointer = undefined;
     if (this.db.isOpen) this.db.close();
   }
 }
