@@ -171,9 +171,11 @@ const KNOWN_ORIGINS_MAX = 100_000;
 const tupleKey = (values: string[]) => values.join('\u0000');
 
 /**
- * Bodies of ~2 KB are compressed on insert; lz4 costs a fraction of the
- * default pglz's CPU (pglz was a fifth of PostgreSQL's time per row). Only
- * new rows are affected, and only servers built with lz4 (PostgreSQL 14+).
+ * A body whose row passes ~2 KB (PostgreSQL compresses no smaller row; a
+ * typical finding's row stays just under it) is compressed with lz4, which
+ * costs a fraction of the default pglz's CPU (pglz was a fifth of
+ * PostgreSQL's time per row for larger bodies). Only new rows are affected,
+ * and only servers built with lz4 (PostgreSQL 14+).
  */
 async function useLz4(c: pg.PoolClient): Promise<void> {
   if (Number((await c.query('SHOW server_version_num')).rows[0].server_version_num) < 140000) return;

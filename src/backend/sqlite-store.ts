@@ -5,9 +5,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
-import { COLUMNS, FILTER_COLUMNS, likePattern, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
+import { COLUMNS, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
 import { countNew, fleetFieldsOf, type FleetKey, type FleetState, type Sighting } from './fleet.js';
+import { filterConditions, ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { WAL_BOUND_BYTES, WalCheckpointer } from './wal-checkpointer.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
@@ -31,8 +32,8 @@ CREATE TABLE IF NOT EXISTS summaries (id TEXT PRIMARY KEY, fold_of TEXT NOT NULL
 // costs a B-tree insert per finding and, at each commit, a dirty page per
 // distinct value (thousands of containers and binaries in a fleet); six text
 // indexes were more than half of the store's time.
-const ORIGIN_COLUMNS = ['container_id', 'container_name', 'image', 'namespace', 'hostname', 'sha256'] as const;
 const KEYED = new Set<string>(ORIGIN_COLUMNS);
+const SQLITE_SQL: Dialect = { arg: (list, v) => (list.push(v), '?'), likeEscape: " ESCAPE '\\'", idPrefixEnd: (p) => p + '\u{10FFFF}' };
 
 function indexes(): string {
   return [
@@ -308,42 +309,14 @@ export class SqliteStore implements FindingStore {
   }
 
   private where(q: FindingQuery): Where {
-    const where: string[] = [];
-    const args: string[] = [];
-    // conditions on the origin tuple: on the origins table when the database has it
-    const tuple: string[] = [];
-    const tupleArgs: string[] = [];
-    const glob = !!q.glob;
-    const globbed = (v: string) => glob && /[*?]/.test(v);
-    const match = (col: string, v: string) => {
-      const [w, a] = this.keyed && KEYED.has(col) ? [tuple, tupleArgs] : [where, args];
-      if (globbed(v)) (w.push(`${col} LIKE ? ESCAPE '\\'`), a.push(likePattern(v, true)));
-      else (w.push(`${col} = ?`), a.push(v));
-    };
-    let others = where.length;
-    for (const [key, col] of Object.entries(FILTER_COLUMNS)) {
-      const v = q[key as keyof typeof FILTER_COLUMNS];
-      if (v) match(col, v);
-    }
-    if (q.container) {
-      const [id, name] = ['container_id', 'container_name'];
-      const [w, a] = this.keyed ? [tuple, tupleArgs] : [where, args];
-      if (globbed(q.container)) {
-        w.push(`(${id} LIKE ? ESCAPE '\\' OR ${name} LIKE ? ESCAPE '\\')`);
-        a.push(likePattern(q.container, true), likePattern(q.container, true));
-      } else if (/^[0-9a-f]{3,63}$/.test(q.container)) {
-        // an id prefix is a range of ids
-        w.push(`((${id} >= ? AND ${id} < ?) OR ${name} = ?)`);
-        a.push(q.container, q.container + '\u{10FFFF}', q.container);
-      } else (w.push(`(${id} = ? OR ${name} = ?)`), a.push(q.container, q.container));
-    }
-    others = where.length - others;
-    if (q.since) (where.push('time >= ?'), args.push(q.since));
-    if (q.until) (where.push('time < ?'), args.push(q.until));
-    if (tuple.length) (where.push(`origin IN (SELECT key FROM origins WHERE ${tuple.join(' AND ')})`), args.push(...tupleArgs));
+    const c = filterConditions(q, (col) => this.keyed && KEYED.has(col), SQLITE_SQL);
+    const { where, args } = c.finding;
+    const others = where.length - (q.since ? 1 : 0) - (q.until ? 1 : 0);
+    const tuple = c.origin;
+    if (tuple.where.length) (where.push(`origin IN (SELECT key FROM origins WHERE ${tuple.where.join(' AND ')})`), args.push(...tuple.args));
     return {
       sql: where.length ? 'WHERE ' + where.join(' AND ') : '', args, others,
-      ...(tuple.length ? { origins: { sql: tuple.join(' AND '), args: tupleArgs } } : {}),
+      ...(tuple.where.length ? { origins: { sql: tuple.where.join(' AND '), args: tuple.args } } : {}),
     };
   }
 
