@@ -36,8 +36,9 @@ export function bodyWithFleet(json: string, fleet: FleetFields | null): string {
 }
 
 const NC = COLUMNS.length;
-// per row: the columns, has-sha256, sha256, container, image, host, foldOf, json
-const FIELDS = NC + 7;
+// per row: its head (has-sha256, sha256, time, container, image, host, foldOf), the columns, json
+const HEAD = 7;
+const FIELDS = HEAD + NC + 1;
 const NUMERIC = COLUMNS.map((c) => c.pgType === 'INTEGER');
 
 /** Rows as UTF-8 bytes (ends[i] is where row i ends), to be moved to another thread without a copy. */
@@ -51,8 +52,8 @@ const MIN_PACKED_BYTES = 1536 << 10;
 
 const rowText = (r: StoreRow) => {
   const k = r.fleet;
-  const fleet = k ? ['1', k.sha256, k.container, k.image, k.host] : ['', '', '', '', ''];
-  return [...r.values.map(String), ...fleet, r.foldOf, r.json].join('\u0000');
+  const head = k ? ['1', k.sha256, k.time, k.container, k.image, k.host] : ['', '', '', '', '', ''];
+  return [...head, r.foldOf, ...r.values.map(String), r.json].join('\u0000');
 };
 
 /**
@@ -106,18 +107,68 @@ export function packRows(rows: StoreRow[]): PackedRows {
   return packer.take();
 }
 
-export function unpackRows(packed: PackedRows): StoreRow[] {
-  const { ends } = packed;
-  const bytes = Buffer.from(packed.bytes.buffer, packed.bytes.byteOffset, packed.bytes.byteLength);
-  const timeAt = COLUMNS.findIndex((c) => c.name === 'time');
-  const rows: StoreRow[] = new Array(ends.length);
-  for (let r = 0; r < ends.length; r++) {
-    const p = bytes.toString('utf8', r ? ends[r - 1] : 0, ends[r]).split('\u0000');
-    if (p.length !== FIELDS) throw new Error(`packed row ${r}: ${p.length} fields`);
-    const values: Array<string | number> = p.slice(0, NC);
-    for (let i = 0; i < NC; i++) if (NUMERIC[i]) values[i] = Number(values[i]);
-    const fleet = p[NC] ? { sha256: p[NC + 1]!, time: values[timeAt] as string, container: p[NC + 2]!, image: p[NC + 3]!, host: p[NC + 4]! } : null;
-    rows[r] = { values, fleet, foldOf: p[NC + 5]!, json: p[NC + 6]! };
+/** What the store needs of every row of a request before writing any: its fleet key and foldOf. */
+export interface RowHead {
+  fleet: FleetKey | null;
+  foldOf: string;
+}
+
+/** Rows the store reads one at a time: the heads of all first, then each row as it is written. */
+export interface RowSource {
+  readonly length: number;
+  head(i: number): RowHead;
+  row(i: number): StoreRow;
+}
+
+export const rowSourceOf = (rows: StoreRow[]): RowSource => ({ length: rows.length, head: (i) => rows[i]!, row: (i) => rows[i]! });
+
+/**
+ * Packed rows, each decoded only when the store writes it (a head reads only
+ * the row's first fields): the store thread holds one row's strings at a
+ * time, which die in its small young generation, instead of a request's 512
+ * rows (megabytes), which outlived it and were promoted to the old space.
+ */
+export class PackedRowReader implements RowSource {
+  private readonly bytes: Buffer;
+  private readonly ends: Uint32Array;
+
+  constructor(packed: PackedRows) {
+    this.bytes = Buffer.from(packed.bytes.buffer, packed.bytes.byteOffset, packed.bytes.byteLength);
+    this.ends = packed.ends;
   }
-  return rows;
+
+  get length(): number {
+    return this.ends.length;
+  }
+
+  private start(i: number): number {
+    return i ? this.ends[i - 1]! : 0;
+  }
+
+  head(i: number): RowHead {
+    const end = this.ends[i]!;
+    let at = this.start(i);
+    for (let f = 0; f < HEAD && at >= 0; f++) at = this.bytes.indexOf(0, at + (f ? 1 : 0));
+    if (at < 0 || at > end) throw new Error(`packed row ${i}: no head`);
+    return headOf(this.bytes.toString('utf8', this.start(i), at).split('\u0000'), i);
+  }
+
+  row(i: number): StoreRow {
+    const p = this.bytes.toString('utf8', this.start(i), this.ends[i]).split('\u0000');
+    if (p.length !== FIELDS) throw new Error(`packed row ${i}: ${p.length} fields`);
+    const values: Array<string | number> = p.slice(HEAD, HEAD + NC);
+    for (let c = 0; c < NC; c++) if (NUMERIC[c]) values[c] = Number(values[c]);
+    return { values, ...headOf(p, i), json: p[FIELDS - 1]! };
+  }
+}
+
+function headOf(p: string[], i: number): RowHead {
+  if (p.length < HEAD) throw new Error(`packed row ${i}: ${p.length} fields`);
+  const fleet = p[0] ? { sha256: p[1]!, time: p[2]!, container: p[3]!, image: p[4]!, host: p[5]! } : null;
+  return { fleet, foldOf: p[6]! };
+}
+
+export function unpackRows(packed: PackedRows): StoreRow[] {
+  const reader = new PackedRowReader(packed);
+  return Array.from({ length: reader.length }, (_, i) => reader.row(i));
 }

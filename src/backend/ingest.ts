@@ -5,7 +5,7 @@ import { describeRejections, checkEncodedFinding, splitRequest, type Rejection }
 import { insertBisecting, isStoreUnavailable } from './bisect.js';
 import type { FindingStore, InsertResult } from './store.js';
 import type { FindingJson } from '#gen/finding-json.js';
-import { RowPacker, storeRowOf, unpackRows, type PackedRows, type StoreRow } from './checked-rows.js';
+import { PackedRowReader, RowPacker, storeRowOf, unpackRows, type PackedRows, type RowSource, type StoreRow } from './checked-rows.js';
 
 export interface IngestLimits {
   maxFindingsPerRequest: number;
@@ -102,7 +102,7 @@ export function ingestPackedGroupSync(store: GroupingStore, reqs: PackedRequest[
     return store.transaction(() =>
       reqs.map((p): IngestOutcome => {
         if (p.kind === 'invalid') return p;
-        const r = store.insertRowsSync(unpackRows(p.rows));
+        const r = store.insertRowsSync(new PackedRowReader(p.rows));
         return { kind: 'ok', stored: r.stored, duplicates: r.duplicates, rejected: p.rejected, truncated: p.truncated };
       }),
     );
@@ -154,7 +154,7 @@ async function storeRows(store: RowStore, rows: StoreRow[], rejected: Rejection[
 export interface GroupingStore extends FindingStore {
   transaction<T>(fn: () => T): T;
   insertSync(findings: FindingJson[]): InsertResult;
-  insertRowsSync(rows: StoreRow[]): InsertResult;
+  insertRowsSync(rows: RowSource): InsertResult;
 }
 
 export function isGroupingStore(store: FindingStore): store is GroupingStore {

@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
-import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
+import { bodyWithFleet, rowSourceOf, storeRowOf, type RowHead, type RowSource, type StoreRow } from './checked-rows.js';
 import { countNew, fleetFieldsOf, type FleetKey, type FleetState, type Sighting } from './fleet.js';
 import { filterConditions, ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { WAL_BOUND_BYTES, WalCheckpointer } from './wal-checkpointer.js';
@@ -196,46 +196,43 @@ export class SqliteStore implements FindingStore {
 
   /** Synchronous insert (the worker calls this), in its own transaction or the caller's. */
   insertSync(findings: FindingJson[]): InsertResult {
-    return this.insertRowsSync(findings.map(storeRowOf));
+    return this.insertRowsSync(rowSourceOf(findings.map(storeRowOf)));
   }
 
   /** Rows of checked findings (see checked-rows.ts), in its own transaction or the caller's. */
-  insertRowsSync(rows: StoreRow[]): InsertResult {
+  insertRowsSync(rows: RowSource): InsertResult {
     return this.transaction(() => {
       const st = this.prepared();
       const fresh = this.pending!;
       const now = new Date().toISOString();
+      const heads = Array.from({ length: rows.length }, (_, i) => rows.head(i));
       let stored = 0;
       // In order: a dedup summary (foldOf) updates its first finding, which may
       // be earlier in this batch, so the findings before it are written first.
-      let plain: StoreRow[] = [];
-      for (const r of rows) {
-        if (!r.foldOf) {
-          plain.push(r);
-          continue;
-        }
-        stored += this.insertPlain(plain, now, fresh);
-        plain = [];
-        const first = st.firstOf.get(r.foldOf) as { body: string } | undefined;
-        if (!first) {
-          plain.push(r); // its first never arrived: stored as a finding of its own
-          continue;
-        }
-        const id = r.values[ID_AT] as string;
-        if (Number(st.summary.run(id, r.foldOf, now).changes) === 0) continue;
-        st.update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, JSON.parse(r.json) as FindingJson)), r.foldOf);
+      let plain = 0; // rows plain..i-1 are not written yet
+      for (let i = 0; i < rows.length; i++) {
+        const foldOf = heads[i]!.foldOf;
+        if (!foldOf) continue;
+        stored += this.insertPlain(rows, heads, plain, i, now, fresh);
+        plain = i;
+        const first = st.firstOf.get(foldOf) as { body: string } | undefined;
+        if (!first) continue; // its first never arrived: stored as a finding of its own
+        plain = i + 1;
+        const r = rows.row(i);
+        if (Number(st.summary.run(r.values[ID_AT] as string, foldOf, now).changes) === 0) continue;
+        st.update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, JSON.parse(r.json) as FindingJson)), foldOf);
         stored++;
       }
-      stored += this.insertPlain(plain, now, fresh);
+      stored += this.insertPlain(rows, heads, plain, rows.length, now, fresh);
       return { stored, duplicates: rows.length - stored };
     });
   }
 
-  /** Fleet tables, then the findings; inside the caller's transaction. */
-  private insertPlain(rows: StoreRow[], now: string, pending: NonNullable<SqliteStore['pending']>): number {
-    if (!rows.length) return 0;
+  /** Fleet tables, then rows from..to-1 of the findings; inside the caller's transaction. */
+  private insertPlain(rows: RowSource, heads: RowHead[], from: number, to: number, now: string, pending: NonNullable<SqliteStore['pending']>): number {
+    if (from >= to) return 0;
     const st = this.prepared();
-    const keys = rows.map((r) => r.fleet);
+    const keys = heads.slice(from, to).map((h) => h.fleet);
     const input = this.fleetInput(keys, pending.sightings);
     const inserted = input.fresh.filter((s) => Number(st.sighting.run(s.sha256, s.kind, s.value).changes) > 0);
     const added = countNew(inserted);
@@ -256,9 +253,9 @@ export class SqliteStore implements FindingStore {
     }
     const fleet = fleetFieldsOf(keys, state);
     let stored = 0;
-    for (let i = 0; i < rows.length; i++) {
-      const r = rows[i]!;
-      stored += Number(st.finding.run(...r.values, now, bodyWithFleet(r.json, fleet[i]!), this.originOf(r.values, pending)).changes);
+    for (let i = from; i < to; i++) {
+      const r = rows.row(i); // one row's strings at a time: they die young
+      stored += Number(st.finding.run(...r.values, now, bodyWithFleet(r.json, fleet[i - from]!), this.originOf(r.values, pending)).changes);
     }
     return stored;
   }

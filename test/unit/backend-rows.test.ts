@@ -3,7 +3,7 @@
 // database from before the origins table: backend-origins.test.ts.)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { packRows, storeRowOf, unpackRows } from '../../src/backend/checked-rows.js';
+import { PackedRowReader, packRows, storeRowOf, unpackRows } from '../../src/backend/checked-rows.js';
 import { checkFinding } from '../../src/backend/validate.js';
 import { realisticFinding } from '../helpers/load.js';
 
@@ -22,4 +22,20 @@ test('packed rows unpack to the same rows (UTF-8, empty fields, no sha256)', () 
   const rows = findings.map(storeRowOf);
   assert.deepEqual(unpackRows(packRows(rows)), rows);
   assert.equal(rows[1]!.fleet, null);
+});
+
+test('a packed row read on its own: its head (fleet key, foldOf) without the rest, and the row, in any order', () => {
+  const findings = [checked(1), checked(2), checked(3)];
+  delete findings[0]!.process!.executable!.sha256;
+  findings[2]!.foldOf = 'r-2';
+  const rows = findings.map(storeRowOf);
+  const reader = new PackedRowReader(packRows(rows));
+  assert.equal(reader.length, 3);
+  for (const i of [2, 0, 1]) {
+    assert.deepEqual(reader.head(i), { fleet: rows[i]!.fleet, foldOf: rows[i]!.foldOf });
+    assert.deepEqual(reader.row(i), rows[i]);
+  }
+  assert.equal(reader.head(0).fleet, null);
+  assert.equal(reader.head(2).foldOf, 'r-2');
+  assert.equal(reader.head(1).fleet!.container, findings[1]!.container!.id);
 });
