@@ -90,7 +90,7 @@ export function fleetInputOf(keys: Array<FleetKey | null>, known?: ReadonlySet<s
 /** What a finding's three sightings are, as one key. */
 export const fleetTupleKey = (k: FleetKey) => `${k.sha256}\u0000${k.container}\u0000${k.image}\u0000${k.host}`;
 
-/** The key fleetInputOf's `known` holds for a sighting. */
+/** One sighting as one key (for sets of sightings already stored or written). */
 export const sightingKey = (s: Sighting) => `${s.sha256}\u0000${s.kind}\u0000${s.value}`;
 
 /** New sightings per sha256 and kind, from the sightings a store says it inserted. */

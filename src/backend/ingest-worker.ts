@@ -60,8 +60,7 @@ try {
   });
 
   if (checked && isGroupingStore(store)) {
-    const { SqliteStore } = await import('./sqlite-store.js'); // loaded already by openStore
-    if (store instanceof SqliteStore) await store.checkpointInBackground();
+    await store.checkpointInBackground?.();
     // SQLite: whatever the check thread handed over while the last group was
     // written goes into the next transaction together (see SqliteStore.transaction).
     const ready: Array<{ seq: number; packed: PackedRequest }> = [];

@@ -155,6 +155,8 @@ export interface GroupingStore extends FindingStore {
   transaction<T>(fn: () => T): T;
   insertSync(findings: FindingJson[]): InsertResult;
   insertRowsSync(rows: RowSource): InsertResult;
+  /** Moves the store's background upkeep (SQLite: WAL checkpoints) to a thread of its own. */
+  checkpointInBackground?(): Promise<void>;
 }
 
 export function isGroupingStore(store: FindingStore): store is GroupingStore {

@@ -7,7 +7,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { bodyWithFleet, rowSourceOf, storeRowOf, type RowHead, type RowSource, type StoreRow } from './checked-rows.js';
-import { countNew, fleetFieldsOf, type FleetKey, type FleetState, type Sighting } from './fleet.js';
+import { countNew, fleetFieldsOf, sightingKey, type FleetKey, type FleetState, type Sighting } from './fleet.js';
 import { filterConditions, ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { WAL_BOUND_BYTES, WalCheckpointer } from './wal-checkpointer.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
@@ -272,7 +272,7 @@ export class SqliteStore implements FindingStore {
     const fresh: Sighting[] = [];
     const see = (sha256: string, kind: Sighting['kind'], value: string) => {
       if (!value) return;
-      const key = `${sha256}\u0000${kind}\u0000${value}`;
+      const key = sightingKey({ sha256, kind, value });
       if (this.knownSightings.has(key) || pending.has(key)) return;
       pending.add(key);
       fresh.push({ sha256, kind, value });
