@@ -4,30 +4,19 @@
 // the refused finding bisected out. Real SQLite files; the refusal is a real
 // trigger, not a stub.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
 import { ingestGroupSync } from '../../src/backend/ingest.js';
 import { IngestWorker } from '../../src/backend/ingest-pool.js';
 import { SqliteStore } from '../../src/backend/sqlite-store.js';
+import { withSqliteFile } from '../helpers/sqlite-file.js';
 import { encodeRequest, realisticFinding } from '../helpers/load.js';
 
 const limits = { maxFindingsPerRequest: 10_000 };
 const request = (r: number, n: number, poison?: number) =>
   encodeRequest(Array.from({ length: n }, (_, i) => realisticFinding(r * n + i, i === poison ? `poison-${r}` : `g-${r}-${i}`)));
 
-function withDb(fn: (path: string) => Promise<void>) {
-  return async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'driftwatch-group-'));
-    try {
-      await fn(join(dir, 'findings.db'));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-}
+const withDb = (fn: (path: string) => Promise<void>) => withSqliteFile('group', fn);
 
 function refuse(path: string, idPrefix: string) {
   const db = new DatabaseSync(path);

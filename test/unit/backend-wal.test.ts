@@ -4,28 +4,18 @@
 // lost) by a reader's open snapshot, and gone after a clean shutdown. Real
 // SQLite files and threads.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
 import { IngestWorker } from '../../src/backend/ingest-pool.js';
 import { SqliteStore } from '../../src/backend/sqlite-store.js';
+import { withSqliteFile } from '../helpers/sqlite-file.js';
 import { encodeRequest, realisticFinding } from '../helpers/load.js';
 
 const batch = (r: number, n: number) => Array.from({ length: n }, (_, i) => realisticFinding(r * n + i, `w-${r}-${i}`));
 const size = (file: string) => (existsSync(file) ? statSync(file).size : 0);
 
-function withDb(fn: (path: string) => Promise<void>) {
-  return async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'driftwatch-wal-'));
-    try {
-      await fn(join(dir, 'findings.db'));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-}
+const withDb = (fn: (path: string) => Promise<void>) => withSqliteFile('wal', fn);
 
 function integrity(path: string): { count: number; check: string } {
   const db = new DatabaseSync(path, { readOnly: true });
