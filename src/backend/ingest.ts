@@ -5,6 +5,7 @@ import { describeRejections, checkEncodedFinding, splitRequest, type Rejection }
 import { insertBisecting, isStoreUnavailable } from './bisect.js';
 import type { FindingStore, InsertResult } from './store.js';
 import type { FindingJson } from '#gen/finding-json.js';
+import { wireRow } from './wire-row.js';
 import { PackedRowReader, RowPacker, storeRowOf, unpackRows, type PackedRows, type RowSource, type StoreRow } from './checked-rows.js';
 
 export interface IngestLimits {
@@ -23,14 +24,33 @@ type Checked<T> = { kind: 'checked'; good: T[]; rejected: Rejection[]; truncated
  * what is kept of it before the next is decoded; the request is refused only
  * when none is good.
  */
-function checkRequest<T = FindingJson>(buf: Uint8Array, limits: IngestLimits, keep: (f: FindingJson) => T = (f) => f as T): Checked<T> | Extract<IngestOutcome, { kind: 'invalid' }> {
-  const good: T[] = [];
-  const c = checkEach(buf, limits, (f) => good.push(keep(f)));
+function checkRequest(buf: Uint8Array, limits: IngestLimits): Checked<FindingJson> | Extract<IngestOutcome, { kind: 'invalid' }> {
+  const good: FindingJson[] = [];
+  const c = checkEach(buf, limits, (f) => good.push(f));
   return c.kind === 'invalid' ? c : { ...c, kind: 'checked', good };
 }
 
-/** checkRequest, each good finding handed to `keep` as soon as it is checked. */
-function checkEach(buf: Uint8Array, limits: IngestLimits, keep: (f: FindingJson) => void): { kind: 'counted'; good: number; rejected: Rejection[]; truncated: number } | Extract<IngestOutcome, { kind: 'invalid' }> {
+/** checkRequest, each good finding as its row. */
+function checkRequestRows(buf: Uint8Array, limits: IngestLimits): Checked<StoreRow> | Extract<IngestOutcome, { kind: 'invalid' }> {
+  const good: StoreRow[] = [];
+  const c = checkEachRow(buf, limits, (r) => good.push(r));
+  return c.kind === 'invalid' ? c : { ...c, kind: 'checked', good };
+}
+
+/** checkEach, each good finding handed on as its row: by the wire walk (wire-row.ts) where it can, else by the full check. */
+function checkEachRow(buf: Uint8Array, limits: IngestLimits, keep: (r: StoreRow) => void): ReturnType<typeof checkEach> {
+  return checkEach(buf, limits, (f) => keep(storeRowOf(f)), (part) => {
+    const row = wireRow(part);
+    if (row) keep(row);
+    return row !== null;
+  });
+}
+
+/**
+ * checkRequest, each good finding handed to `keep` as soon as it is checked;
+ * `fast`, when given, takes a finding first and says whether it did.
+ */
+function checkEach(buf: Uint8Array, limits: IngestLimits, keep: (f: FindingJson) => void, fast?: (part: Uint8Array) => boolean): { kind: 'counted'; good: number; rejected: Rejection[]; truncated: number } | Extract<IngestOutcome, { kind: 'invalid' }> {
   let parts: Uint8Array[];
   try {
     parts = splitRequest(buf);
@@ -43,6 +63,10 @@ function checkEach(buf: Uint8Array, limits: IngestLimits, keep: (f: FindingJson)
   const rejected: Rejection[] = [];
   let truncated = 0;
   for (let i = 0; i < parts.length; i++) {
+    if (fast?.(parts[i]!)) {
+      good++;
+      continue;
+    }
     const c = checkEncodedFinding(parts[i]!, i);
     if (!c.ok) rejected.push(c.rejection);
     else {
@@ -85,7 +109,7 @@ export function checkAndPack(buf: Uint8Array, limits: IngestLimits, spare: Array
   let c: ReturnType<typeof checkEach>;
   let rows: PackedRows;
   try {
-    c = checkEach(buf, limits, (f) => packer.add(storeRowOf(f)));
+    c = checkEachRow(buf, limits, (r) => packer.add(r));
   } finally {
     rows = packer.take(spare); // whatever happened: the next request starts empty
   }
@@ -134,7 +158,7 @@ export function isRowStore(store: FindingStore): store is RowStore {
  * for the database, not decoded findings.
  */
 export async function ingestAsRows(store: RowStore, buf: Uint8Array, limits: IngestLimits): Promise<IngestOutcome> {
-  const c = checkRequest(buf, limits, storeRowOf);
+  const c = checkRequestRows(buf, limits);
   if (c.kind === 'invalid') return c;
   return storeRows(store, c.good, c.rejected, c.truncated);
 }

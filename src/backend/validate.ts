@@ -155,6 +155,11 @@ export function bodyJson(f: FindingJson): string {
   return f.fleet ? `${json.slice(0, -1)},"fleet":${JSON.stringify(f.fleet)}}` : json;
 }
 
+/** Notes the canonical UTC of a finding checked elsewhere (wire-row.ts). */
+export function rememberCanonicalTime(f: FindingJson, time: string): void {
+  canonicalTimes.set(f, time);
+}
+
 /** `time` of a checked finding as canonical UTC. */
 export function canonicalTime(f: FindingJson): string {
   return canonicalTimes.get(f) ?? parseRfc3339(f.time!)!;
