@@ -15,9 +15,15 @@ export interface StoreRow {
   fleet: FleetKey | null;
   /** A dedup summary: the id of the finding it updates. */
   foldOf: string;
-  /** The body without `fleet` (the store appends it). */
-  json: string;
+  /**
+   * The body without `fleet` (the store appends it): as UTF-8 bytes from the
+   * check's fast path (wire-row.ts), which stores copy as they are.
+   */
+  json: string | Buffer;
 }
+
+/** The body of a row as text. */
+export const jsonText = (r: StoreRow): string => (typeof r.json === 'string' ? r.json : r.json.toString('utf8'));
 
 /** The row of a checked finding (see validate.ts). */
 export function storeRowOf(f: FindingJson): StoreRow {
@@ -35,6 +41,30 @@ export function bodyWithFleet(json: string, fleet: FleetFields | null): string {
   return fleet ? `${json.slice(0, -1)},"fleet":${JSON.stringify(fleet)}}` : json;
 }
 
+/**
+ * The bodies of rows as stored (bodyWithFleet), joined by `separator` (a byte
+ * no JSON text holds raw), as UTF-8 bytes in one buffer.
+ */
+export function bodiesWithFleet(rows: StoreRow[], fleet: Array<FleetFields | null>, separator: number): Buffer {
+  const parts: Array<string | Buffer> = [];
+  let bytes = rows.length;
+  rows.forEach((r, i) => {
+    const f = fleet[i];
+    const body = typeof r.json === 'string' ? Buffer.from(r.json) : r.json;
+    const tail = f ? `,"fleet":${JSON.stringify(f)}}` : '';
+    parts.push(f ? body.subarray(0, -1) : body, tail);
+    bytes += body.length + tail.length * 3;
+  });
+  const out = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  for (let i = 0; i < parts.length; i += 2) {
+    if (i) out[at++] = separator;
+    at += (parts[i] as Buffer).copy(out, at);
+    if (parts[i + 1]) at += out.write(parts[i + 1] as string, at, 'utf8');
+  }
+  return out.subarray(0, at);
+}
+
 const NC = COLUMNS.length;
 // per row: its head (has-sha256, sha256, time, container, image, host, foldOf), the columns, json
 const HEAD = 7;
@@ -50,10 +80,11 @@ export interface PackedRows {
 /** A buffer is at least this large (a request of 512 findings packs to ~1.3 MB), so that most can be packed into again. */
 const MIN_PACKED_BYTES = 1536 << 10;
 
-const rowText = (r: StoreRow) => {
+/** A row's fields but its body, each followed by NUL. */
+const rowHead = (r: StoreRow) => {
   const k = r.fleet;
   const head = k ? ['1', k.sha256, k.time, k.container, k.image, k.host] : ['', '', '', '', '', ''];
-  return [...head, r.foldOf, ...r.values.map(String), r.json].join('\u0000');
+  return [...head, r.foldOf, ...r.values.map(String), ''].join('\u0000');
 };
 
 /**
@@ -71,14 +102,16 @@ export class RowPacker {
   private ends: number[] = [];
 
   add(r: StoreRow): void {
-    const text = rowText(r);
-    const most = text.length * 3; // UTF-8 bytes of a UTF-16 code unit
+    const text = rowHead(r);
+    // UTF-8 bytes: at most 3 of a UTF-16 code unit
+    const most = text.length * 3 + (typeof r.json === 'string' ? r.json.length * 3 : r.json.length);
     if (this.at + most > this.scratch.length) {
       const bigger = Buffer.allocUnsafeSlow(Math.max(this.scratch.length * 2, this.at + most));
       this.scratch.copy(bigger, 0, 0, this.at);
       this.scratch = bigger;
     }
     this.at += this.scratch.write(text, this.at, 'utf8');
+    this.at += typeof r.json === 'string' ? this.scratch.write(r.json, this.at, 'utf8') : r.json.copy(this.scratch, this.at);
     this.ends.push(this.at);
   }
 

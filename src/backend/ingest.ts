@@ -6,7 +6,7 @@ import { insertBisecting, isStoreUnavailable } from './bisect.js';
 import type { FindingStore, InsertResult } from './store.js';
 import type { FindingJson } from '#gen/finding-json.js';
 import { wireRow } from './wire-row.js';
-import { PackedRowReader, RowPacker, storeRowOf, unpackRows, type PackedRows, type RowSource, type StoreRow } from './checked-rows.js';
+import { jsonText, PackedRowReader, RowPacker, storeRowOf, unpackRows, type PackedRows, type RowSource, type StoreRow } from './checked-rows.js';
 
 export interface IngestLimits {
   maxFindingsPerRequest: number;
@@ -141,7 +141,7 @@ export async function ingestPacked(store: FindingStore, p: PackedRequest): Promi
   return storeBisecting(store, findingsOf(unpackRows(p.rows)), p.rejected, p.truncated);
 }
 
-const findingsOf = (rows: StoreRow[]) => rows.map((r) => JSON.parse(r.json) as FindingJson);
+const findingsOf = (rows: StoreRow[]) => rows.map((r) => JSON.parse(jsonText(r)) as FindingJson);
 
 /** A store that writes checked rows as they come (PostgreSQL). */
 export interface RowStore extends FindingStore {

@@ -13,7 +13,7 @@
 import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, type Column, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
-import { bodyWithFleet, storeRowOf, type StoreRow } from './checked-rows.js';
+import { bodiesWithFleet, jsonText, storeRowOf, type StoreRow } from './checked-rows.js';
 import { fleetFieldsOf, fleetInputOf, type FleetState } from './fleet.js';
 import { filterConditions, ORIGIN_COLUMNS as SHARED_ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
@@ -125,12 +125,12 @@ const originTableOf = (s: Shape) => (s.columns.includes('origin') ? ORIGINS : s.
 
 const PG_SQL: Dialect = { arg: (list, v) => (list.push(v), `$${list.length}`), likeEscape: '', idPrefixEnd: (p) => p + 'g' };
 
-// The bodies travel as one text, separated by U+001E (JSON.stringify escapes
-// every control character, so none is inside a body), split in the same
+// The bodies travel as one text, separated by U+001E (JSON escapes every
+// control character, so none is inside a body), split in the same
 // ROWS FROM as the column arrays (zipped row by row) and checked as JSON once
 // each. New databases keep the body as json: PostgreSQL only checks it, where
 // jsonb would build a binary copy of every body (a quarter of its CPU per row).
-const BODY_SEPARATOR = '\u001e';
+const BODY_SEPARATOR = 0x1e; // U+001E as UTF-8
 
 /**
  * An array's literal, as node-pg would build it from a JS array, in one pass:
@@ -309,7 +309,7 @@ export class PostgresStore implements FindingStore {
         const s = await client.query('INSERT INTO summaries (id, fold_of) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [r.values[ID_AT], r.foldOf]);
         if (!s.rowCount) continue;
         const body = first.rows[0].body;
-        const updated = applySummary((typeof body === 'string' ? JSON.parse(body) : body) as FindingJson, JSON.parse(r.json) as FindingJson);
+        const updated = applySummary((typeof body === 'string' ? JSON.parse(body) : body) as FindingJson, JSON.parse(jsonText(r)) as FindingJson);
         await client.query('UPDATE findings SET body = $1 WHERE id = $2', [JSON.stringify(updated), r.foldOf]);
         stored++;
       }
@@ -367,7 +367,8 @@ export class PostgresStore implements FindingStore {
     }
     const fleet = fleetFieldsOf(fleetKeys, state);
     const columns = FINDING_AT.map((at) => arrayLiteral(rows.map((r) => r.values[at]!)));
-    const bodies = rows.map((r, i) => bodyWithFleet(r.json, fleet[i]!)).join(BODY_SEPARATOR);
+    // bytes: node-pg sends a Buffer as it is (a text parameter's binary form is its UTF-8)
+    const bodies = bodiesWithFleet(rows, fleet, BODY_SEPARATOR);
     const r = await client.query({ name: 'dw_insert_findings', text: this.insertSql, values: [...columns, `{${keys.join(',')}}`, bodies] });
     return r.rowCount ?? 0;
   }

@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
-import { bodyWithFleet, rowSourceOf, storeRowOf, type RowHead, type RowSource, type StoreRow } from './checked-rows.js';
+import { bodyWithFleet, jsonText, rowSourceOf, storeRowOf, type RowHead, type RowSource, type StoreRow } from './checked-rows.js';
 import { countNew, fleetFieldsOf, sightingKey, type FleetKey, type FleetState, type Sighting } from './fleet.js';
 import { filterConditions, ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { WAL_BOUND_BYTES, WalCheckpointer } from './wal-checkpointer.js';
@@ -220,7 +220,7 @@ export class SqliteStore implements FindingStore {
         plain = i + 1;
         const r = rows.row(i);
         if (Number(st.summary.run(r.values[ID_AT] as string, foldOf, now).changes) === 0) continue;
-        st.update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, JSON.parse(r.json) as FindingJson)), foldOf);
+        st.update.run(JSON.stringify(applySummary(JSON.parse(first.body) as FindingJson, JSON.parse(jsonText(r)) as FindingJson)), foldOf);
         stored++;
       }
       stored += this.insertPlain(rows, heads, plain, rows.length, now, fresh);
@@ -255,7 +255,7 @@ export class SqliteStore implements FindingStore {
     let stored = 0;
     for (let i = from; i < to; i++) {
       const r = rows.row(i); // one row's strings at a time: they die young
-      stored += Number(st.finding.run(...r.values, now, bodyWithFleet(r.json, fleet[i - from]!), this.originOf(r.values, pending)).changes);
+      stored += Number(st.finding.run(...r.values, now, bodyWithFleet(jsonText(r), fleet[i - from]!), this.originOf(r.values, pending)).changes);
     }
     return stored;
   }

@@ -196,8 +196,6 @@ class Walk {
   src: Buffer = Buffer.alloc(0);
   out = Buffer.allocUnsafeSlow(OUT_BYTES);
   at = 0;
-  /** every string written was ASCII */
-  ascii = true;
   readonly capStart = new Int32Array(CAPTURED.length);
   readonly capEnd = new Int32Array(CAPTURED.length);
   readonly capAscii = new Uint8Array(CAPTURED.length);
@@ -352,7 +350,6 @@ class Walk {
     }
     out[at++] = 0x22;
     this.at = at;
-    if (!plain) this.ascii = false;
     if (capture >= 0) {
       this.capStart[capture] = from;
       this.capEnd[capture] = end;
@@ -484,7 +481,6 @@ export function wireRow(buf: Uint8Array): StoreRow | null {
   const w = walk;
   w.src = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   w.at = 0;
-  w.ascii = true;
   w.capStart.fill(-1);
   if (!w.message(FINDING, 0, buf.byteLength) || w.at > MAX_FINDING_BYTES) return null;
   if (FINDING.present[FLEET_FIELD] || !FINDING.present[PROCESS_FIELD] || !FINDING.present[SIGNATURE_FIELD]) return null;
@@ -514,7 +510,7 @@ export function wireRow(buf: Uint8Array): StoreRow | null {
   const columns = [signatureId, f.container!.id, f.container!.name, f.container!.image, f.kubernetes!.namespace, hostname, f.process!.executable!.sha256, f.action];
   if (columns.some((v) => v !== undefined && v.length > MAX_COLUMN_CHARS)) return null; // the check cuts them
   rememberCanonicalTime(f, time);
-  return { values: rowOf(f), fleet: fleetKey(f), foldOf: f.foldOf ?? '', json: w.out.toString(w.ascii ? 'latin1' : 'utf8', 0, w.at) };
+  return { values: rowOf(f), fleet: fleetKey(f), foldOf: f.foldOf ?? '', json: Buffer.from(w.out.subarray(0, w.at)) };
 }
 
 /** signature.severity by name, when the finding's signature (already walked) has one. */

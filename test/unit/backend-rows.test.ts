@@ -3,7 +3,7 @@
 // database from before the origins table: backend-origins.test.ts.)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PackedRowReader, packRows, storeRowOf, unpackRows } from '../../src/backend/checked-rows.js';
+import { bodiesWithFleet, bodyWithFleet, jsonText, PackedRowReader, packRows, storeRowOf, unpackRows, type StoreRow } from '../../src/backend/checked-rows.js';
 import { checkFinding } from '../../src/backend/validate.js';
 import { realisticFinding } from '../helpers/load.js';
 
@@ -22,6 +22,19 @@ test('packed rows unpack to the same rows (UTF-8, empty fields, no sha256)', () 
   const rows = findings.map(storeRowOf);
   assert.deepEqual(unpackRows(packRows(rows)), rows);
   assert.equal(rows[1]!.fleet, null);
+});
+
+test('bodies as bytes (the fast path) and as text pack and join the same, fleet appended where it is set', () => {
+  const text = [checked(1), checked(2), checked(3)].map(storeRowOf);
+  const bytes: StoreRow[] = text.map((r) => ({ ...r, json: Buffer.from(r.json) }));
+  assert.deepEqual(unpackRows(packRows(bytes)), text);
+  const fleet = [{ firstSeen: '2026-11-01T00:00:00.000Z', isNew: true, containers: 1, images: 1, hosts: 1 }, null, { containers: 2 }];
+  const expected = text.map((r, i) => bodyWithFleet(jsonText(r), fleet[i]!));
+  for (const rows of [text, bytes, [text[0]!, bytes[1]!, text[2]!]]) {
+    const joined = bodiesWithFleet(rows, fleet, 0x1e);
+    assert.deepEqual(joined.toString('utf8').split('\u001e'), expected);
+    assert.ok(expected.every((b) => JSON.parse(b)));
+  }
 });
 
 test('a packed row read on its own: its head (fleet key, foldOf) without the rest, and the row, in any order', () => {

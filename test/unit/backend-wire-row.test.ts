@@ -8,7 +8,7 @@ import protobuf from 'protobufjs';
 import { driftwatch } from '#gen/finding.js';
 import type { FindingJson } from '#gen/finding-json.js';
 import { wireRow } from '../../src/backend/wire-row.js';
-import { storeRowOf, type StoreRow } from '../../src/backend/checked-rows.js';
+import { jsonText, storeRowOf, type StoreRow } from '../../src/backend/checked-rows.js';
 import { checkEncodedFinding } from '../../src/backend/validate.js';
 import { realisticFinding } from '../helpers/load.js';
 
@@ -29,8 +29,9 @@ function agrees(buf: Uint8Array, what: string): boolean {
   if (!fast) return false;
   const full = fullCheck(buf);
   assert.ok('row' in full, `${what}: the fast path took a finding that the full check does not store as it is (${'not' in full ? full.not : ''})`);
-  assert.deepEqual(fast, full.row, what);
-  assert.equal(fast.json, full.row.json, `${what}: body`);
+  assert.ok(Buffer.isBuffer(fast.json), `${what}: the body is not bytes`);
+  assert.equal(jsonText(fast), full.row.json, `${what}: body`);
+  assert.deepEqual({ ...fast, json: '' }, { ...full.row, json: '' }, what);
   return true;
 }
 
