@@ -42,6 +42,24 @@ export function bodyWithFleet(json: string, fleet: FleetFields | null): string {
 }
 
 /**
+ * bodyWithFleet of a row, as text, or as UTF-8 bytes in `scratch` (valid
+ * until its next use) when the row's body is bytes.
+ */
+export class BodyWriter {
+  private scratch = Buffer.allocUnsafeSlow(64 << 10);
+
+  body(r: StoreRow, fleet: FleetFields | null): string | Uint8Array {
+    if (typeof r.json === 'string') return bodyWithFleet(r.json, fleet);
+    if (!fleet) return r.json;
+    const tail = `,"fleet":${JSON.stringify(fleet)}}`;
+    const most = r.json.length + tail.length * 3;
+    if (most > this.scratch.length) this.scratch = Buffer.allocUnsafeSlow(most);
+    const at = r.json.copy(this.scratch, 0, 0, r.json.length - 1);
+    return this.scratch.subarray(0, at + this.scratch.write(tail, at, 'utf8'));
+  }
+}
+
+/**
  * The bodies of rows as stored (bodyWithFleet), joined by `separator` (a byte
  * no JSON text holds raw), as UTF-8 bytes in one buffer.
  */
@@ -186,12 +204,16 @@ export class PackedRowReader implements RowSource {
     return headOf(this.bytes.toString('utf8', this.start(i), at).split('\u0000'), i);
   }
 
+  /** The row; its body is a view of the packed bytes, valid until they are handed back. */
   row(i: number): StoreRow {
-    const p = this.bytes.toString('utf8', this.start(i), this.ends[i]).split('\u0000');
-    if (p.length !== FIELDS) throw new Error(`packed row ${i}: ${p.length} fields`);
+    const start = this.start(i);
+    const end = this.ends[i]!;
+    const bodyAt = this.bytes.lastIndexOf(0, end - 1) + 1; // the body is last, and holds no NUL
+    const p = bodyAt > start ? this.bytes.toString('utf8', start, bodyAt - 1).split('\u0000') : [];
+    if (p.length !== FIELDS - 1) throw new Error(`packed row ${i}: ${p.length + 1} fields`);
     const values: Array<string | number> = p.slice(HEAD, HEAD + NC);
     for (let c = 0; c < NC; c++) if (NUMERIC[c]) values[c] = Number(values[c]);
-    return { values, ...headOf(p, i), json: p[FIELDS - 1]! };
+    return { values, ...headOf(p, i), json: this.bytes.subarray(bodyAt, end) };
   }
 }
 

@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
-import { bodyWithFleet, jsonText, rowSourceOf, storeRowOf, type RowHead, type RowSource, type StoreRow } from './checked-rows.js';
+import { BodyWriter, jsonText, rowSourceOf, storeRowOf, type RowHead, type RowSource, type StoreRow } from './checked-rows.js';
 import { countNew, fleetFieldsOf, sightingKey, type FleetKey, type FleetState, type Sighting } from './fleet.js';
 import { filterConditions, ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { WAL_BOUND_BYTES, WalCheckpointer } from './wal-checkpointer.js';
@@ -82,6 +82,7 @@ export class SqliteStore implements FindingStore {
     summary: StatementSync; firstOf: StatementSync; update: StatementSync; dataVersion: StatementSync;
   };
 
+  private readonly bodies = new BodyWriter();
   /** Keys of origin tuples, as committed (a key is never deleted or changed). */
   private readonly originKeys = new Map<string, number>();
   /** False for a database from before the origins table, opened read-only: filtered by the columns themselves. */
@@ -138,7 +139,8 @@ export class SqliteStore implements FindingStore {
     if (this.statements) return this.statements;
     const names = [...COLUMNS.map((c) => c.name), 'received_at', 'body', 'origin'];
     return (this.statements = {
-      finding: this.db.prepare(`INSERT INTO findings (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')}) ON CONFLICT (id) DO NOTHING`),
+      // the body may come as UTF-8 bytes (see BodyWriter): stored as the text they are
+      finding: this.db.prepare(`INSERT INTO findings (${names.join(', ')}) VALUES (${names.map((n) => (n === 'body' ? 'CAST(? AS TEXT)' : '?')).join(', ')}) ON CONFLICT (id) DO NOTHING`),
       keyOf: this.db.prepare(`SELECT key FROM origins WHERE ${ORIGIN_COLUMNS.map((c) => `${c} = ?`).join(' AND ')}`),
       newKey: this.db.prepare(`INSERT INTO origins (${ORIGIN_COLUMNS.join(', ')}) VALUES (${ORIGIN_COLUMNS.map(() => '?').join(', ')})`),
       sighting: this.db.prepare('INSERT INTO fleet_sightings (sha256, kind, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
@@ -255,7 +257,7 @@ export class SqliteStore implements FindingStore {
     let stored = 0;
     for (let i = from; i < to; i++) {
       const r = rows.row(i); // one row's strings at a time: they die young
-      stored += Number(st.finding.run(...r.values, now, bodyWithFleet(jsonText(r), fleet[i - from]!), this.originOf(r.values, pending)).changes);
+      stored += Number(st.finding.run(...r.values, now, this.bodies.body(r, fleet[i - from]!), this.originOf(r.values, pending)).changes);
     }
     return stored;
   }

@@ -88,4 +88,13 @@ test('through the ingest worker: a refused finding in one of several concurrent 
     await store.close();
   }
   assert.ok(fleetAgrees(path) > 0);
+  // bodies written from bytes are stored as text that SQL's JSON functions read, with the fleet appended
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const kinds = db.prepare(`SELECT typeof(body) AS t, count(*) AS n, sum(json_extract(body, '$.id') = id) AS ids,
+      sum(json_extract(body, '$.fleet.containers') > 0) AS fleet FROM findings GROUP BY 1`).all();
+    assert.deepEqual(kinds.map((k) => ({ ...k })), [{ t: 'text', n: 4 * 64 - 1, ids: 4 * 64 - 1, fleet: 4 * 64 - 1 }]);
+  } finally {
+    db.close();
+  }
 }));
