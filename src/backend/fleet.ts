@@ -58,7 +58,7 @@ export function fleetInput(findings: FindingJson[]): FleetInput {
  * `known`: findings (as fleetTupleKey) whose three sightings are all stored,
  * left out of `sightings` (one lookup per finding).
  */
-export function fleetInputOf(keys: Array<FleetKey | null>, known?: ReadonlySet<string>): FleetInput {
+export function fleetInputOf(keys: Array<FleetKey | null>, known?: { has(tuple: string): boolean }): FleetInput {
   const first = new Map<string, string>();
   const seen = new Set<string>();
   const sightings: Sighting[] = [];

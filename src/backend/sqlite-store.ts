@@ -7,7 +7,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { BodyWriter, jsonText, rowSourceOf, storeRowOf, type RowHead, type RowSource, type StoreRow } from './checked-rows.js';
-import { countNew, fleetFieldsOf, sightingKey, type FleetKey, type FleetState, type Sighting } from './fleet.js';
+import { countNew, fleetFieldsOf, fleetInputOf, type FleetKey, type FleetState, type Sighting } from './fleet.js';
 import { filterConditions, ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { WAL_BOUND_BYTES, WalCheckpointer } from './wal-checkpointer.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
@@ -52,10 +52,13 @@ INSERT OR IGNORE INTO origins (${ORIGIN_COLUMNS.join(', ')}) SELECT DISTINCT ${O
 UPDATE findings SET origin = (SELECT key FROM origins k WHERE ${ORIGIN_COLUMNS.map((c) => `k.${c} = findings.${c}`).join(' AND ')});
 DROP TABLE IF EXISTS containers;`;
 
-// Sightings are never deleted, so one this process has stored needs no
-// INSERT again: in a fleet at rest nearly every sighting is known. (SQLite
-// has one writer, this process; PostgreSQL replicas do not share memory.)
-const KNOWN_SIGHTINGS_MAX = 500_000;
+// Sightings are never deleted, so the sightings of a finding (its sha256 in
+// its container, image and host) this process has stored need no INSERT
+// again: in a fleet at rest nearly every tuple is known. One key per tuple,
+// ~200 bytes: at most KNOWN_TUPLES_MAX, as PostgreSQL's store keeps.
+const KNOWN_TUPLES_MAX = 100_000;
+/** Fleet counters and origin keys remembered, at most. */
+const KNOWN_MAX = 500_000;
 const ID_AT = COLUMNS.findIndex((c) => c.name === 'id');
 const ORIGIN_AT = ORIGIN_COLUMNS.map((name) => COLUMNS.findIndex((c) => c.name === name));
 
@@ -71,12 +74,13 @@ interface Where {
 const columnsOf = (db: DatabaseSync) => new Set((db.prepare('PRAGMA table_info(findings)').all() as Array<{ name: string }>).map((r) => r.name));
 
 export class SqliteStore implements FindingStore {
-  private readonly knownSightings = new Set<string>();
+  /** Findings' sighting tuples (fleetTupleKey) committed: their three sightings need no INSERT again. */
+  private readonly knownTuples = new Set<string>();
   /** Counters of fleet_binaries as last committed by this connection (see transaction()). */
   private readonly binaries = new Map<string, Omit<FleetState, 'created'>>();
   private dataVersion = -1;
   /** What the open transaction wrote to the fleet tables; remembered once it commits. */
-  private pending?: { sightings: Set<string>; binaries: Map<string, Omit<FleetState, 'created'>>; origins: Map<string, number> };
+  private pending?: { tuples: Set<string>; binaries: Map<string, Omit<FleetState, 'created'>>; origins: Map<string, number> };
   private statements?: {
     finding: StatementSync; sighting: StatementSync; keyOf: StatementSync; newKey: StatementSync; binary: StatementSync; created: StatementSync;
     summary: StatementSync; firstOf: StatementSync; update: StatementSync; dataVersion: StatementSync;
@@ -167,7 +171,7 @@ export class SqliteStore implements FindingStore {
    */
   transaction<T>(fn: () => T): T {
     if (this.pending) return fn();
-    const pending = { sightings: new Set<string>(), binaries: new Map<string, Omit<FleetState, 'created'>>(), origins: new Map<string, number>() };
+    const pending = { tuples: new Set<string>(), binaries: new Map<string, Omit<FleetState, 'created'>>(), origins: new Map<string, number>() };
     this.checkpointer?.beforeWrite();
     this.db.exec('BEGIN IMMEDIATE');
     // data_version moves when another connection committed: then the
@@ -181,11 +185,11 @@ export class SqliteStore implements FindingStore {
       this.db.exec('COMMIT');
       this.checkpointer?.committed();
       // remembered only once committed: a rolled-back write never happened
-      if (this.knownSightings.size + pending.sightings.size > KNOWN_SIGHTINGS_MAX) this.knownSightings.clear();
-      for (const key of pending.sightings) this.knownSightings.add(key);
-      if (this.binaries.size + pending.binaries.size > KNOWN_SIGHTINGS_MAX) this.binaries.clear();
+      if (this.knownTuples.size + pending.tuples.size > KNOWN_TUPLES_MAX) this.knownTuples.clear();
+      for (const key of pending.tuples) this.knownTuples.add(key);
+      if (this.binaries.size + pending.binaries.size > KNOWN_MAX) this.binaries.clear();
       for (const [sha, b] of pending.binaries) this.binaries.set(sha, b);
-      if (this.originKeys.size + pending.origins.size > KNOWN_SIGHTINGS_MAX) this.originKeys.clear();
+      if (this.originKeys.size + pending.origins.size > KNOWN_MAX) this.originKeys.clear();
       for (const [tuple, key] of pending.origins) this.originKeys.set(tuple, key);
       return out;
     } catch (err) {
@@ -235,7 +239,7 @@ export class SqliteStore implements FindingStore {
     if (from >= to) return 0;
     const st = this.prepared();
     const keys = heads.slice(from, to).map((h) => h.fleet);
-    const input = this.fleetInput(keys, pending.sightings);
+    const input = this.fleetInput(keys, pending.tuples);
     const inserted = input.fresh.filter((s) => Number(st.sighting.run(s.sha256, s.kind, s.value).changes) > 0);
     const added = countNew(inserted);
     const state = new Map<string, FleetState>();
@@ -263,31 +267,13 @@ export class SqliteStore implements FindingStore {
   }
 
   /**
-   * fleetInputOf for one writer: the sightings neither committed nor written
-   * earlier in this transaction (added to `pending`), and per sha256 its
-   * earliest time, in no particular order (the sort is PostgreSQL's lock
-   * order). At rest nearly every sighting is known: one string per sighting,
-   * no objects.
+   * fleetInputOf for one writer: the sightings of tuples neither committed
+   * nor written earlier in this transaction (added to `pending`).
    */
   private fleetInput(keys: Array<FleetKey | null>, pending: Set<string>): { binaries: Array<{ sha256: string; firstSeen: string }>; fresh: Sighting[] } {
-    const first = new Map<string, string>();
-    const fresh: Sighting[] = [];
-    const see = (sha256: string, kind: Sighting['kind'], value: string) => {
-      if (!value) return;
-      const key = sightingKey({ sha256, kind, value });
-      if (this.knownSightings.has(key) || pending.has(key)) return;
-      pending.add(key);
-      fresh.push({ sha256, kind, value });
-    };
-    for (const k of keys) {
-      if (!k) continue;
-      const prev = first.get(k.sha256);
-      if (prev === undefined || k.time < prev) first.set(k.sha256, k.time);
-      see(k.sha256, 'c', k.container);
-      see(k.sha256, 'i', k.image);
-      see(k.sha256, 'h', k.host);
-    }
-    return { binaries: [...first].map(([sha256, firstSeen]) => ({ sha256, firstSeen })), fresh };
+    const input = fleetInputOf(keys, { has: (tuple) => this.knownTuples.has(tuple) || pending.has(tuple) });
+    for (const tuple of input.tuples) pending.add(tuple);
+    return { binaries: input.binaries, fresh: input.sightings };
   }
 
   /** The key of a row's origin tuple, created in the open transaction when new. */
