@@ -53,7 +53,11 @@ interface TypeSpec {
   byId: Array<FieldSpec | undefined>;
   /** As toObject writes them: repeated fields first (with `arrays`), then the rest, in declaration order. */
   order: FieldSpec[];
-  present: Uint8Array;
+  /** `gen` where the field was sent in the current parse */
+  present: Int32Array;
+  gen: number;
+  /** fields with items in the current parse */
+  withItems: number[];
   start: Int32Array;
   end: Int32Array;
   value: Float64Array;
@@ -140,7 +144,9 @@ function specOf(type: protobuf.Type, path: string): TypeSpec {
   return {
     byId,
     order: [...fields.filter((f) => f.repeated), ...fields.filter((f) => !f.repeated)],
-    present: new Uint8Array(maxId + 1),
+    present: new Int32Array(maxId + 1),
+    gen: 0,
+    withItems: [],
     start: new Int32Array(maxId + 1),
     end: new Int32Array(maxId + 1),
     value: new Float64Array(maxId + 1),
@@ -170,6 +176,9 @@ for (let b = 0x20; b < 0x7f; b++) PRINTABLE[b] = b === 0x22 || b === 0x5c ? 0 : 
 /** Larger than any body accepted, with room for the escapes of one more string. */
 const OUT_BYTES = 4 * MAX_FINDING_BYTES;
 
+/** Whether the field was sent in the last parse of its message. */
+const sent = (t: TypeSpec, id: number) => t.present[id] === t.gen;
+
 /**
  * Whether toObject writes the field: a repeated one always (`arrays`), a map
  * with entries, a message or proto3 \`optional\` field when sent, any other
@@ -183,11 +192,11 @@ function hasValue(t: TypeSpec, f: FieldSpec): boolean {
       return t.items[id]!.length > 0;
     case Kind.Message:
     case Kind.OptionalUint32:
-      return t.present[id] === 1;
+      return t.present[id] === t.gen;
     case Kind.String:
-      return t.present[id] === 1 && t.end[id]! > t.start[id]!;
+      return t.present[id] === t.gen && t.end[id]! > t.start[id]!;
     default:
-      return t.present[id] === 1 && t.value[id] !== 0;
+      return t.present[id] === t.gen && t.value[id] !== 0;
   }
 }
 
@@ -235,8 +244,9 @@ class Walk {
 
   /** Reads one message's fields into its spec; false for anything the fast path does not take. */
   parse(t: TypeSpec, from: number, end: number): boolean {
-    t.present.fill(0);
-    for (const items of t.items) if (items.length) items.length = 0;
+    const gen = ++t.gen;
+    for (const id of t.withItems) t.items[id]!.length = 0;
+    t.withItems.length = 0;
     this.pos = from;
     while (this.pos < end) {
       const tag = this.varint32(end);
@@ -249,20 +259,23 @@ class Walk {
       if (delimited) {
         const len = this.varint32(end);
         if (len < 0 || this.pos + len > end) return false;
-        if (f.repeated || f.kind === Kind.Map) t.items[f.id]!.push(this.pos, this.pos + len);
-        else {
-          if (t.present[f.id]) return false; // sent twice: protobufjs merges or replaces
-          t.present[f.id] = 1;
+        if (f.repeated || f.kind === Kind.Map) {
+          const items = t.items[f.id]!;
+          if (!items.length) t.withItems.push(f.id);
+          items.push(this.pos, this.pos + len);
+        } else {
+          if (t.present[f.id] === gen) return false; // sent twice: protobufjs merges or replaces
+          t.present[f.id] = gen;
           t.start[f.id] = this.pos;
           t.end[f.id] = this.pos + len;
         }
         this.pos += len;
       } else {
         const v = f.kind === Kind.Uint64 ? this.varint53(end) : this.varint32(end);
-        if (v < 0 || t.present[f.id]) return false;
+        if (v < 0 || t.present[f.id] === gen) return false;
         if (f.kind === Kind.Enum && !f.names![v] && v !== 0) return false;
         if (f.kind === Kind.Bool && v > 1) return false;
-        t.present[f.id] = 1;
+        t.present[f.id] = gen;
         t.value[f.id] = v;
       }
     }
@@ -483,7 +496,7 @@ export function wireRow(buf: Uint8Array): StoreRow | null {
   w.at = 0;
   w.capStart.fill(-1);
   if (!w.message(FINDING, 0, buf.byteLength) || w.at > MAX_FINDING_BYTES) return null;
-  if (FINDING.present[FLEET_FIELD] || !FINDING.present[PROCESS_FIELD] || !FINDING.present[SIGNATURE_FIELD]) return null;
+  if (sent(FINDING, FLEET_FIELD) || !sent(FINDING, PROCESS_FIELD) || !sent(FINDING, SIGNATURE_FIELD)) return null;
   const id = w.captured(Capture.Id);
   const timeText = w.captured(Capture.Time);
   const signatureId = w.captured(Capture.SignatureId);
@@ -517,5 +530,5 @@ export function wireRow(buf: Uint8Array): StoreRow | null {
 function severityOf(): string | undefined {
   const sig = SIGNATURE.type!;
   const field = sig.byId[SEVERITY_FIELD]!;
-  return sig.present[SEVERITY_FIELD] ? field.names![sig.value[SEVERITY_FIELD]!] : undefined;
+  return sent(sig, SEVERITY_FIELD) ? field.names![sig.value[SEVERITY_FIELD]!] : undefined;
 }
