@@ -2,12 +2,12 @@
 // the gRPC event loop (auth, admission, keepalive, shutdown) never waits on
 // them. For SQLite the requests arrive checked and packed (checker.ts); for
 // PostgreSQL they arrive as bytes and are checked here, each finding turned
-// into its row before the next is decoded (ingestAsRows): then only rows,
+// into its row before the next is decoded (checkRows): then only rows,
 // not decoded findings, wait for the database in this thread's small young
 // generation. (Checked on the event loop instead, they grew the main
 // thread's young generation to 128 MB: RSS ~390 MiB against ~260.)
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { ingest, ingestAsRows, ingestPacked, ingestPackedGroupSync, isGroupingStore, isRowStore, type IngestLimits, type IngestOutcome, type PackedRequest } from './ingest.js';
+import { checkRows, ingest, ingestPacked, ingestPackedGroupSync, isGroupingStore, isRowStore, storeCheckedRows, type CheckedRows, type IngestLimits, type IngestOutcome, type PackedRequest } from './ingest.js';
 import { openStore } from './open-store.js';
 import type { Checked, Took } from './checker.js';
 
@@ -29,24 +29,51 @@ const immediate = () => new Promise((r) => setImmediate(r));
 
 try {
   const store = await openStore(config.db, { poolSize: config.poolSize });
-  // PostgreSQL: requests wait here as bytes; only as many as the store has
-  // connections are checked and written at once.
+  // PostgreSQL: requests wait here as bytes. As many as the store has
+  // connections are written at once; while they are, the next ones are
+  // checked into rows (at most as many again, one per turn of the loop so
+  // the connections' answers get in between), so this thread works while
+  // PostgreSQL writes and a connection that frees finds a request ready.
   const waiting: Array<Extract<WorkerRequest, { op: 'ingest' }>> = [];
+  const ready: Array<{ seq: number; checked: CheckedRows }> = [];
   let running = 0;
+  let checking = false;
+  const run = (seq: number, write: Promise<IngestOutcome>) => {
+    running++;
+    void write
+      .then(
+        (outcome) => answer(seq, outcome),
+        (err: Error) => answer(seq, { kind: 'unavailable', message: err.message }),
+      )
+      .finally(() => {
+        running--;
+        pump();
+      });
+  };
   const pump = () => {
-    while (running < config.poolSize && waiting.length) {
-      running++;
-      const m = waiting.shift()!;
-      void (isRowStore(store) ? ingestAsRows(store, m.buf, config) : ingest(store, m.buf, config))
-        .then(
-          (outcome) => answer(m.seq, outcome),
-          (err: Error) => answer(m.seq, { kind: 'unavailable', message: err.message }),
-        )
-        .finally(() => {
-          running--;
-          pump();
-        });
+    if (!isRowStore(store)) {
+      while (running < config.poolSize && waiting.length) {
+        const m = waiting.shift()!;
+        run(m.seq, ingest(store, m.buf, config));
+      }
+      return;
     }
+    while (running < config.poolSize && ready.length) {
+      const r = ready.shift()!;
+      run(r.seq, storeCheckedRows(store, r.checked));
+    }
+    if (checking || !waiting.length || ready.length >= config.poolSize) return;
+    checking = true;
+    setImmediate(() => {
+      checking = false;
+      const m = waiting.shift();
+      try {
+        if (m) ready.push({ seq: m.seq, checked: checkRows(m.buf, config) });
+      } catch (err) {
+        answer(m!.seq, { kind: 'unavailable', message: (err as Error).message });
+      }
+      pump();
+    });
   };
 
   port.on('message', (m: WorkerRequest) => {

@@ -18,20 +18,22 @@ export type IngestOutcome =
   | { kind: 'unavailable'; message: string };
 
 type Checked<T> = { kind: 'checked'; good: T[]; rejected: Rejection[]; truncated: number };
+/** A request checked into its rows (PostgreSQL), waiting for a connection. */
+export type CheckedRows = Checked<StoreRow> | Extract<IngestOutcome, { kind: 'invalid' }>;
 
-/**
- * Decodes and checks every finding of a request, each turned by `keep` into
- * what is kept of it before the next is decoded; the request is refused only
- * when none is good.
- */
+/** Decodes and checks every finding of a request; the request is refused only when none is good. */
 function checkRequest(buf: Uint8Array, limits: IngestLimits): Checked<FindingJson> | Extract<IngestOutcome, { kind: 'invalid' }> {
   const good: FindingJson[] = [];
   const c = checkEach(buf, limits, (f) => good.push(f));
   return c.kind === 'invalid' ? c : { ...c, kind: 'checked', good };
 }
 
-/** checkRequest, each good finding as its row. */
-function checkRequestRows(buf: Uint8Array, limits: IngestLimits): Checked<StoreRow> | Extract<IngestOutcome, { kind: 'invalid' }> {
+/**
+ * checkRequest, each good finding as its row (PostgreSQL's store thread:
+ * each finding becomes its row before the next is decoded, so only rows
+ * wait for the database, not decoded findings).
+ */
+export function checkRows(buf: Uint8Array, limits: IngestLimits): CheckedRows {
   const good: StoreRow[] = [];
   const c = checkEachRow(buf, limits, (r) => good.push(r));
   return c.kind === 'invalid' ? c : { ...c, kind: 'checked', good };
@@ -152,13 +154,7 @@ export function isRowStore(store: FindingStore): store is RowStore {
   return typeof (store as Partial<RowStore>).insertRows === 'function';
 }
 
-/**
- * Decodes, checks and stores one request in the store's thread (PostgreSQL):
- * each finding becomes its row before the next is decoded, so only rows wait
- * for the database, not decoded findings.
- */
-export async function ingestAsRows(store: RowStore, buf: Uint8Array, limits: IngestLimits): Promise<IngestOutcome> {
-  const c = checkRequestRows(buf, limits);
+export async function storeCheckedRows(store: RowStore, c: CheckedRows): Promise<IngestOutcome> {
   if (c.kind === 'invalid') return c;
   return storeRows(store, c.good, c.rejected, c.truncated);
 }
