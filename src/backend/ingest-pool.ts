@@ -11,6 +11,7 @@ import { Checker } from './checker.js';
 /** Where the server hands request bytes to be stored. */
 export interface Ingester {
   queuedRows: number;
+  /** buf is the ingest's from then on: it may be moved to another thread or freed once checked. */
   submit(buf: Uint8Array, rows: number): Promise<IngestOutcome>;
   close(graceMs: number): Promise<void>;
 }
