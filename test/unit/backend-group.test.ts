@@ -90,7 +90,7 @@ test('through the ingest worker: a refused finding in one of several concurrent 
   assert.ok(fleetAgrees(path) > 0);
 }));
 
-test('the ingest worker frees a request\'s bytes once checked, only when their buffer holds nothing else', withDb(async (path) => {
+test("the ingest worker frees a request's bytes once checked, only when their buffer holds nothing else", withDb(async (path) => {
   const worker = await IngestWorker.start({ db: path, poolSize: 4, maxFindingsPerRequest: limits.maxFindingsPerRequest });
   // as gRPC hands them over: a 5-byte frame header, then the message, in one buffer
   const framed = (body: Buffer) => {
