@@ -7,10 +7,12 @@ import { isPostgresUrl, openStore } from './open-store.js';
 import type { FindingStore } from './store.js';
 import type { WorkerConfig, WorkerRequest } from './ingest-worker.js';
 import { Checker } from './checker.js';
+import { startMallocTrims } from './malloc-trimmer.js';
 
 /** Where the server hands request bytes to be stored. */
 export interface Ingester {
   queuedRows: number;
+  /** buf is the ingest's from then on: it may be moved to another thread or freed once checked. */
   submit(buf: Uint8Array, rows: number): Promise<IngestOutcome>;
   close(graceMs: number): Promise<void>;
 }
@@ -60,6 +62,8 @@ export class IngestWorker implements Ingester {
   private readonly waiting = new Map<number, { resolve: (o: IngestOutcome) => void; rows: number }>();
   /** Findings sent to the worker and not yet answered. */
   queuedRows = 0;
+
+  private readonly stopTrims = startMallocTrims();
 
   private constructor(private readonly store: Worker, private readonly check: Checker | null) {
     store.on('message', (m: WorkerMessage) => {
@@ -126,6 +130,7 @@ export class IngestWorker implements Ingester {
     const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
     await Promise.race([drained, timeout(graceMs)]);
     this.check?.close();
+    this.stopTrims();
     this.store.postMessage({ op: 'close' } satisfies WorkerRequest);
     await Promise.race([closed, timeout(500)]);
     await this.store.terminate();

@@ -98,3 +98,24 @@ test('through the ingest worker: a refused finding in one of several concurrent 
     db.close();
   }
 }));
+
+test("the ingest worker frees a request's bytes once checked, only when their buffer holds nothing else", withDb(async (path) => {
+  const worker = await IngestWorker.start({ db: path, poolSize: 4, maxFindingsPerRequest: limits.maxFindingsPerRequest });
+  // as gRPC hands them over: a 5-byte frame header, then the message, in one buffer
+  const framed = (body: Buffer) => {
+    const b = Buffer.alloc(5 + body.length);
+    body.copy(b, 5);
+    return b.subarray(5);
+  };
+  try {
+    const own = framed(request(0, 32));
+    const shared = Buffer.concat([request(1, 32), Buffer.alloc(64 << 10)]).subarray(0, request(1, 32).length);
+    const outs = await Promise.all([worker.submit(own, 32), worker.submit(shared, 32)]);
+    assert.deepEqual(outs.map((o) => (o.kind === 'ok' ? o.stored : o.kind)), [32, 32]);
+    assert.equal(own.buffer.byteLength, 0, 'the request buffer was freed');
+    assert.equal(shared.length, request(1, 32).length, 'a view into a larger buffer is left alone');
+    assert.deepEqual(shared, request(1, 32));
+  } finally {
+    await worker.close(1000);
+  }
+}));
