@@ -211,32 +211,25 @@ class Walk {
   // varint reader state
   pos = 0;
 
-  /** A varint of at most 32 bits (as protobufjs reads uint32), or -1. */
+  /** A varint of at most 32 bits (more, protobufjs would cut to 32), or -1. */
   varint32(end: number): number {
-    const src = this.src;
-    let v = 0;
-    let scale = 1;
-    for (let i = 0; i < 5; i++) {
-      if (this.pos >= end) return -1;
-      const b = src[this.pos++]!;
-      if (i === 4 && b > 0x0f) return -1; // more than 32 bits: protobufjs would cut it
-      v += (b & 0x7f) * scale;
-      if (b < 0x80) return v;
-      scale *= 128;
-    }
-    return -1;
+    return this.varint(end, 5, 2 ** 32);
   }
 
   /** A varint that is exact as a double (below 2^53), or -1. */
   varint53(end: number): number {
+    return this.varint(end, 8, 2 ** 53);
+  }
+
+  private varint(end: number, maxBytes: number, limit: number): number {
     const src = this.src;
     let v = 0;
     let scale = 1;
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < maxBytes; i++) {
       if (this.pos >= end) return -1;
       const b = src[this.pos++]!;
       v += (b & 0x7f) * scale;
-      if (b < 0x80) return v <= Number.MAX_SAFE_INTEGER ? v : -1;
+      if (b < 0x80) return v < limit ? v : -1;
       scale *= 128;
     }
     return -1;
