@@ -5,7 +5,7 @@
 // decoded findings would be thousands of objects.
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, rowOf } from './columns.js';
-import { bodyJson } from './validate.js';
+import { bodyJson, fleetTail } from './validate.js';
 import { fleetKey, type FleetFields, type FleetKey } from './fleet.js';
 
 export interface StoreRow {
@@ -38,7 +38,7 @@ export function storeRowOf(f: FindingJson): StoreRow {
 
 /** The body as stored: the finding's JSON with the backend's `fleet` last (where JSON.stringify puts a key set last). */
 export function bodyWithFleet(json: string, fleet: FleetFields | null): string {
-  return fleet ? `${json.slice(0, -1)},"fleet":${JSON.stringify(fleet)}}` : json;
+  return fleet ? json.slice(0, -1) + fleetTail(fleet) : json;
 }
 
 /**
@@ -51,7 +51,7 @@ export class BodyWriter {
   body(r: StoreRow, fleet: FleetFields | null): string | Uint8Array {
     if (typeof r.json === 'string') return bodyWithFleet(r.json, fleet);
     if (!fleet) return r.json;
-    const tail = `,"fleet":${JSON.stringify(fleet)}}`;
+    const tail = fleetTail(fleet);
     const most = r.json.length + tail.length * 3;
     if (most > this.scratch.length) this.scratch = Buffer.allocUnsafeSlow(most);
     const at = r.json.copy(this.scratch, 0, 0, r.json.length - 1);
@@ -69,7 +69,7 @@ export function bodiesWithFleet(rows: StoreRow[], fleet: Array<FleetFields | nul
   rows.forEach((r, i) => {
     const f = fleet[i];
     const body = typeof r.json === 'string' ? Buffer.from(r.json) : r.json;
-    const tail = f ? `,"fleet":${JSON.stringify(f)}}` : '';
+    const tail = f ? fleetTail(f) : '';
     parts.push(f ? body.subarray(0, -1) : body, tail);
     bytes += body.length + tail.length * 3;
   });

@@ -152,8 +152,11 @@ const checkedJson = new WeakMap<FindingJson, string>();
 export function bodyJson(f: FindingJson): string {
   const json = checkedJson.get(f);
   if (json === undefined) return JSON.stringify(f);
-  return f.fleet ? `${json.slice(0, -1)},"fleet":${JSON.stringify(f.fleet)}}` : json;
+  return f.fleet ? json.slice(0, -1) + fleetTail(f.fleet) : json;
 }
+
+/** What replaces a body's closing brace to set the backend's `fleet` last, where JSON.stringify puts a key set last. */
+export const fleetTail = (fleet: NonNullable<FindingJson['fleet']>): string => `,"fleet":${JSON.stringify(fleet)}}`;
 
 /** Notes the canonical UTC of a finding checked elsewhere (wire-row.ts). */
 export function rememberCanonicalTime(f: FindingJson, time: string): void {

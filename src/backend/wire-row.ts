@@ -490,6 +490,8 @@ export function wireRow(buf: Uint8Array): StoreRow | null {
   w.capStart.fill(-1);
   if (!w.message(FINDING, 0, buf.byteLength) || w.at > MAX_FINDING_BYTES) return null;
   if (sent(FINDING, FLEET_FIELD) || !sent(FINDING, PROCESS_FIELD) || !sent(FINDING, SIGNATURE_FIELD)) return null;
+  // a column longer than is kept is cut by the check (rowOf); its bytes bound its length
+  for (let c = 0; c < CAPTURED.length; c++) if (w.capStart[c]! >= 0 && w.capEnd[c]! - w.capStart[c]! > MAX_COLUMN_CHARS) return null;
   const id = w.captured(Capture.Id);
   const timeText = w.captured(Capture.Time);
   const signatureId = w.captured(Capture.SignatureId);
@@ -513,8 +515,6 @@ export function wireRow(buf: Uint8Array): StoreRow | null {
     foldOf: w.captured(Capture.FoldOf),
     action: w.captured(Capture.Action),
   };
-  const columns = [signatureId, f.container!.id, f.container!.name, f.container!.image, f.kubernetes!.namespace, hostname, f.process!.executable!.sha256, f.action];
-  if (columns.some((v) => v !== undefined && v.length > MAX_COLUMN_CHARS)) return null; // the check cuts them
   rememberCanonicalTime(f, time);
   return { values: rowOf(f), fleet: fleetKey(f), foldOf: f.foldOf ?? '', json: Buffer.from(w.out.subarray(0, w.at)) };
 }
