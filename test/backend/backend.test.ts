@@ -65,7 +65,8 @@ for (const kind of ['sqlite', 'postgres'] as const) {
     }
 
     test('poison findings (NUL, loose times, invalid UTF-8) are rejected by id and field; the good ones in the batch are stored', async () => {
-      const backend = await startBackend({ listen: '127.0.0.1:0', db: await freshDb() });
+      const db = await freshDb();
+      const backend = await startBackend({ listen: '127.0.0.1:0', db });
       const c = client(backend.address);
       try {
         const good = findings(10, 'good');
@@ -87,6 +88,20 @@ for (const kind of ['sqlite', 'postgres'] as const) {
         const stored = (await backend.store.query({ limit: 100 })).map((f) => f.id).sort();
         assert.deepEqual(stored, good.map((f) => f.id).sort());
         assert.equal(backend.metrics.rejectedFindings, 6);
+        if (kind === 'postgres') {
+          // a new database keeps the body as text, which SQL reads as JSON with a cast
+          const { default: pg } = await import('pg');
+          const raw = new pg.Client({ connectionString: db });
+          await raw.connect();
+          try {
+            const t = await raw.query("SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'findings'::regclass AND attname = 'body'");
+            assert.equal(t.rows[0].t, 'text');
+            const ids = await raw.query("SELECT body::json->>'id' AS id FROM findings ORDER BY 1");
+            assert.deepEqual(ids.rows.map((x: { id: string }) => x.id), good.map((f) => f.id).sort());
+          } finally {
+            await raw.end();
+          }
+        }
       } finally {
         c.close();
         await backend.stop();
