@@ -40,7 +40,7 @@ async function once(cli: string, db: string, seconds: number, sensors: number, t
   proc.kill('SIGTERM');
   await new Promise((r2) => proc.once('exit', r2));
   return {
-    perSec: r.findingsPerSec, p50: r.p50Ms, p99: r.p99Ms, cpuUsPerFinding: cpuUs / Math.max(1, r.stored),
+    perSec: r.findingsPerSec, p50: r.p50Ms, p99: r.p99Ms, mean: r.meanMs, little: r.littleMs, cpuUsPerFinding: cpuUs / Math.max(1, r.stored),
     ...(serverUs === undefined ? {} : { serverCpuUsPerFinding: serverUs / Math.max(1, r.stored) }), peakRss: peak, errors: r.errors,
   };
 }

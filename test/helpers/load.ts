@@ -136,6 +136,13 @@ export interface LoadResult {
   findingsPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  meanMs: number;
+  /**
+   * The mean latency the rate alone implies (Little's law: sensors × batch
+   * findings are always in flight, so they wait sensors × batch / rate on
+   * average): no scheduling can bring the mean, let alone p99, under it.
+   */
+  littleMs: number;
   errors: Record<string, number>;
 }
 
@@ -175,5 +182,9 @@ export async function runLoad(address: string, sensors: number, seconds: number,
   );
   const secs = (Date.now() - start) / 1000;
   latencies.sort((a, b) => a - b);
-  return { sensors, seconds: secs, stored, findingsPerSec: stored / secs, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), errors };
+  const findingsPerSec = stored / secs;
+  return {
+    sensors, seconds: secs, stored, findingsPerSec, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99),
+    meanMs: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length), littleMs: ((sensors * batch) / Math.max(1, findingsPerSec)) * 1000, errors,
+  };
 }
