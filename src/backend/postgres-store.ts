@@ -150,13 +150,13 @@ function arrayLiteral(values: ReadonlyArray<string | number>): string {
 }
 const NEEDS_ESCAPE = /["\\]/;
 const NEEDS_ESCAPE_ALL = /["\\]/g;
-const insertFindings = (bodyType: string) => {
+const insertFindings = (bodyType: string, onConflict: string) => {
   const names = [...FINDING_COLUMNS.map((c) => c.name), 'origin'];
   const arrays = [...FINDING_COLUMNS.map((c, i) => `unnest($${i + 1}::${c.pgType.toLowerCase()}[])`), `unnest($${FINDING_COLUMNS.length + 1}::bigint[])`];
   return `INSERT INTO findings (${names.join(', ')}, body)
     SELECT ${names.map((n) => `u.${n}`).join(', ')}, u.body::${bodyType}
     FROM ROWS FROM (${arrays.join(', ')}, unnest(string_to_array($${names.length + 1}::text, chr(30)))) AS u (${names.join(', ')}, body)
-    ON CONFLICT (id) DO NOTHING`;
+    ${onConflict}`;
 };
 
 // Origins not known to this process: added (sorted, so replicas adding the
@@ -230,16 +230,29 @@ const KNOWN_TUPLES_MAX = 100_000;
 
 /** Deadlock or serialization failure between replicas: the transaction is simply run again. */
 const RETRY = new Set(['40P01', '40001']);
+const UNIQUE_VIOLATION = '23505';
+
+/**
+ * Nearly every batch is new findings, inserted as they are. ON CONFLICT DO
+ * NOTHING on every row would cost a probe of the id index before each
+ * insert and a second WAL record to confirm it (speculative insertion), for
+ * the rare batch that holds a finding already stored: a sensor resending
+ * after a lost answer, or the same finding sent to two replicas. Such a
+ * batch fails on the id index and its transaction runs again with it.
+ */
+type InsertMode = { sql: string; name: string };
 
 export class PostgresStore implements FindingStore {
   private readonly knownTuples = new Set<string>();
   private readonly originKeys = new Map<string, number>();
-  private readonly insertSql: string;
+  private readonly newFindings: InsertMode;
+  private readonly someStored: InsertMode;
   /** Where the origins are (undefined: on the findings; a database from before, opened read-only). */
   private origins?: Promise<OriginTable | undefined>;
 
   private constructor(private readonly pool: pg.Pool, bodyType: string, origins?: OriginTable) {
-    this.insertSql = insertFindings(bodyType);
+    this.newFindings = { sql: insertFindings(bodyType, ''), name: 'dw_insert_findings' };
+    this.someStored = { sql: insertFindings(bodyType, 'ON CONFLICT (id) DO NOTHING'), name: 'dw_insert_findings_dedup' };
     if (origins) this.origins = Promise.resolve(origins);
   }
 
@@ -279,16 +292,19 @@ export class PostgresStore implements FindingStore {
 
   /** Rows of checked findings (see checked-rows.ts), in one transaction. */
   async insertRows(rows: StoreRow[]): Promise<InsertResult> {
+    let mode = this.newFindings;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.insertOnce(rows);
+        return await this.insertOnce(rows, mode);
       } catch (err) {
-        if (attempt >= 5 || !RETRY.has((err as { code?: string }).code ?? '')) throw err;
+        const code = (err as { code?: string }).code ?? '';
+        if (code === UNIQUE_VIOLATION && mode === this.newFindings) mode = this.someStored;
+        else if (attempt >= 5 || !RETRY.has(code)) throw err;
       }
     }
   }
 
-  private async insertOnce(rows: StoreRow[]): Promise<InsertResult> {
+  private async insertOnce(rows: StoreRow[], mode: InsertMode): Promise<InsertResult> {
     const client = await this.pool.connect();
     const fresh: string[] = [];
     try {
@@ -301,12 +317,12 @@ export class PostgresStore implements FindingStore {
       for (let i = 0; i < rows.length; i++) {
         const r = rows[i]!;
         if (!r.foldOf) continue;
-        stored += await this.insertPlain(client, rows.slice(from, i), keys.slice(from, i), fresh);
+        stored += await this.insertPlain(client, mode, rows.slice(from, i), keys.slice(from, i), fresh);
         from = i + 1;
         const first = await client.query('SELECT body FROM findings WHERE id = $1 FOR UPDATE', [r.foldOf]);
         if (!first.rowCount) {
           // its first never arrived: stored as a finding of its own
-          stored += await this.insertPlain(client, [r], [keys[i]!], fresh);
+          stored += await this.insertPlain(client, mode, [r], [keys[i]!], fresh);
           continue;
         }
         const s = await client.query('INSERT INTO summaries (id, fold_of) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [r.values[ID_AT], r.foldOf]);
@@ -316,7 +332,7 @@ export class PostgresStore implements FindingStore {
         await client.query('UPDATE findings SET body = $1 WHERE id = $2', [JSON.stringify(updated), r.foldOf]);
         stored++;
       }
-      stored += await this.insertPlain(client, from ? rows.slice(from) : rows, from ? keys.slice(from) : keys, fresh);
+      stored += await this.insertPlain(client, mode, from ? rows.slice(from) : rows, from ? keys.slice(from) : keys, fresh);
       await client.query('COMMIT');
       if (this.knownTuples.size + fresh.length > KNOWN_TUPLES_MAX) this.knownTuples.clear();
       for (const x of fresh) this.knownTuples.add(x);
@@ -349,7 +365,7 @@ export class PostgresStore implements FindingStore {
   }
 
   /** Fleet tables (one statement), then the findings (one multi-row INSERT); inside the caller's transaction. */
-  private async insertPlain(client: pg.PoolClient, rows: StoreRow[], keys: number[], freshOut: string[]): Promise<number> {
+  private async insertPlain(client: pg.PoolClient, mode: InsertMode, rows: StoreRow[], keys: number[], freshOut: string[]): Promise<number> {
     if (!rows.length) return 0;
     const fleetKeys = rows.map((r) => r.fleet);
     const input = fleetInputOf(fleetKeys, this.knownTuples);
@@ -372,7 +388,7 @@ export class PostgresStore implements FindingStore {
     const columns = FINDING_AT.map((at) => arrayLiteral(rows.map((r) => r.values[at]!)));
     // bytes: node-pg sends a Buffer as it is (a text parameter's binary form is its UTF-8)
     const bodies = bodiesWithFleet(rows, fleet, BODY_SEPARATOR);
-    const r = await client.query({ name: 'dw_insert_findings', text: this.insertSql, values: [...columns, `{${keys.join(',')}}`, bodies] });
+    const r = await client.query({ name: mode.name, text: mode.sql, values: [...columns, `{${keys.join(',')}}`, bodies] });
     return r.rowCount ?? 0;
   }
 

@@ -461,6 +461,27 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       }
     });
 
+    test('a batch resent with new findings in it stores the new ones; a finding twice in one batch is stored once', async () => {
+      const backend = await startBackend({ listen: '127.0.0.1:0', db: await freshDb() });
+      const c = client(backend.address);
+      try {
+        const first = findings(50, 'resend');
+        assert.equal((await exportRaw(c, encodeRequest(first))).stored, 50);
+        const again = await exportRaw(c, encodeRequest([...first.slice(0, 25), ...findings(30, 'resend', 50)]));
+        assert.deepEqual({ stored: again.stored, duplicates: again.duplicates, error: again.error }, { stored: 30, duplicates: 25, error: undefined });
+        const twice = realisticFinding(7, 'twice');
+        const both = await exportRaw(c, encodeRequest([twice, twice]));
+        assert.deepEqual({ stored: both.stored, duplicates: both.duplicates }, { stored: 1, duplicates: 1 });
+        assert.equal(await backend.store.count(), 81);
+        // the next batch of new findings is stored as any other
+        assert.equal((await exportRaw(c, encodeRequest(findings(20, 'after')))).stored, 20);
+        assert.equal(await backend.store.count(), 101);
+      } finally {
+        c.close();
+        await backend.stop();
+      }
+    });
+
     if (kind === 'postgres') {
       test('two replicas on one database: sensors spread over them, a finding sent to both is stored once, fleet counts once', { timeout: 60_000 }, async () => {
         const db = await freshDb();
