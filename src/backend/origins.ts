@@ -1,13 +1,17 @@
 // Where a finding came from (its container id and name, image, namespace,
-// host and executable's sha256) is one small integer in both stores: the key
-// of that tuple in the table `origins`, and one index on (origin, time)
-// serves the filters on all six. A filter on them finds its keys in the
-// small table first. This file holds what both stores share of that: the
-// columns, and the split of a query's filters between the two tables.
+// host and executable's sha256), with its signature and action, is one small
+// integer in both stores: the key of that tuple in the table `origins`, and
+// one index on (origin, time) serves the filters on all eight. A container's
+// binary raises few signatures and actions, so the tuples stay few, and
+// every index they replace was a B-tree insert per finding. A filter on them
+// finds its keys in the small table first. This file holds what both stores
+// share of that: the columns, and the split of a query's filters between the
+// two tables.
 import { FILTER_COLUMNS, likePattern } from './columns.js';
 import type { FindingQuery } from './store.js';
 
-export const ORIGIN_COLUMNS = ['container_id', 'container_name', 'image', 'namespace', 'hostname', 'sha256'] as const;
+// In this order: PostgreSQL's stored digests of the tuples were computed in it.
+export const ORIGIN_COLUMNS: readonly string[] = ['container_id', 'container_name', 'image', 'namespace', 'hostname', 'sha256', 'signature_id', 'action'];
 
 /** Conditions joined by AND, with their arguments in placeholder order. */
 export interface Conditions {

@@ -4,18 +4,19 @@
 // the database: the finding id is the primary key, so a finding sent to two
 // replicas is stored once, and the fleet tables only count new sightings.
 //
-// Where a finding came from (container id and name, image, namespace, host
-// and sha256; here also its signature and action) is a row of `origins`, as
-// in SQLite, and a finding keeps its integer key: one (origin, time) index
-// instead of eight text ones (the (sha256, time) index alone was 176 bytes
-// per finding, the largest). A filter on those fields finds the keys first,
-// in the small origins table.
+// Where a finding came from (container id and name, image, namespace, host,
+// sha256, signature and action) is a row of `origins` (see origins.ts), and a
+// finding keeps its integer key: one (origin, time) index instead of eight
+// text ones (the (sha256, time) index alone was 176 bytes per finding, the
+// largest; the signature's and the action's were ~5 µs of PostgreSQL's CPU
+// per finding). A filter on those fields finds the keys first, in the small
+// origins table.
 import pg from 'pg';
 import type { FindingJson } from '#gen/finding-json.js';
 import { COLUMNS, type Column, SUMMARY_COLUMNS, type SummaryKey } from './columns.js';
 import { bodiesWithFleet, jsonText, storeRowOf, type StoreRow } from './checked-rows.js';
 import { fleetFieldsOf, fleetInputOf, type FleetState } from './fleet.js';
-import { filterConditions, ORIGIN_COLUMNS as SHARED_ORIGIN_COLUMNS, type Dialect } from './origins.js';
+import { filterConditions, ORIGIN_COLUMNS, type Dialect } from './origins.js';
 import { applySummary, clampLimit, type FindingQuery, type FindingStore, type InsertResult, type OpenOptions, type SummaryRow } from './store.js';
 
 // Replicas starting together must not race on CREATE (it is not atomic in PostgreSQL).
@@ -26,17 +27,13 @@ const SCHEMA_LOCK = 0x64726966;
 // the index). Equality is the same in every deterministic collation.
 const typeOf = (c: Column) => (c.pgType === 'TEXT' ? 'TEXT COLLATE "C"' : c.pgType);
 
-// Here the origin also holds the signature and the action: a container's
-// binary raises few of each, and their two (text, time) indexes were a btree
-// insert each per finding (~5 µs of PostgreSQL's CPU per finding).
-const ORIGIN_COLUMNS = [...SHARED_ORIGIN_COLUMNS, 'signature_id', 'action'];
 const isOriginColumn = (name: string) => ORIGIN_COLUMNS.includes(name);
 const FINDING_COLUMNS = COLUMNS.filter((c) => !isOriginColumn(c.name));
 const ORIGIN_AT = ORIGIN_COLUMNS.map((n) => COLUMNS.findIndex((c) => c.name === n));
 const FINDING_AT = FINDING_COLUMNS.map((c) => COLUMNS.indexOf(c));
 const ID_AT = COLUMNS.findIndex((c) => c.name === 'id');
 /** The previous version kept the first five in a table `containers`, and sha256 on the finding. */
-const CONTAINER_NAMES: string[] = SHARED_ORIGIN_COLUMNS.filter((n) => n !== 'sha256');
+const CONTAINER_NAMES: readonly string[] = ['container_id', 'container_name', 'image', 'namespace', 'hostname'];
 const missingOf = (name: string) => COLUMNS.find((c) => c.name === name)!.missing ?? '';
 const ORIGIN_NAMES = ORIGIN_COLUMNS.join(', ');
 const prefixed = (prefix: string) => ORIGIN_COLUMNS.map((n) => prefix + n);

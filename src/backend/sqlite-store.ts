@@ -14,24 +14,29 @@ import { applySummary, clampLimit, type FindingQuery, type FindingStore, type In
 
 const sqliteType = (t: string) => (t === 'INTEGER' ? 'INTEGER' : 'TEXT');
 
+const ORIGINS_TABLE = `CREATE TABLE IF NOT EXISTS origins (key INTEGER PRIMARY KEY, ${ORIGIN_COLUMNS.map((c) => `${c} TEXT NOT NULL`).join(', ')}, UNIQUE (${ORIGIN_COLUMNS.join(', ')}));`;
+
 function schema(): string {
   const cols = COLUMNS.map((c) => `${c.name} ${sqliteType(c.pgType)} NOT NULL${c.name === 'id' ? ' PRIMARY KEY' : ''}`);
   return `
 CREATE TABLE IF NOT EXISTS findings (${cols.join(', ')}, received_at TEXT NOT NULL, body TEXT NOT NULL, origin INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS fleet_sightings (sha256 TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (sha256, kind, value)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS fleet_binaries (sha256 TEXT PRIMARY KEY, first_seen TEXT NOT NULL, containers INTEGER NOT NULL, images INTEGER NOT NULL, hosts INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS origins (key INTEGER PRIMARY KEY, ${ORIGIN_COLUMNS.map((c) => `${c} TEXT NOT NULL`).join(', ')}, UNIQUE (${ORIGIN_COLUMNS.join(', ')}));
-${ORIGIN_COLUMNS.slice(1).map((c) => `CREATE INDEX IF NOT EXISTS origins_${c} ON origins (${c});`).join('\n')}
+${ORIGINS_TABLE}
 CREATE TABLE IF NOT EXISTS summaries (id TEXT PRIMARY KEY, fold_of TEXT NOT NULL, received_at TEXT NOT NULL);`;
 }
 
-// Where a finding came from (its container id and name, image, namespace,
-// host and executable's sha256) is one small integer, the key of that tuple
-// in the origins table, and one index on (origin, time) serves the filters on
-// all six: a filter finds its keys in the small table first. Every index
-// costs a B-tree insert per finding and, at each commit, a dirty page per
-// distinct value (thousands of containers and binaries in a fleet); six text
-// indexes were more than half of the store's time.
+// (made after any migration of the origins table: an older one lacks columns)
+const originIndexes = () => ORIGIN_COLUMNS.slice(1).map((c) => `CREATE INDEX IF NOT EXISTS origins_${c} ON origins (${c});`).join('\n');
+
+// Where a finding came from (see origins.ts) is one small integer, the key of
+// that tuple in the origins table, and one index on (origin, time) serves the
+// filters on all eight of its columns: a filter finds its keys in the small
+// table first. Every index costs a B-tree insert per finding and, at each
+// commit, a dirty page per distinct value (thousands of containers and
+// binaries in a fleet): six text indexes were more than half of the store's
+// time, and the last two, the signature's and the action's, ~6-11% of its
+// CPU per finding.
 const KEYED = new Set<string>(ORIGIN_COLUMNS);
 const SQLITE_SQL: Dialect = { arg: (list, v) => (list.push(v), '?'), likeEscape: " ESCAPE '\\'", idPrefixEnd: (p) => p + '\u{10FFFF}' };
 
@@ -48,9 +53,55 @@ function indexes(): string {
 
 /** A database from before the origins table: every finding gets its origin (on the first writable open). */
 const FILL_ORIGINS = `
+ALTER TABLE findings ADD COLUMN origin INTEGER NOT NULL DEFAULT 0;
 INSERT OR IGNORE INTO origins (${ORIGIN_COLUMNS.join(', ')}) SELECT DISTINCT ${ORIGIN_COLUMNS.join(', ')} FROM findings;
 UPDATE findings SET origin = (SELECT key FROM origins k WHERE ${ORIGIN_COLUMNS.map((c) => `k.${c} = findings.${c}`).join(' AND ')});
 DROP TABLE IF EXISTS containers;`;
+
+/**
+ * A database whose origins table lacks some of the columns (the previous
+ * version's had six: no signature or action): every finding gets the key of
+ * its whole tuple, read from its own columns (on the first writable open).
+ * An UPDATE rewrites the ~2 KB row, so only some findings move: of an old
+ * key's findings, the commonest combination of the new columns keeps the key,
+ * and each other combination gets a new one. Keys no finding holds go. The
+ * findings are read twice: all in table order (the index on the origin
+ * would read them in random order), then those of the keys that split.
+ */
+function widenOrigins(had: ReadonlySet<string>): string {
+  const added = ORIGIN_COLUMNS.filter((c) => !had.has(c));
+  const list = (cols: readonly string[], prefix = '') => cols.map((c) => prefix + c).join(', ');
+  const tuple = ORIGIN_COLUMNS.map((c) => (had.has(c) ? `o.${c}` : `p.${c}`));
+  const parts = 'temp.origin_parts p JOIN origins_before o ON o.key = p.old';
+  return `
+ALTER TABLE origins RENAME TO origins_before;
+${ORIGINS_TABLE}
+CREATE TABLE temp.origin_parts AS
+  SELECT origin AS old, ${list(added)}, row_number() OVER (PARTITION BY origin ORDER BY count(*) DESC, ${list(added)}) AS rank
+  FROM findings NOT INDEXED GROUP BY origin, ${list(added)};
+INSERT INTO origins (key, ${list(ORIGIN_COLUMNS)}) SELECT o.key, ${tuple.join(', ')} FROM ${parts} WHERE p.rank = 1;
+INSERT INTO origins (${list(ORIGIN_COLUMNS)}) SELECT ${tuple.join(', ')} FROM ${parts} WHERE p.rank > 1 ORDER BY p.old, p.rank;
+CREATE TABLE temp.origin_moves (old INTEGER NOT NULL, ${list(added)}, key INTEGER NOT NULL, PRIMARY KEY (old, ${list(added)}));
+INSERT INTO temp.origin_moves SELECT p.old, ${list(added, 'p.')}, n.key FROM ${parts}
+  JOIN origins n ON ${ORIGIN_COLUMNS.map((c, i) => `n.${c} = ${tuple[i]}`).join(' AND ')} WHERE p.rank > 1;
+UPDATE findings SET origin = m.key FROM temp.origin_moves m
+  WHERE findings.origin IN (SELECT old FROM temp.origin_moves) AND m.old = findings.origin AND ${added.map((c) => `m.${c} = findings.${c}`).join(' AND ')};
+DROP TABLE origins_before;
+DROP TABLE temp.origin_parts;
+DROP TABLE temp.origin_moves;`;
+}
+
+/** Runs a script in one transaction. */
+function inTransaction(db: DatabaseSync, sql: string): void {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    db.exec(sql);
+    db.exec('COMMIT');
+  } catch (err) {
+    db.exec('ROLLBACK');
+    throw err;
+  }
+}
 
 // Sightings are never deleted, so the sightings of a finding (its sha256 in
 // its container, image and host) this process has stored need no INSERT
@@ -71,7 +122,9 @@ interface Where {
   origins?: { sql: string; args: string[] };
 }
 
-const columnsOf = (db: DatabaseSync) => new Set((db.prepare('PRAGMA table_info(findings)').all() as Array<{ name: string }>).map((r) => r.name));
+const columnsOf = (db: DatabaseSync, table: string) => new Set((db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).map((r) => r.name));
+/** The origin's columns that the origins table holds (none: a database from before the table). */
+const originColumnsOf = (db: DatabaseSync): ReadonlySet<string> => new Set(ORIGIN_COLUMNS.filter((c) => columnsOf(db, 'origins').has(c)));
 
 export class SqliteStore implements FindingStore {
   /** Findings' sighting tuples (fleetTupleKey) committed: their three sightings need no INSERT again. */
@@ -89,12 +142,18 @@ export class SqliteStore implements FindingStore {
   private readonly bodies = new BodyWriter();
   /** Keys of origin tuples, as committed (a key is never deleted or changed). */
   private readonly originKeys = new Map<string, number>();
-  /** False for a database from before the origins table, opened read-only: filtered by the columns themselves. */
+  /**
+   * The origin's columns that the origins table holds: all, except in an
+   * older database opened read-only, where filters on the others read the
+   * findings' own columns (none: a database from before the table).
+   */
+  private readonly originColumns: ReadonlySet<string>;
   private readonly keyed: boolean;
   private checkpointer?: WalCheckpointer;
 
   private constructor(private readonly db: DatabaseSync) {
-    this.keyed = columnsOf(db).has('origin');
+    this.originColumns = originColumnsOf(db);
+    this.keyed = this.originColumns.size > 0;
   }
 
   static open(path: string, opts: OpenOptions = {}): SqliteStore {
@@ -122,19 +181,12 @@ export class SqliteStore implements FindingStore {
     db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;');
     db.exec(schema());
     // databases from before a column existed get it (and its index)
-    const have = columnsOf(db);
+    const have = columnsOf(db, 'findings');
     for (const c of COLUMNS) if (!have.has(c.name)) db.exec(`ALTER TABLE findings ADD COLUMN ${c.name} ${sqliteType(c.pgType)} NOT NULL DEFAULT '${c.missing ?? ''}'`);
-    if (!have.has('origin')) {
-      db.exec('BEGIN IMMEDIATE');
-      try {
-        db.exec('ALTER TABLE findings ADD COLUMN origin INTEGER NOT NULL DEFAULT 0');
-        db.exec(FILL_ORIGINS);
-        db.exec('COMMIT');
-      } catch (err) {
-        db.exec('ROLLBACK');
-        throw err;
-      }
-    }
+    const origins = originColumnsOf(db);
+    if (!have.has('origin')) inTransaction(db, FILL_ORIGINS);
+    else if (origins.size < ORIGIN_COLUMNS.length) inTransaction(db, widenOrigins(origins));
+    db.exec(originIndexes());
     db.exec(indexes());
     return new SqliteStore(db);
   }
@@ -305,7 +357,7 @@ export class SqliteStore implements FindingStore {
   }
 
   private where(q: FindingQuery): Where {
-    const c = filterConditions(q, (col) => this.keyed && KEYED.has(col), SQLITE_SQL);
+    const c = filterConditions(q, (col) => this.originColumns.has(col), SQLITE_SQL);
     const { where, args } = c.finding;
     const others = where.length - (q.since ? 1 : 0) - (q.until ? 1 : 0);
     const tuple = c.origin;

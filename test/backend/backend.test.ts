@@ -439,10 +439,12 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       assert.deepEqual(ids('--action', 'prevented'), []);
     });
 
+    /** The shape before the action column, which was also before the origins table. */
     async function dropActionColumn(db: string): Promise<void> {
       const { DatabaseSync } = await import('node:sqlite');
       const d = new DatabaseSync(db);
-      d.exec('DROP INDEX findings_action; ALTER TABLE findings DROP COLUMN action;');
+      d.exec(`DROP INDEX findings_origin; DROP INDEX findings_time_origin; ALTER TABLE findings DROP COLUMN origin; DROP TABLE origins;
+        CREATE INDEX findings_time ON findings (time, id); ALTER TABLE findings DROP COLUMN action;`);
       d.close();
     }
 

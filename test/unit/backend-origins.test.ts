@@ -1,9 +1,11 @@
 // SQLite filters through the origins table: a finding's container, image,
-// namespace, host and sha256 are one key, and a filter finds its keys first,
-// then the findings up to the time of the limit-th match. Every filter must
-// give exactly what a plain scan gives (same findings, same order, ties in
-// time broken by id), whichever index the store picks, and a database from
-// before the table must read the same, read-only and once migrated.
+// namespace, host, sha256, signature and action are one key, and a filter
+// finds its keys first, then the findings up to the time of the limit-th
+// match. Every filter must give exactly what a plain scan gives (same
+// findings, same order, ties in time broken by id), whichever index the store
+// picks, and a database from before the table, or of the previous version
+// (no signature or action in it), must read the same, read-only and once
+// migrated.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +13,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
 import type { FindingJson } from '#gen/finding-json.js';
+import { ORIGIN_COLUMNS } from '../../src/backend/origins.js';
 import { SqliteStore } from '../../src/backend/sqlite-store.js';
 import type { FindingQuery } from '../../src/backend/store.js';
 import { checkFinding } from '../../src/backend/validate.js';
@@ -54,7 +57,7 @@ const QUERIES: Record<string, FindingQuery> = {
   everything: {},
 };
 
-const EMPTY = new Set(['literal % is no wildcard', 'no such container']);
+const EMPTY = new Set(['literal % is no wildcard', 'no such container', 'no such signature']);
 
 /** What a filter means, as a plain scan over the findings. */
 function matches(f: FindingJson, q: FindingQuery): boolean {
@@ -72,8 +75,8 @@ function expected(all: FindingJson[], q: FindingQuery, limit: number): string[] 
   return all.filter((f) => matches(f, q)).sort((a, b) => (a.time! < b.time! ? -1 : a.time! > b.time! ? 1 : a.id! < b.id! ? -1 : a.id! > b.id! ? 1 : 0)).slice(0, limit).map((f) => f.id!);
 }
 
-async function checkQueries(store: SqliteStore, all: FindingJson[], what: string) {
-  for (const [name, q] of Object.entries(QUERIES)) {
+async function checkQueries(store: SqliteStore, all: FindingJson[], what: string, queries = QUERIES) {
+  for (const [name, q] of Object.entries(queries)) {
     for (const limit of [1, 40, 1000, 5000]) {
       const want = expected(all, q, limit);
       const got = (await store.query({ ...q, limit })).map((f) => f.id!);
@@ -92,14 +95,16 @@ function asOlderDatabase(path: string) {
   db.close();
 }
 
-const objects = (path: string) => {
+function read<T>(path: string, fn: (db: DatabaseSync) => T): T {
   const db = new DatabaseSync(path, { readOnly: true });
   try {
-    return (db.prepare("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>).map((r) => r.name).sort();
+    return fn(db);
   } finally {
     db.close();
   }
-};
+}
+const objects = (path: string) => read(path, (db) => (db.prepare("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>).map((r) => r.name).sort());
+const originColumns = (path: string) => read(path, (db) => (db.prepare('PRAGMA table_info(origins)').all() as Array<{ name: string }>).map((r) => r.name).filter((n) => n !== 'key'));
 
 test('every filter gives what a scan gives, in time and id order, through either index; an older database reads the same and is migrated', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'driftwatch-origins-'));
@@ -112,13 +117,16 @@ test('every filter gives what a scan gives, in time and id order, through either
     assert.equal(await store.count(), N);
     const db = new DatabaseSync(path, { readOnly: true });
     const origins = Number((db.prepare('SELECT count(*) AS n FROM origins').get() as { n: number }).n);
-    const distinct = new Set(all.map((f) => [f.container!.id, f.container!.name, f.container!.image, f.kubernetes!.namespace, f.host!.hostname, f.process!.executable!.sha256].join('/'))).size;
+    const distinct = new Set(all.map((f) => [f.container!.id, f.container!.name, f.container!.image, f.kubernetes!.namespace, f.host!.hostname, f.process!.executable!.sha256, f.signature!.id, f.action ?? 'alert'].join('/'))).size;
     assert.equal(origins, distinct, 'one origin per distinct tuple');
     db.close();
     // (at limit 40 a namespace, 1/20 of the table, reads (origin, time); the
     // namespace glob, over half of it, reads (time, origin))
     await checkQueries(store, all, 'new database');
     await store.close();
+    const fresh = objects(path);
+    for (const gone of ['findings_signature_id', 'findings_action']) assert.ok(!fresh.includes(gone), `a new database has no ${gone}`);
+    assert.deepEqual(originColumns(path), ORIGIN_COLUMNS);
 
     asOlderDatabase(path);
     const before = objects(path);
@@ -139,6 +147,116 @@ test('every filter gives what a scan gives, in time and id order, through either
     const after = objects(path);
     for (const gone of ['findings_container_name', 'findings_image', 'findings_time', 'containers']) assert.ok(!after.includes(gone), `${gone} dropped`);
     for (const made of ['origins', 'findings_origin', 'findings_time_origin']) assert.ok(after.includes(made), `${made} created`);
+    assert.deepEqual(originColumns(path), ORIGIN_COLUMNS);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// The previous version's origins table: no signature or action, which each
+// had an index (signature_id, time) and (action, time) on the findings.
+const PREVIOUS_ORIGIN_COLUMNS = ['container_id', 'container_name', 'image', 'namespace', 'hostname', 'sha256'];
+
+/** Turns a database into one the previous version wrote: a six-column origins table, and the two indexes. */
+function asPreviousDatabase(path: string) {
+  const cols = PREVIOUS_ORIGIN_COLUMNS.join(', ');
+  const db = new DatabaseSync(path);
+  db.exec(`DROP TABLE origins;
+    CREATE TABLE origins (key INTEGER PRIMARY KEY, ${PREVIOUS_ORIGIN_COLUMNS.map((c) => `${c} TEXT NOT NULL`).join(', ')}, UNIQUE (${cols}));
+    ${PREVIOUS_ORIGIN_COLUMNS.slice(1).map((c) => `CREATE INDEX origins_${c} ON origins (${c});`).join('\n')}
+    INSERT INTO origins (${cols}) SELECT DISTINCT ${cols} FROM findings ORDER BY ${cols};
+    UPDATE findings SET origin = (SELECT key FROM origins k WHERE ${PREVIOUS_ORIGIN_COLUMNS.map((c) => `k.${c} = findings.${c}`).join(' AND ')});
+    CREATE INDEX findings_signature_id ON findings (signature_id, time);
+    CREATE INDEX findings_action ON findings (action, time);`);
+  db.close();
+}
+
+const SIGNATURES = ['drift.new_executable', 'drift.other', 'drift.third'];
+
+/** Findings of four origins (as the previous version keyed them), each with three signatures and all actions, in unequal shares. */
+function mixedFindings(n: number, tag: string, from = 0): FindingJson[] {
+  return Array.from({ length: n }, (_, k) => {
+    const i = from + k;
+    const f = realisticFinding(i % 4, `${tag}-${i}`);
+    f.time = new Date(T0 + i * 1000).toISOString();
+    f.signature!.id = SIGNATURES[[0, 0, 0, 1, 1, 2][(i * 5) % 6]!]!;
+    f.action = ['alert', 'alert', 'prevented', 'would_prevent', 'alert'][i % 5];
+    if (i % 7 === 0) delete f.action; // a sensor from before prevention: an alert
+    const c = checkFinding(f, i);
+    assert.ok(c.ok);
+    return c.finding;
+  });
+}
+
+const mixed = realisticFinding(1);
+const MIXED_QUERIES: Record<string, FindingQuery> = {
+  signature: { signature: 'drift.other' },
+  'signature glob': { signature: 'drift.t*', glob: true },
+  action: { action: 'prevented' },
+  'action alert': { action: 'alert' },
+  'signature and action': { signature: 'drift.third', action: 'would_prevent' },
+  namespace: { namespace: mixed.kubernetes!.namespace! },
+  'namespace and signature': { namespace: mixed.kubernetes!.namespace!, signature: 'drift.other' },
+  'host and action': { host: mixed.host!.hostname!, action: 'prevented' },
+  'container, signature and since': { container: mixed.container!.name!, signature: 'drift.new_executable', since: new Date(T0 + 300_000).toISOString() },
+  'no such signature': { signature: 'drift.none' },
+  everything: {},
+};
+
+test('a database of the previous version (origins without signature and action) reads right read-only, and is migrated on the first writable open', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'driftwatch-origins-'));
+  try {
+    const path = join(dir, 'f.db');
+    const all = mixedFindings(600, 'mixed');
+    let store = SqliteStore.open(path);
+    store.insertSync(all);
+    await store.close();
+    asPreviousDatabase(path);
+    const before = objects(path);
+    assert.deepEqual(originColumns(path), PREVIOUS_ORIGIN_COLUMNS);
+    for (const made of ['findings_signature_id', 'findings_action']) assert.ok(before.includes(made));
+    const keysBefore = read(path, (db) => new Map((db.prepare('SELECT id, origin FROM findings').all() as Array<{ id: string; origin: number }>).map((r) => [r.id, Number(r.origin)])));
+    assert.equal(new Set(keysBefore.values()).size, 4, 'four origins of the previous shape');
+
+    store = SqliteStore.open(path, { readOnly: true });
+    await checkQueries(store, all, 'previous database, read-only', MIXED_QUERIES);
+    await store.close();
+    assert.deepEqual(objects(path), before, 'a read-only open changes nothing');
+
+    store = SqliteStore.open(path);
+    await checkQueries(store, all, 'previous database, migrated', MIXED_QUERIES);
+    assert.equal(await store.count(), all.length);
+    const bySignature = new Map((await store.summary('signature', {})).map((r) => [r.key, r.findings]));
+    assert.deepEqual(bySignature, new Map(SIGNATURES.map((s) => [s, all.filter((f) => f.signature!.id === s).length])));
+    // stored after the migration: known tuples and a new one (a signature an origin never had)
+    const more = mixedFindings(60, 'more', 600);
+    more[0]!.signature!.id = 'drift.later';
+    store.insertSync(more);
+    await checkQueries(store, [...all, ...more], 'previous database, migrated, then more', { ...MIXED_QUERIES, later: { signature: 'drift.later' } });
+    await store.close();
+
+    assert.deepEqual(originColumns(path), ORIGIN_COLUMNS);
+    const after = objects(path);
+    for (const gone of ['findings_signature_id', 'findings_action', 'origins_before']) assert.ok(!after.includes(gone), `${gone} dropped`);
+    for (const made of ORIGIN_COLUMNS.slice(1).map((c) => `origins_${c}`)) assert.ok(after.includes(made), `${made} created`);
+    read(path, (db) => {
+      const wrong = db.prepare(`SELECT count(*) AS n FROM findings f JOIN origins o ON o.key = f.origin WHERE ${ORIGIN_COLUMNS.map((c) => `o.${c} IS NOT f.${c}`).join(' OR ')}`).get() as { n: number };
+      assert.equal(Number(wrong.n), 0, "every finding's key is its own tuple");
+      const tuples = db.prepare(`SELECT count(*) AS n FROM (SELECT DISTINCT ${ORIGIN_COLUMNS.join(', ')} FROM findings)`).get() as { n: number };
+      const origins = db.prepare('SELECT count(*) AS n FROM origins').get() as { n: number };
+      assert.equal(Number(origins.n), Number(tuples.n), 'one origin per tuple');
+      // of each old key's findings, the commonest (signature, action) kept the key: only the others were rewritten
+      const moved = [...keysBefore].filter(([id, key]) => Number((db.prepare('SELECT origin FROM findings WHERE id = ?').get(id) as { origin: number }).origin) !== key).length;
+      const kept = [...new Set(keysBefore.values())].map((key) => {
+        const counts = new Map<string, number>();
+        for (const f of all.filter((x) => keysBefore.get(x.id!) === key)) {
+          const pair = `${f.signature!.id}/${f.action ?? 'alert'}`;
+          counts.set(pair, (counts.get(pair) ?? 0) + 1);
+        }
+        return Math.max(...counts.values());
+      });
+      assert.equal(moved, all.length - kept.reduce((a, b) => a + b, 0), 'only findings off their old key\'s commonest pair moved');
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
