@@ -7,9 +7,6 @@
 // (no signature or action in it), must read the same, read-only and once
 // migrated.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
 import type { FindingJson } from '#gen/finding-json.js';
@@ -18,6 +15,7 @@ import { SqliteStore } from '../../src/backend/sqlite-store.js';
 import type { FindingQuery } from '../../src/backend/store.js';
 import { checkFinding } from '../../src/backend/validate.js';
 import { realisticFinding } from '../helpers/load.js';
+import { withSqliteFile } from '../helpers/sqlite-file.js';
 
 const N = 3000;
 const T0 = Date.UTC(2026, 10, 1);
@@ -106,52 +104,46 @@ function read<T>(path: string, fn: (db: DatabaseSync) => T): T {
 const objects = (path: string) => read(path, (db) => (db.prepare("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>).map((r) => r.name).sort());
 const originColumns = (path: string) => read(path, (db) => (db.prepare('PRAGMA table_info(origins)').all() as Array<{ name: string }>).map((r) => r.name).filter((n) => n !== 'key'));
 
-test('every filter gives what a scan gives, in time and id order, through either index; an older database reads the same and is migrated', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'driftwatch-origins-'));
-  try {
-    const path = join(dir, 'f.db');
-    const all = findings();
-    let store = SqliteStore.open(path);
-    // in groups, as the ingest stores them, in an order that is not time order
-    for (let i = 0; i < N; i += 500) store.insertSync(all.slice(i, i + 500).reverse());
-    assert.equal(await store.count(), N);
-    const db = new DatabaseSync(path, { readOnly: true });
-    const origins = Number((db.prepare('SELECT count(*) AS n FROM origins').get() as { n: number }).n);
-    const distinct = new Set(all.map((f) => [f.container!.id, f.container!.name, f.container!.image, f.kubernetes!.namespace, f.host!.hostname, f.process!.executable!.sha256, f.signature!.id, f.action ?? 'alert'].join('/'))).size;
-    assert.equal(origins, distinct, 'one origin per distinct tuple');
-    db.close();
-    // (at limit 40 a namespace, 1/20 of the table, reads (origin, time); the
-    // namespace glob, over half of it, reads (time, origin))
-    await checkQueries(store, all, 'new database');
-    await store.close();
-    const fresh = objects(path);
-    for (const gone of ['findings_signature_id', 'findings_action']) assert.ok(!fresh.includes(gone), `a new database has no ${gone}`);
-    assert.deepEqual(originColumns(path), ORIGIN_COLUMNS);
+test('every filter gives what a scan gives, in time and id order, through either index; an older database reads the same and is migrated', withSqliteFile('origins', async (path) => {
+  const all = findings();
+  let store = SqliteStore.open(path);
+  // in groups, as the ingest stores them, in an order that is not time order
+  for (let i = 0; i < N; i += 500) store.insertSync(all.slice(i, i + 500).reverse());
+  assert.equal(await store.count(), N);
+  const db = new DatabaseSync(path, { readOnly: true });
+  const origins = Number((db.prepare('SELECT count(*) AS n FROM origins').get() as { n: number }).n);
+  const distinct = new Set(all.map((f) => [f.container!.id, f.container!.name, f.container!.image, f.kubernetes!.namespace, f.host!.hostname, f.process!.executable!.sha256, f.signature!.id, f.action ?? 'alert'].join('/'))).size;
+  assert.equal(origins, distinct, 'one origin per distinct tuple');
+  db.close();
+  // (at limit 40 a namespace, 1/20 of the table, reads (origin, time); the
+  // namespace glob, over half of it, reads (time, origin))
+  await checkQueries(store, all, 'new database');
+  await store.close();
+  const fresh = objects(path);
+  for (const gone of ['findings_signature_id', 'findings_action']) assert.ok(!fresh.includes(gone), `a new database has no ${gone}`);
+  assert.deepEqual(originColumns(path), ORIGIN_COLUMNS);
 
-    asOlderDatabase(path);
-    const before = objects(path);
-    assert.ok(before.includes('findings_container_name') && !before.includes('origins'));
-    store = SqliteStore.open(path, { readOnly: true });
-    await checkQueries(store, all, 'older database, read-only');
-    await store.close();
-    assert.deepEqual(objects(path), before, 'a read-only open changes nothing');
+  asOlderDatabase(path);
+  const before = objects(path);
+  assert.ok(before.includes('findings_container_name') && !before.includes('origins'));
+  store = SqliteStore.open(path, { readOnly: true });
+  await checkQueries(store, all, 'older database, read-only');
+  await store.close();
+  assert.deepEqual(objects(path), before, 'a read-only open changes nothing');
 
-    store = SqliteStore.open(path);
-    await checkQueries(store, all, 'older database, migrated');
-    // and it keeps storing: new findings get origins too
-    const more = findings().map((f, i) => ({ ...f, id: `more-${i}`, time: new Date(T0 + 10_000_000 + i).toISOString() }));
-    store.insertSync(more.slice(0, 100));
-    const got = await store.query({ container: sample.container!.name!, since: new Date(T0 + 10_000_000).toISOString() });
-    assert.deepEqual(got.map((f) => f.id), expected(more.slice(0, 100), { container: sample.container!.name! }, 1000));
-    await store.close();
-    const after = objects(path);
-    for (const gone of ['findings_container_name', 'findings_image', 'findings_time', 'containers']) assert.ok(!after.includes(gone), `${gone} dropped`);
-    for (const made of ['origins', 'findings_origin', 'findings_time_origin']) assert.ok(after.includes(made), `${made} created`);
-    assert.deepEqual(originColumns(path), ORIGIN_COLUMNS);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  store = SqliteStore.open(path);
+  await checkQueries(store, all, 'older database, migrated');
+  // and it keeps storing: new findings get origins too
+  const more = findings().map((f, i) => ({ ...f, id: `more-${i}`, time: new Date(T0 + 10_000_000 + i).toISOString() }));
+  store.insertSync(more.slice(0, 100));
+  const got = await store.query({ container: sample.container!.name!, since: new Date(T0 + 10_000_000).toISOString() });
+  assert.deepEqual(got.map((f) => f.id), expected(more.slice(0, 100), { container: sample.container!.name! }, 1000));
+  await store.close();
+  const after = objects(path);
+  for (const gone of ['findings_container_name', 'findings_image', 'findings_time', 'containers']) assert.ok(!after.includes(gone), `${gone} dropped`);
+  for (const made of ['origins', 'findings_origin', 'findings_time_origin']) assert.ok(after.includes(made), `${made} created`);
+  assert.deepEqual(originColumns(path), ORIGIN_COLUMNS);
+}));
 
 // The previous version's origins table: no signature or action, which each
 // had an index (signature_id, time) and (action, time) on the findings.
@@ -203,61 +195,55 @@ const MIXED_QUERIES: Record<string, FindingQuery> = {
   everything: {},
 };
 
-test('a database of the previous version (origins without signature and action) reads right read-only, and is migrated on the first writable open', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'driftwatch-origins-'));
-  try {
-    const path = join(dir, 'f.db');
-    const all = mixedFindings(600, 'mixed');
-    let store = SqliteStore.open(path);
-    store.insertSync(all);
-    await store.close();
-    asPreviousDatabase(path);
-    const before = objects(path);
-    assert.deepEqual(originColumns(path), PREVIOUS_ORIGIN_COLUMNS);
-    for (const made of ['findings_signature_id', 'findings_action']) assert.ok(before.includes(made));
-    const keysBefore = read(path, (db) => new Map((db.prepare('SELECT id, origin FROM findings').all() as Array<{ id: string; origin: number }>).map((r) => [r.id, Number(r.origin)])));
-    assert.equal(new Set(keysBefore.values()).size, 4, 'four origins of the previous shape');
+test('a database of the previous version (origins without signature and action) reads right read-only, and is migrated on the first writable open', withSqliteFile('origins', async (path) => {
+  const all = mixedFindings(600, 'mixed');
+  let store = SqliteStore.open(path);
+  store.insertSync(all);
+  await store.close();
+  asPreviousDatabase(path);
+  const before = objects(path);
+  assert.deepEqual(originColumns(path), PREVIOUS_ORIGIN_COLUMNS);
+  for (const made of ['findings_signature_id', 'findings_action']) assert.ok(before.includes(made));
+  const keysBefore = read(path, (db) => new Map((db.prepare('SELECT id, origin FROM findings').all() as Array<{ id: string; origin: number }>).map((r) => [r.id, Number(r.origin)])));
+  assert.equal(new Set(keysBefore.values()).size, 4, 'four origins of the previous shape');
 
-    store = SqliteStore.open(path, { readOnly: true });
-    await checkQueries(store, all, 'previous database, read-only', MIXED_QUERIES);
-    await store.close();
-    assert.deepEqual(objects(path), before, 'a read-only open changes nothing');
+  store = SqliteStore.open(path, { readOnly: true });
+  await checkQueries(store, all, 'previous database, read-only', MIXED_QUERIES);
+  await store.close();
+  assert.deepEqual(objects(path), before, 'a read-only open changes nothing');
 
-    store = SqliteStore.open(path);
-    await checkQueries(store, all, 'previous database, migrated', MIXED_QUERIES);
-    assert.equal(await store.count(), all.length);
-    const bySignature = new Map((await store.summary('signature', {})).map((r) => [r.key, r.findings]));
-    assert.deepEqual(bySignature, new Map(SIGNATURES.map((s) => [s, all.filter((f) => f.signature!.id === s).length])));
-    // stored after the migration: known tuples and a new one (a signature an origin never had)
-    const more = mixedFindings(60, 'more', 600);
-    more[0]!.signature!.id = 'drift.later';
-    store.insertSync(more);
-    await checkQueries(store, [...all, ...more], 'previous database, migrated, then more', { ...MIXED_QUERIES, later: { signature: 'drift.later' } });
-    await store.close();
+  store = SqliteStore.open(path);
+  await checkQueries(store, all, 'previous database, migrated', MIXED_QUERIES);
+  assert.equal(await store.count(), all.length);
+  const bySignature = new Map((await store.summary('signature', {})).map((r) => [r.key, r.findings]));
+  assert.deepEqual(bySignature, new Map(SIGNATURES.map((s) => [s, all.filter((f) => f.signature!.id === s).length])));
+  // stored after the migration: known tuples and a new one (a signature an origin never had)
+  const more = mixedFindings(60, 'more', 600);
+  more[0]!.signature!.id = 'drift.later';
+  store.insertSync(more);
+  await checkQueries(store, [...all, ...more], 'previous database, migrated, then more', { ...MIXED_QUERIES, later: { signature: 'drift.later' } });
+  await store.close();
 
-    assert.deepEqual(originColumns(path), ORIGIN_COLUMNS);
-    const after = objects(path);
-    for (const gone of ['findings_signature_id', 'findings_action', 'origins_before']) assert.ok(!after.includes(gone), `${gone} dropped`);
-    for (const made of ORIGIN_COLUMNS.slice(1).map((c) => `origins_${c}`)) assert.ok(after.includes(made), `${made} created`);
-    read(path, (db) => {
-      const wrong = db.prepare(`SELECT count(*) AS n FROM findings f JOIN origins o ON o.key = f.origin WHERE ${ORIGIN_COLUMNS.map((c) => `o.${c} IS NOT f.${c}`).join(' OR ')}`).get() as { n: number };
-      assert.equal(Number(wrong.n), 0, "every finding's key is its own tuple");
-      const tuples = db.prepare(`SELECT count(*) AS n FROM (SELECT DISTINCT ${ORIGIN_COLUMNS.join(', ')} FROM findings)`).get() as { n: number };
-      const origins = db.prepare('SELECT count(*) AS n FROM origins').get() as { n: number };
-      assert.equal(Number(origins.n), Number(tuples.n), 'one origin per tuple');
-      // of each old key's findings, the commonest (signature, action) kept the key: only the others were rewritten
-      const moved = [...keysBefore].filter(([id, key]) => Number((db.prepare('SELECT origin FROM findings WHERE id = ?').get(id) as { origin: number }).origin) !== key).length;
-      const kept = [...new Set(keysBefore.values())].map((key) => {
-        const counts = new Map<string, number>();
-        for (const f of all.filter((x) => keysBefore.get(x.id!) === key)) {
-          const pair = `${f.signature!.id}/${f.action ?? 'alert'}`;
-          counts.set(pair, (counts.get(pair) ?? 0) + 1);
-        }
-        return Math.max(...counts.values());
-      });
-      assert.equal(moved, all.length - kept.reduce((a, b) => a + b, 0), 'only findings off their old key\'s commonest pair moved');
+  assert.deepEqual(originColumns(path), ORIGIN_COLUMNS);
+  const after = objects(path);
+  for (const gone of ['findings_signature_id', 'findings_action', 'origins_before']) assert.ok(!after.includes(gone), `${gone} dropped`);
+  for (const made of ORIGIN_COLUMNS.slice(1).map((c) => `origins_${c}`)) assert.ok(after.includes(made), `${made} created`);
+  read(path, (db) => {
+    const wrong = db.prepare(`SELECT count(*) AS n FROM findings f JOIN origins o ON o.key = f.origin WHERE ${ORIGIN_COLUMNS.map((c) => `o.${c} IS NOT f.${c}`).join(' OR ')}`).get() as { n: number };
+    assert.equal(Number(wrong.n), 0, "every finding's key is its own tuple");
+    const tuples = db.prepare(`SELECT count(*) AS n FROM (SELECT DISTINCT ${ORIGIN_COLUMNS.join(', ')} FROM findings)`).get() as { n: number };
+    const origins = db.prepare('SELECT count(*) AS n FROM origins').get() as { n: number };
+    assert.equal(Number(origins.n), Number(tuples.n), 'one origin per tuple');
+    // of each old key's findings, the commonest (signature, action) kept the key: only the others were rewritten
+    const moved = [...keysBefore].filter(([id, key]) => Number((db.prepare('SELECT origin FROM findings WHERE id = ?').get(id) as { origin: number }).origin) !== key).length;
+    const kept = [...new Set(keysBefore.values())].map((key) => {
+      const counts = new Map<string, number>();
+      for (const f of all.filter((x) => keysBefore.get(x.id!) === key)) {
+        const pair = `${f.signature!.id}/${f.action ?? 'alert'}`;
+        counts.set(pair, (counts.get(pair) ?? 0) + 1);
+      }
+      return Math.max(...counts.values());
     });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+    assert.equal(moved, all.length - kept.reduce((a, b) => a + b, 0), 'only findings off their old key\'s commonest pair moved');
+  });
+}));
