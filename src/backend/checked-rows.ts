@@ -41,6 +41,19 @@ export function bodyWithFleet(json: string, fleet: FleetFields | null): string {
   return fleet ? json.slice(0, -1) + fleetTail(fleet) : json;
 }
 
+/** The UTF-8 bytes bodyWithFleet of a row takes, at most. */
+const bodyBytesMost = (r: StoreRow, tail: string) => (typeof r.json === 'string' ? r.json.length * 3 : r.json.length) + tail.length * 3;
+
+/** Writes bodyWithFleet of a row as UTF-8 at `at` of `out` (room: bodyBytesMost); returns the bytes written. */
+function writeBody(out: Buffer, at: number, r: StoreRow, tail: string): number {
+  // with a tail, the body's closing brace gives way to it
+  const body = typeof r.json === 'string' ? (tail ? r.json.slice(0, -1) : r.json) : tail ? r.json.subarray(0, -1) : r.json;
+  const n = typeof body === 'string' ? out.write(body, at, 'utf8') : body.copy(out, at);
+  return n + (tail ? out.write(tail, at + n, 'utf8') : 0);
+}
+
+const tailOf = (fleet: FleetFields | null | undefined) => (fleet ? fleetTail(fleet) : '');
+
 /**
  * bodyWithFleet of a row, as text, or as UTF-8 bytes in `scratch` (valid
  * until its next use) when the row's body is bytes.
@@ -52,10 +65,9 @@ export class BodyWriter {
     if (typeof r.json === 'string') return bodyWithFleet(r.json, fleet);
     if (!fleet) return r.json;
     const tail = fleetTail(fleet);
-    const most = r.json.length + tail.length * 3;
+    const most = bodyBytesMost(r, tail);
     if (most > this.scratch.length) this.scratch = Buffer.allocUnsafeSlow(most);
-    const at = r.json.copy(this.scratch, 0, 0, r.json.length - 1);
-    return this.scratch.subarray(0, at + this.scratch.write(tail, at, 'utf8'));
+    return this.scratch.subarray(0, writeBody(this.scratch, 0, r, tail));
   }
 }
 
@@ -64,22 +76,13 @@ export class BodyWriter {
  * no JSON text holds raw), as UTF-8 bytes in one buffer.
  */
 export function bodiesWithFleet(rows: StoreRow[], fleet: Array<FleetFields | null>, separator: number): Buffer {
-  const parts: Array<string | Buffer> = [];
-  let bytes = rows.length;
-  rows.forEach((r, i) => {
-    const f = fleet[i];
-    const body = typeof r.json === 'string' ? Buffer.from(r.json) : r.json;
-    const tail = f ? fleetTail(f) : '';
-    parts.push(f ? body.subarray(0, -1) : body, tail);
-    bytes += body.length + tail.length * 3;
-  });
-  const out = Buffer.allocUnsafe(bytes);
+  const tails = rows.map((_, i) => tailOf(fleet[i]));
+  const out = Buffer.allocUnsafe(rows.reduce((n, r, i) => n + 1 + bodyBytesMost(r, tails[i]!), 0));
   let at = 0;
-  for (let i = 0; i < parts.length; i += 2) {
+  rows.forEach((r, i) => {
     if (i) out[at++] = separator;
-    at += (parts[i] as Buffer).copy(out, at);
-    if (parts[i + 1]) at += out.write(parts[i + 1] as string, at, 'utf8');
-  }
+    at += writeBody(out, at, r, tails[i]!);
+  });
   return out.subarray(0, at);
 }
 

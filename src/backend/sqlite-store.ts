@@ -148,12 +148,10 @@ export class SqliteStore implements FindingStore {
    * findings' own columns (none: a database from before the table).
    */
   private readonly originColumns: ReadonlySet<string>;
-  private readonly keyed: boolean;
   private checkpointer?: WalCheckpointer;
 
   private constructor(private readonly db: DatabaseSync) {
     this.originColumns = originColumnsOf(db);
-    this.keyed = this.originColumns.size > 0;
   }
 
   static open(path: string, opts: OpenOptions = {}): SqliteStore {
@@ -389,9 +387,10 @@ export class SqliteStore implements FindingStore {
     const limit = clampLimit(q.limit);
     let sql = w.sql;
     const args = [...w.args];
-    const index = this.keyed ? this.originIndex(w, limit) : undefined;
+    const keyed = this.originColumns.size > 0;
+    const index = keyed ? this.originIndex(w, limit) : undefined;
     const from = `findings${index ? ` INDEXED BY ${index}` : ''}`;
-    if (this.keyed) {
+    if (keyed) {
       // The time of the limit-th match first, from the index alone; then only
       // findings up to it are read (a body is ~2 KB: reading and sorting every
       // match of a broad filter at a million rows took ~1 s).

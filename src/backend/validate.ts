@@ -15,6 +15,8 @@ const TO_JSON = { longs: String, enums: String, arrays: true } as const;
 export const MAX_FINDING_BYTES = 64 << 10;
 /** Longest value kept in an indexed column (btree entries have a size limit). */
 export const MAX_COLUMN_CHARS = 512;
+/** A finding's id, at most (characters). */
+export const MAX_ID_CHARS = 128;
 const MAX_LABEL_VALUE = 1024;
 const TRUNCATED_MARK = '…[truncated]';
 /** The label that says labels were cut to fit (their values or their number). */
@@ -191,9 +193,9 @@ function safe<T>(fn: () => T): T | null {
 
 /** Checks and normalises a decoded finding (truncating what can be truncated); never throws. */
 export function checkFinding(f: FindingJson, index: number): Checked {
-  const reject = (field: string, reason: string): Checked => ({ ok: false, rejection: { index, id: (f.id ?? '').slice(0, 128), field, reason } });
+  const reject = (field: string, reason: string): Checked => ({ ok: false, rejection: { index, id: (f.id ?? '').slice(0, MAX_ID_CHARS), field, reason } });
   if (!f.id) return reject('id', 'missing');
-  if (f.id.length > 128) return reject('id', 'longer than 128 characters');
+  if (f.id.length > MAX_ID_CHARS) return reject('id', `longer than ${MAX_ID_CHARS} characters`);
   if (!f.time) return reject('time', 'missing');
   const time = parseRfc3339(f.time);
   if (!time) return reject('time', `not an RFC 3339 date-time: ${JSON.stringify(f.time.slice(0, 40))}`);

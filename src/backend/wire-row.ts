@@ -13,7 +13,7 @@
 import protobuf from 'protobufjs';
 import descriptor from '#gen/finding-descriptor.js';
 import type { FindingJson } from '#gen/finding-json.js';
-import { MAX_COLUMN_CHARS, MAX_FINDING_BYTES, parseRfc3339, rememberCanonicalTime } from './validate.js';
+import { MAX_COLUMN_CHARS, MAX_FINDING_BYTES, MAX_ID_CHARS, parseRfc3339, rememberCanonicalTime } from './validate.js';
 import { rowOf } from './columns.js';
 import { fleetKey } from './fleet.js';
 import type { StoreRow } from './checked-rows.js';
@@ -497,7 +497,7 @@ export function wireRow(buf: Uint8Array): StoreRow | null {
   const signatureId = w.captured(Capture.SignatureId);
   const hostname = w.captured(Capture.Hostname);
   const severity = severityOf();
-  if (!id || id.length > 128 || !timeText || !signatureId || !severity || !hostname) return null;
+  if (!id || id.length > MAX_ID_CHARS || !timeText || !signatureId || !severity || !hostname) return null;
   const time = parseRfc3339(timeText);
   if (!time) return null;
   for (const c of [Capture.FirstSeen, Capture.LastSeen]) {
